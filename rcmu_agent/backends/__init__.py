@@ -1,0 +1,63 @@
+"""Vision-language backends behind one small interface, chosen by `Settings.backend`.
+
+- `transformers`: RC-Qwen2-VL (or any Qwen2-VL) loaded in-process, optionally with a LoRA adapter.
+- `openai`: any OpenAI-compatible chat endpoint (vLLM serving RC-Qwen2-VL, or a hosted model).
+
+Both receive exactly the same text block from `rcmu_agent.prompt`; only transport differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from rcmu_agent.settings import Settings
+
+__all__ = ["VisionLanguageModel", "load_backend"]
+
+
+class VisionLanguageModel(ABC):
+    """Answer one user turn: an optional image, then one text block. Greedy, no system message."""
+
+    name: str = "vlm"
+
+    @abstractmethod
+    def generate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
+        """The model's reply, special tokens removed."""
+
+    async def agenerate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
+        """Async variant; backends with a native async client override it."""
+        return await asyncio.to_thread(self.generate, text, image, max_new_tokens=max_new_tokens)
+
+
+_cache: dict[tuple[object, ...], VisionLanguageModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load_backend(settings: Settings) -> VisionLanguageModel:
+    """The backend the settings describe; built once per process and reused."""
+    if settings.backend == "openai":
+        key: tuple[object, ...] = ("openai", settings.model, settings.base_url, settings.request_timeout)
+    else:
+        key = ("transformers", settings.model, settings.processor_source(), settings.adapter, settings.device)
+    with _cache_lock:
+        backend = _cache.get(key)
+        if backend is None:
+            backend = _build(settings)
+            _cache[key] = backend
+        return backend
+
+
+def _build(settings: Settings) -> VisionLanguageModel:
+    if settings.backend == "openai":
+        from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
+
+        return OpenAICompatibleVLM.from_settings(settings)
+    from rcmu_agent.backends.hf import TransformersVLM
+
+    return TransformersVLM.from_settings(settings)

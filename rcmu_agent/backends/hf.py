@@ -1,0 +1,205 @@
+"""RC-Qwen2-VL in-process through transformers, with an optional peft LoRA adapter.
+
+The tokenizer and the Qwen2-VL image processor are composed here rather than through
+`Qwen2VLProcessor`, which insists on a video processor that needs torchvision. `encode` is the one
+place that turns (image, text[, answer]) into model inputs, so training uses the very same chat
+template, image-token expansion and pixel processing as answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rcmu_agent._hub import hub_kwargs
+from rcmu_agent.backends import VisionLanguageModel
+from rcmu_agent.errors import ModelLoadError, first_line
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from rcmu_agent.settings import Settings
+
+__all__ = ["QWEN2VL_CHAT_FALLBACK", "TransformersVLM"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_PAD = "<|image_pad|>"
+# Qwen2-VL's chat layout, used only when a tokenizer ships without a chat template.
+QWEN2VL_CHAT_FALLBACK = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\n{image}{text}<|im_end|>\n<|im_start|>assistant\n"
+)
+VISION = "<|vision_start|>" + IMAGE_PAD + "<|vision_end|>"
+LOAD_FIX = (
+    "point RCMU_MODEL (--model) at a local model directory, or serve the model with vLLM and set "
+    "RCMU_BACKEND=openai RCMU_BASE_URL=..., or pass --context-only to stop before the model"
+)
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class TransformersVLM(VisionLanguageModel):
+    """Qwen2VLForConditionalGeneration from a hub id or a directory; greedy decoding."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        processor: str | None = None,
+        adapter: str | None = None,
+        device: str = "auto",
+        max_new_tokens: int = 128,
+    ) -> None:
+        self.model_id = model
+        self.processor_id = processor or model
+        self.adapter = adapter
+        self.device = pick_device(device)
+        self.max_new_tokens = max_new_tokens
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._image_processor: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransformersVLM:
+        return cls(
+            settings.model,
+            processor=settings.processor_source(),
+            adapter=settings.adapter,
+            device=settings.device,
+            max_new_tokens=settings.max_new_tokens,
+        )
+
+    # ---- loading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load tokenizer, image processor, model and adapter once; later calls return at once."""
+        with self._lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
+
+            processor_fix = (
+                "set RCMU_PROCESSOR to a local directory holding the tokenizer and "
+                "preprocessor_config.json, or " + LOAD_FIX
+            )
+            try:
+                hub = hub_kwargs(self.processor_id, what="the processor", fix=processor_fix)
+                tokenizer = AutoTokenizer.from_pretrained(self.processor_id, **hub)
+                image_processor = AutoImageProcessor.from_pretrained(self.processor_id, **hub)
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # hub/IO/config errors all mean the same thing to a user
+                raise ModelLoadError(
+                    f"cannot load the processor from {self.processor_id!r}: {first_line(exc)}", processor_fix
+                ) from exc
+            use_bf16 = self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
+            dtype = torch.bfloat16 if use_bf16 else torch.float32
+            log.info("loading %s on %s (%s)", self.model_id, self.device, dtype)
+            try:
+                hub = hub_kwargs(self.model_id, what="model", fix=LOAD_FIX)
+                model: Any = Qwen2VLForConditionalGeneration.from_pretrained(self.model_id, dtype=dtype, **hub)
+            except ModelLoadError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError(f"cannot load model {self.model_id!r}: {first_line(exc)}", LOAD_FIX) from exc
+            if self.adapter:
+                model = self._with_adapter(model)
+            self._model = model.to(self.device).eval()
+            self._tokenizer, self._image_processor = tokenizer, image_processor
+
+    def _with_adapter(self, model: Any) -> Any:
+        from peft import PeftModel
+
+        adapter = str(self.adapter)
+
+        fix = "set RCMU_ADAPTER (--adapter) to a directory written by `rcmu train` or a hub id, or unset it"
+        try:
+            hub = hub_kwargs(adapter, what="LoRA adapter", fix=fix)
+            peft_model = PeftModel.from_pretrained(model, adapter, **hub)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load LoRA adapter {self.adapter!r}: {first_line(exc)}", fix) from exc
+        return peft_model.merge_and_unload()  # merged: inference costs the same as the base model
+
+    @property
+    def model(self) -> Any:
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._tokenizer
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def render_chat(self, text: str, with_image: bool) -> str:
+        """The user turn through the model's chat template, ending with the assistant prompt."""
+        tokenizer = self.tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            content: list[dict[str, str]] = [{"type": "image"}] if with_image else []
+            content.append({"type": "text", "text": text})
+            rendered: str = tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+            return rendered
+        return QWEN2VL_CHAT_FALLBACK.format(image=VISION if with_image else "", text=text)
+
+    def encode(self, text: str, image: Image.Image | None, answer: str | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs for one turn; with `answer`, also `labels` (-100 on everything but the answer).
+
+        The image becomes `grid_t*grid_h*grid_w / merge_size**2` pad tokens, as Qwen2-VL expects.
+        """
+        import torch
+
+        self.load()
+        prompt = self.render_chat(text, image is not None)
+        inputs: dict[str, torch.Tensor] = {}
+        if image is not None:
+            vision = self._image_processor(images=[image], return_tensors="pt")
+            grid = vision["image_grid_thw"]
+            merge = int(getattr(self._image_processor, "merge_size", 2))
+            prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * (int(grid[0].prod()) // merge**2), 1)
+            inputs = {"pixel_values": vision["pixel_values"], "image_grid_thw": grid}
+        prompt_ids = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = list(prompt_ids)
+        if answer is not None:
+            answer_ids = self._tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            ids += answer_ids
+            labels = [-100] * len(prompt_ids) + list(answer_ids)
+            inputs["labels"] = torch.tensor([labels])
+        inputs["input_ids"] = torch.tensor([ids])
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        return inputs
+
+    # ---- answering -----------------------------------------------------------------------------
+    def generate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
+        import torch
+
+        inputs = {k: v.to(self.device) for k, v in self.encode(text, image).items()}
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens or self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+            )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        reply: str = self._tokenizer.decode(new_tokens, skip_special_tokens=True)
+        return reply.strip()

@@ -1,0 +1,270 @@
+"""`rcmu`: teach the assistant who is who, then ask about photos.
+
+Errors a user can fix print as one line (`error: <problem> — <fix>`) and exit 2; anything else
+exits 1 and says how to see the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rcmu_agent.errors import InvalidInputError, RcmuError
+from rcmu_agent.settings import Settings
+
+app = typer.Typer(
+    name="rcmu",
+    help="Ask about a photo with a personal memory: who and what is where, answered with [n] citations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+_overrides: dict[str, Any] = {}
+
+UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Whose memory to use [env RCMU_USER].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+@app.callback()
+def main(
+    home: Annotated[Path | None, typer.Option(help="Memory and threads directory [env RCMU_HOME; ~/.rcmu].")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id or directory [env RCMU_MODEL].")] = None,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter id or directory [env RCMU_ADAPTER].")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers | openai [env RCMU_BACKEND].")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL [env RCMU_BASE_URL].")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [env RCMU_DEVICE].")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step; show tracebacks.")] = False,
+) -> None:
+    """Options here apply to every command and override the RCMU_* environment."""
+    values = {
+        "home": home,
+        "model": model,
+        "adapter": adapter,
+        "backend": backend,
+        "base_url": base_url,
+        "device": device,
+    }
+    _overrides.clear()
+    _overrides.update({k: v for k, v in values.items() if v is not None})
+    _overrides["verbose"] = verbose
+    if not verbose:  # library progress bars and warnings would drown the answer
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _assistant() -> Any:
+    from rcmu_agent.assistant import Assistant
+
+    overrides = {k: v for k, v in _overrides.items() if k != "verbose"}
+    return Assistant(Settings(**overrides))
+
+
+def _run(action: Any) -> Any:
+    """Turn errors into one line and an exit code; keep tracebacks for --verbose."""
+    try:
+        return action()
+    except RcmuError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing half-written was kept")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if _overrides.get("verbose"):
+            raise
+        err.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def remember(
+    name: Annotated[str, typer.Argument(help="Who or what, e.g. 'Rose Leslie' or 'Bella'.")],
+    photo: Annotated[list[Path], typer.Option("--photo", "-p", help="Reference photo (repeatable).")],
+    info: Annotated[str, typer.Option("--info", "-i", help="What to know about them (no visual details needed).")],
+    category: Annotated[str, typer.Option(help="person, dog, cat, cup, ...")] = "person",
+    user: UserOpt = None,
+) -> None:
+    """Teach the assistant someone (or something) from reference photos. Same name again: update."""
+    entity = _run(lambda: _assistant().remember(name, info=info, photos=photo, category=category, user=user))
+    out.print(
+        f"remembered [bold]{entity.name}[/] ({entity.category}, id {entity.id}) "
+        f"with {len(entity.photos)} reference photo(s)"
+    )
+
+
+@app.command()
+def forget(
+    name: Annotated[str, typer.Argument(help="Name or id, as `rcmu list` shows.")],
+    user: UserOpt = None,
+) -> None:
+    """Remove someone from memory, with their reference photos and descriptors."""
+    entity = _run(lambda: _assistant().forget(name, user=user))
+    out.print(f"forgot [bold]{entity.name}[/] (id {entity.id})")
+
+
+@app.command("list")
+def list_(user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    """List what the assistant knows."""
+    entities = _run(lambda: _assistant().entities(user=user))
+    if as_json:
+        out.print_json(json.dumps([e.model_dump(mode="json") for e in entities]))
+        return
+    if not entities:
+        out.print("memory is empty: teach someone with `rcmu remember NAME --photo P --info TEXT`")
+        return
+    table = Table("name", "category", "id", "photos", "info")
+    for e in entities:
+        table.add_row(e.name, e.category, e.id, str(len(e.photos)), e.info if len(e.info) < 70 else e.info[:67] + "…")
+    out.print(table)
+
+
+@app.command()
+def ask(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[PHOTO] QUESTION", help="Photo then question; only the question for a follow-up with --thread."
+        ),
+    ],
+    region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--region",
+            "-r",
+            help="x1,y1,x2,y2[:category[:info]] in pixels (repeatable); skips detection. "
+            "Refer to them in the question as <region1>, <region2>, ...",
+        ),
+    ] = None,
+    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Thread id for follow-up questions.")] = None,
+    user: UserOpt = None,
+    context_only: Annotated[
+        bool, typer.Option("--context-only", help="Stop before the model; print the region context it would receive.")
+    ] = False,
+    as_json: JsonOpt = False,
+    annotate: Annotated[Path | None, typer.Option(help="Write the photo with boxes and names to this PNG.")] = None,
+) -> None:
+    """Ask a question about a photo; answers cite context entries as [n]."""
+    if len(args) > 2:
+        _run(lambda: _fail("give the photo and the question (quote the question)"))
+    photo, question = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    if photo is None and region:
+        _run(lambda: _fail("--region needs a photo"))
+    _answer(question, photo, region or [], thread, user, context_only, as_json, annotate)
+
+
+@app.command()
+def describe(
+    photo: Annotated[Path, typer.Argument(help="The photo.")],
+    user: UserOpt = None,
+    context_only: Annotated[bool, typer.Option("--context-only", help="Print the context only.")] = False,
+    as_json: JsonOpt = False,
+    annotate: Annotated[Path | None, typer.Option(help="Write the photo with boxes and names.")] = None,
+) -> None:
+    """Describe a photo, weaving in what memory knows about who is in it (RCID)."""
+    from rcmu_agent.assistant import DESCRIBE_QUESTION
+
+    _answer(DESCRIBE_QUESTION, str(photo), [], None, user, context_only, as_json, annotate)
+
+
+def _fail(message: str) -> None:
+    raise InvalidInputError(message, "see `rcmu ask --help`")
+
+
+def _answer(
+    question: str,
+    photo: str | None,
+    specs: list[str],
+    thread: str | None,
+    user: str | None,
+    context_only: bool,
+    as_json: bool,
+    annotate: Path | None,
+) -> None:
+    from rcmu_agent.regions import parse_region_spec
+
+    def run() -> Any:
+        regions = [parse_region_spec(s) for s in specs]
+        assistant = _assistant()
+        with err.status("thinking…") as status:
+
+            def progress(node: str, update: dict[str, Any]) -> None:
+                status.update(_STEPS.get(node, node))
+
+            answer = assistant.ask(
+                question,
+                photo,
+                regions=regions,
+                user=user,
+                thread_id=thread,
+                context_only=context_only,
+                on_update=progress,
+            )
+        if annotate is not None and answer.regions:
+            from rcmu_agent.annotate import save_annotated
+
+            image = (
+                assistant.parts.image(
+                    assistant.graph.get_state({"configurable": {"thread_id": thread}}).values["image_path"]
+                )
+                if thread and not photo
+                else (assistant.parts.image(str(Path(photo).resolve())) if photo else None)
+            )
+            if image is not None:
+                save_annotated(image, answer.regions, annotate)
+        return answer
+
+    answer = _run(run)
+    if as_json:
+        out.print_json(json.dumps(answer.summary()))
+        return
+    if context_only:
+        out.print(answer.prompt, markup=False, highlight=False)
+    else:
+        out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
+    _print_regions(answer)
+
+
+_STEPS = {
+    "route": "reading the photo…",
+    "detect": "finding faces and objects…",
+    "recall": "recognising…",
+    "recall_memory": "searching memory…",
+    "compose": "writing the context…",
+    "answer": "asking the model…",
+    "cite": "resolving citations…",
+}
+
+
+def _print_regions(answer: Any) -> None:
+    for entry in answer.regions:
+        box = ",".join(f"{v:.0f}" for v in entry.box) if entry.box else "memory"
+        label = f"[{entry.index}]" if entry.index else "[-]"
+        name = entry.name or ("(caller info)" if entry.info else "unknown")
+        err.print(f"{label} {name} — {entry.category} at {box}", markup=False, highlight=False)
+    if answer.invalid_citations:
+        err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
+
+
+if __name__ == "__main__":
+    app()

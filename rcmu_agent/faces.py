@@ -1,0 +1,125 @@
+"""Faces, for real: dlib detection feeding dlib's 128-d descriptor, as two small classes.
+
+Detection produces regions; the encoder turns each region into a descriptor that recognition compares
+with the references in memory (Euclidean distance, 0.6 cut-off). The `.dat` weights ship in the
+`face-recognition-models` package, located without importing it (its `__init__` needs pkg_resources).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from rcmu_agent.errors import ModelLoadError
+from rcmu_agent.regions import check_box
+from rcmu_agent.schema import Region
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from rcmu_agent.settings import Settings
+
+__all__ = ["FACE_DESCRIPTOR_MODEL", "FaceDetector", "FaceEncoder", "model_file"]
+
+FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1"
+_lock = threading.Lock()
+
+
+def model_file(name: str) -> Path:
+    """Path of one of the `.dat` files shipped by face-recognition-models."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the face models are not installed", "pip install face-recognition-models (see README)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise ModelLoadError(f"face model file {path} is missing", "reinstall face-recognition-models")
+    return path
+
+
+@cache
+def _dlib_models(kind: str) -> Any:
+    import dlib
+
+    with _lock:
+        if kind == "hog":
+            return dlib.get_frontal_face_detector()
+        if kind == "cnn":
+            return dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
+        if kind == "shape5":
+            return dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
+        if kind == "resnet":
+            return dlib.face_recognition_model_v1(str(model_file(f"{FACE_DESCRIPTOR_MODEL}.dat")))
+    raise ValueError(kind)
+
+
+def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError("expected an RGB uint8 image")
+    return np.ascontiguousarray(array)
+
+
+class FaceDetector:
+    """dlib face detection: HOG (fast, frontal) by default, the CNN (MMOD) detector on request."""
+
+    def __init__(self, model: Literal["hog", "cnn"] = "hog", upsample: int = 1) -> None:
+        self.model = model
+        self.upsample = upsample
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FaceDetector:
+        return cls(settings.face_model, settings.face_upsample)
+
+    def detect(self, image: Image.Image | np.ndarray) -> list[Region]:
+        """Faces as `person` regions with pixel boxes clamped to the image, largest first."""
+        array = _rgb_array(image)
+        height, width = array.shape[:2]
+        detector = _dlib_models(self.model)
+        found: list[tuple[Any, float]] = []
+        if self.model == "cnn":
+            found = [(d.rect, float(d.confidence)) for d in detector(array, self.upsample)]
+        else:
+            rects, scores, _ = detector.run(array, self.upsample, 0.0)
+            found = list(zip(rects, (float(s) for s in scores), strict=True))
+        regions = []
+        for rect, score in found:
+            box = (float(rect.left()), float(rect.top()), float(rect.right() + 1), float(rect.bottom() + 1))
+            try:
+                box = check_box(box, (width, height), strict=False)
+            except ValueError:
+                continue  # a detection entirely off the image
+            regions.append(Region(box=box, category="person", score=round(score, 4), source="face"))
+        return sorted(regions, key=lambda r: -(r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
+
+
+class FaceEncoder:
+    """128-d face descriptors: 5-point alignment, then dlib's ResNet."""
+
+    model_name = FACE_DESCRIPTOR_MODEL
+    dim = 128
+
+    def __init__(self, jitters: int = 1) -> None:
+        self.jitters = jitters
+
+    def encode(self, image: Image.Image | np.ndarray, regions: list[Region]) -> list[Region]:
+        """The same regions with `descriptor` filled in."""
+        if not regions:
+            return []
+        import dlib
+
+        array = _rgb_array(image)
+        aligner, resnet = _dlib_models("shape5"), _dlib_models("resnet")
+        shapes = dlib.full_object_detections()
+        for region in regions:
+            x1, y1, x2, y2 = (round(v) for v in region.box)
+            shapes.append(aligner(array, dlib.rectangle(x1, y1, x2 - 1, y2 - 1)))
+        descriptors = resnet.compute_face_descriptor(array, shapes, self.jitters)
+        return [
+            region.model_copy(update={"descriptor": [float(v) for v in descriptor]})
+            for region, descriptor in zip(regions, descriptors, strict=True)
+        ]

@@ -1,0 +1,144 @@
+"""The region-context prompt of the published RC-Qwen2-VL, to the character.
+
+This module is the single source of truth for what a model sees: the agent, training-data
+construction and evaluation all call `build_prompt`, so a model is asked with byte-for-byte the
+text it was trained on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.schema import Box, ContextEntry
+
+__all__ = [
+    "INSTRUCTION",
+    "build_memory_prompt",
+    "build_prompt",
+    "clean_text",
+    "format_box",
+    "normalize_box",
+    "number_entries",
+    "resolve_placeholders",
+]
+
+INSTRUCTION = (
+    "Answer the following question based on the information above and the given image, "
+    "and provide citations for your response."
+)
+MEMORY_INSTRUCTION = (
+    "Answer the following question based on the information above, and provide citations for your response."
+)
+
+# Chat-template and grounding tokens (<|im_start|>, <|box_start|>, ...) must never come from user
+# text: a caller could otherwise forge context entries or whole chat turns.
+_SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PLACEHOLDER = re.compile(r"<region(\d+)>", re.IGNORECASE)
+
+
+def clean_text(text: str, what: str, *, max_chars: int = 4000, single_line: bool = True) -> str:
+    """Strip special tokens and control characters; refuse empty or oversized text."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be text, got {type(text).__name__}")
+    text = _CONTROL.sub("", _SPECIAL_TOKEN.sub("", text))
+    text = " ".join(text.split()) if single_line else "\n".join(" ".join(line.split()) for line in text.splitlines())
+    text = text.strip()
+    if not text:
+        raise InvalidInputError(f"{what} is empty", f"give a non-empty {what}")
+    if len(text) > max_chars:
+        raise InvalidInputError(f"{what} is {len(text)} characters, over the {max_chars} limit", f"shorten the {what}")
+    return text
+
+
+def normalize_box(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Pixel box → Qwen2-VL's grid: int(v / side * 1000), clamped to 0..999."""
+    width, height = size
+    x1, y1, x2, y2 = box
+
+    def scale(value: float, side: int) -> int:
+        return min(max(int(value / side * 1000), 0), 999)
+
+    return scale(x1, width), scale(y1, height), scale(x2, width), scale(y2, height)
+
+
+def format_box(box: Box, size: tuple[int, int]) -> str:
+    x1, y1, x2, y2 = normalize_box(box, size)
+    return f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
+
+
+def _sort_key(entry: ContextEntry) -> tuple[float, float, float, float, str, str]:
+    x1, y1, x2, y2 = entry.box or (0.0, 0.0, 0.0, 0.0)
+    return (x1, y1, x2, y2, entry.category, entry.name or "")
+
+
+def number_entries(entries: Sequence[ContextEntry]) -> list[ContextEntry]:
+    """Number the entries that have info from 1, left-to-right then top-to-bottom.
+
+    The list keeps its order (placeholders like `<region2>` refer to it); entries without info keep
+    `index=None`: they are reported to the caller but not sent.
+    """
+    ranked = sorted((i for i, e in enumerate(entries) if e.info), key=lambda i: _sort_key(entries[i]))
+    numbers = {i: n for n, i in enumerate(ranked, start=1)}
+    return [e.model_copy(update={"index": numbers.get(i)}) for i, e in enumerate(entries)]
+
+
+def _info_sentence(info: str) -> str:
+    # The template appends the full stop itself; an info that already ends with one keeps a single one.
+    return clean_text(info, "info").rstrip(".").rstrip()
+
+
+def context_line(index: int, category: str, box: Box, size: tuple[int, int], info: str) -> str:
+    return (
+        f"[{index}]: The information of the {category} located at {format_box(box, size)} "
+        f"in the image: {_info_sentence(info)}."
+    )
+
+
+def build_prompt(entries: Sequence[ContextEntry], question: str, size: tuple[int, int]) -> str:
+    """The text block sent after the image (SPEC §2). Entries must already be numbered."""
+    lines = [
+        context_line(e.index, e.category, e.box, size, e.info or "")
+        for e in sorted(entries, key=lambda e: e.index or 0)
+        if e.index is not None and e.box is not None
+    ]
+    lines += [INSTRUCTION, question]
+    return "\n".join(lines)
+
+
+def build_memory_prompt(entries: Sequence[ContextEntry], question: str) -> str:
+    """Text-only variant for questions without a photo: entries cite memory, not regions."""
+    lines = [
+        f"[{e.index}]: The information of the {e.category} {e.name}: {_info_sentence(e.info or '')}."
+        for e in sorted((e for e in entries if e.index is not None), key=lambda e: e.index or 0)
+    ]
+    lines += [MEMORY_INSTRUCTION, question]
+    return "\n".join(lines)
+
+
+def resolve_placeholders(
+    question: str, regions: Sequence[ContextEntry], size: tuple[int, int]
+) -> tuple[str, list[ContextEntry]]:
+    """Replace `<regionK>` (1-based, in the caller's order) with the region's box in Qwen2-VL's form.
+
+    Returns the rewritten question and the entries it refers to, in order of first mention.
+    """
+    referenced: list[ContextEntry] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        k = int(match.group(1))
+        if not 1 <= k <= len(regions):
+            raise InvalidInputError(
+                f"question mentions <region{k}> but only {len(regions)} region(s) are known",
+                "number placeholders from <region1> up to the count of regions given",
+            )
+        entry = regions[k - 1]
+        if entry.box is None:
+            raise InvalidInputError(f"<region{k}> has no box", "placeholders only work with a photo")
+        if entry not in referenced:
+            referenced.append(entry)
+        return f"the {entry.category} located at {format_box(entry.box, size)}"
+
+    return _PLACEHOLDER.sub(substitute, question), referenced

@@ -1,0 +1,86 @@
+"""Settings, read from `RCMU_*` environment variables (pydantic-settings).
+
+One object carries every knob the parts need, so a test or a server builds the whole stack from a
+single `Settings(...)` and the CLI only translates flags into it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_MODEL", "Settings"]
+
+DEFAULT_MODEL = "weihongliang/RC-Qwen2VL-2b"
+
+# The published RC-Qwen2-VL repositories hold merged weights only; their card takes the processor
+# (tokenizer + image processor) from the base model.
+BASE_PROCESSORS = {
+    "weihongliang/RC-Qwen2VL-2b": "Qwen/Qwen2-VL-2B-Instruct",
+    "weihongliang/RC-Qwen2VL-7b": "Qwen/Qwen2-VL-7B-Instruct",
+}
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Environment: `RCMU_<FIELD>` (e.g. `RCMU_MODEL`, `RCMU_HOME`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RCMU_", extra="ignore", validate_default=True)
+
+    # where memory, thread checkpoints and copies of reference photos live
+    home: Path = Field(default_factory=lambda: Path.home() / ".rcmu")
+    user: str = "default"
+
+    # vision-language backend
+    backend: Literal["transformers", "openai"] = "transformers"
+    model: str = DEFAULT_MODEL
+    processor: str | None = None  # None: the base model's for published ids, else the model's own
+    adapter: str | None = None  # a peft LoRA adapter (hub id or directory)
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
+    max_new_tokens: int = Field(default=128, ge=1, le=4096)
+    base_url: str | None = None  # OpenAI-compatible server, e.g. http://localhost:8000/v1 for vLLM
+    api_key: SecretStr | None = None  # falls back to OPENAI_API_KEY
+    request_timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+
+    # detection
+    face_model: Literal["hog", "cnn"] = "hog"
+    face_upsample: int = Field(default=1, ge=0, le=3)
+    object_detector: str | None = "google/owlv2-base-patch16-ensemble"  # "" disables
+    object_score_threshold: float = Field(default=0.3, ge=0, le=1)
+
+    # recognition
+    face_threshold: float = Field(default=0.6, gt=0)  # dlib's Euclidean cut-off between descriptors
+    image_embedding_model: str | None = "openai/clip-vit-base-patch32"  # "" disables object recognition
+    object_threshold: float = Field(default=0.8, ge=-1, le=1)  # minimum cosine similarity
+
+    # memory
+    chroma_url: str | None = None  # Chroma server (HttpClient) instead of the embedded store
+    lock_timeout: float = Field(default=10.0, ge=0)
+
+    # input limits
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=80_000_000, gt=0)
+    max_text_chars: int = Field(default=4000, gt=0)
+
+    @field_validator(
+        "processor", "adapter", "base_url", "object_detector", "image_embedding_model", "chroma_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    def processor_source(self) -> str:
+        """Where the tokenizer and image processor come from."""
+        if self.processor:
+            return self.processor
+        if Path(self.model).is_dir():
+            return self.model
+        return BASE_PROCESSORS.get(self.model, self.model)

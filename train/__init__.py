@@ -1,0 +1,1 @@
+"""RCMU instruction data and RCVIT LoRA training (`rcmu_agent.train`); see the RCVIT issue."""

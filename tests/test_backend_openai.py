@@ -9,14 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import socket
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +23,7 @@ from pydantic import SecretStr
 from rcmu_agent.backends import load_backend
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
 from rcmu_agent.errors import BackendError
+from rcmu_agent.fake_openai import FakeServer, Recorded, Reply, completion, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.settings import Settings
 
@@ -36,98 +32,10 @@ KEY = "sk-test-0123456789abcdef"
 FAST: dict[str, Any] = {"retry_wait_max": 0.05, "timeout": 5.0}
 
 
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # None: a chat.completion whose answer is `text`
-    delay: float = 0.0
-    text: str = "The man [1] is on the left."
-
-
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-def completion(text: str | None, *, choices: bool = True) -> dict[str, Any]:
-    message = {"role": "assistant", "content": text}
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": MODEL,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}] if choices else [],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
-    }
-
-
-@dataclass
-class FakeServer:
-    """Replies from `script` in order, then `default`; records every request it receives."""
-
-    url: str = ""
-    requests: list[Recorded] = field(default_factory=list)
-    script: deque[Reply] = field(default_factory=deque)
-    default: Reply = field(default_factory=Reply)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def then(self, *replies: Reply) -> FakeServer:
-        self.script.extend(replies)
-        return self
-
-    def next_reply(self, request: Recorded) -> Reply:
-        with self.lock:
-            self.requests.append(request)
-            return self.script.popleft() if self.script else self.default
-
-
-def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            recorded = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw))
-            reply = state.next_reply(recorded)
-            if reply.delay and state.stopping.wait(reply.delay):
-                return
-            if self.path != "/v1/chat/completions":
-                reply = Reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
-            body = completion(reply.text) if reply.body is None else reply.body
-            data = json.dumps(body).encode()
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-                pass
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture()
 def server() -> Iterator[FakeServer]:
-    state = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve() as state:
         yield state
-    finally:
-        state.stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-        assert not thread.is_alive()
 
 
 def vlm(server: FakeServer, **overrides: Any) -> OpenAICompatibleVLM:

@@ -1,0 +1,132 @@
+"""The `rcmu` command line, run in-process with Typer's runner and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rcmu_agent.cli import app
+from rcmu_agent.testing import build_tiny_qwen2vl
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
+    home = tmp_path_factory.mktemp("cli-home")
+    ref = faces_dir / "reference"
+    for name, photo, info in [
+        ("Barack Obama", "obama_obama.jpg", "44th president, plays basketball"),
+        ("Joe Biden", "biden_biden.jpg", "46th president, likes ice cream"),
+    ]:
+        result = rcmu(home, "remember", name, "--photo", str(ref / photo), "--info", info)
+        assert result.exit_code == 0, result.output
+    return home
+
+
+def rcmu(home: Path, *args: str, env: dict[str, str] | None = None) -> object:
+    base = {"RCMU_HOME": str(home), "RCMU_OBJECT_DETECTOR": "", "RCMU_IMAGE_EMBEDDING_MODEL": ""}
+    return runner.invoke(app, list(args), env={**base, **(env or {})}, catch_exceptions=False)
+
+
+def test_help_reads_well() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("remember", "forget", "list", "ask", "describe"):
+        assert command in result.output
+    ask_help = runner.invoke(app, ["ask", "--help"]).output
+    assert "--context-only" in ask_help and "<region1>" in ask_help and "x1,y1,x2,y2" in ask_help
+
+
+def test_list_and_json(taught: Path) -> None:
+    result = rcmu(taught, "list", "--json")
+    assert result.exit_code == 0
+    names = sorted(e["name"] for e in json.loads(result.stdout))
+    assert names == ["Barack Obama", "Joe Biden"]
+
+
+def test_ask_context_only_json_and_annotate(taught: Path, faces_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "annotated.png"
+    scene = faces_dir / "scenes" / "two_people.jpg"
+    result = rcmu(taught, "ask", str(scene), "Who is on the left?", "--context-only", "--json", "--annotate", str(out))
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert set(payload) >= {"answer", "citations", "regions"}
+    regions = sorted(payload["regions"], key=lambda r: r["box"][0])
+    assert [r["name"] for r in regions] == ["Barack Obama", "Joe Biden"]
+    assert all(len(r["box"]) == 4 and r["category"] == "person" and r["entity_id"] for r in regions)
+    assert payload["context"].endswith("Who is on the left?")
+    with Image.open(out) as png:
+        assert png.size == (1126, 661)
+        assert png.getpixel((253, 120))[:3] != Image.open(scene).convert("RGB").getpixel((253, 120))  # box drawn
+
+
+def test_unknown_face_is_null_in_json(taught: Path, faces_dir: Path) -> None:
+    result = rcmu(taught, "ask", str(faces_dir / "scenes" / "alex_lacamoire1.jpg"), "Who?", "--context-only", "--json")
+    (region,) = json.loads(result.stdout)["regions"]
+    assert region["name"] is None and region["entity_id"] is None and region["index"] is None
+
+
+def test_answer_with_a_local_tiny_model(taught: Path, faces_dir: Path, tmp_path: Path) -> None:
+    model = build_tiny_qwen2vl(tmp_path / "tiny")
+    scene = str(faces_dir / "scenes" / "two_people.jpg")
+    result = rcmu(
+        taught, "--model", str(model), "ask", scene, "Who is on the left?", "--json", env={"RCMU_MAX_NEW_TOKENS": "8"}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["answer"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "{data}/objects/nope.jpg", "Who?"], "does not exist"),
+        (["ask", "{corrupt}", "Who?"], "not an image"),
+        (["ask", "{scene}", "Who?", "--region", "0,0,5000,10:person:x"], "outside the 1126x661 image"),
+        (["ask", "{scene}", "Who?", "--region", "300,10,100,50"], "inverted"),
+        (["ask", "{scene}", "   "], "question is empty"),
+        (["ask", "{scene}", "Who?", "--user", "nobody"], "user 'nobody' has no memory"),
+        (["remember", "X", "--photo", "{data}/objects/rocket.jpg", "--info", "a rocket fan"], "no face found"),
+        (["remember", "  ", "--photo", "{ref}/obama_obama.jpg", "--info", "x"], "name is empty"),
+        (["forget", "Nobody Known"], "has no entity"),
+        (["ask", "{scene}", "Who?", "--thread", "t", "extra"], "give the photo and the question"),
+        (["ask", "{scene}", "Who?"], "RCMU_MODEL"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(
+    taught: Path, shared_data: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"this is not a jpeg")
+    subst = {
+        "data": str(shared_data),
+        "scene": str(shared_data / "faces/scenes/two_people.jpg"),
+        "ref": str(shared_data / "faces/reference"),
+        "corrupt": str(corrupt),
+    }
+    before = sorted(p.name for p in (taught / "photos").rglob("*"))
+    result = rcmu(taught, *[a.format(**subst) for a in args], env={"RCMU_MODEL": "/nonexistent/model"})
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (taught / "photos").rglob("*")) == before  # nothing half-written
+
+
+def test_real_subprocess_exit_code(taught: Path, faces_dir: Path) -> None:
+    exe = shutil.which("rcmu", path=os.path.dirname(sys.executable))
+    assert exe, "the rcmu console script is installed with the package"
+    env = {**os.environ, "RCMU_HOME": str(taught), "RCMU_OBJECT_DETECTOR": ""}
+    ok = subprocess.run([exe, "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "Barack Obama" in ok.stdout
+    bad = subprocess.run(
+        [exe, "ask", str(faces_dir / "nope.jpg"), "Who?"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: photo") and "does not exist" in bad.stderr

@@ -4,7 +4,8 @@ Three collections, each bound to the model that made its vectors: `entities` (Mi
 info, for memory questions), `faces` (dlib descriptors of people's reference photos) and
 `object_images` (CLIP embeddings of objects' reference photos). Every read and write filters by user.
 An entity's row is written last and deleted first, so a crash mid-write leaves at most orphan
-vectors, which recognition ignores and the next write removes (they are listed in a journal first).
+vectors and photo copies, which recognition ignores and the next write removes (they are listed in a
+journal first).
 """
 
 from __future__ import annotations
@@ -243,6 +244,7 @@ class MemoryStore:
                 )
             entity = existing[0] if existing else None
             entity_id = entity.id if entity else uuid.uuid4().hex[:12]
+            kept = {Path(p).stem for p in entity.photos} if entity else set()  # digests already remembered
             written: dict[str, list[str]] = {"faces": [], "object_images": []}
             files: list[Path] = []
             journal = self.home / "memory.journal"
@@ -277,8 +279,9 @@ class MemoryStore:
                 )
             except BaseException:
                 for col_name, ids in written.items():
-                    if ids:
-                        self._col(col_name).delete(ids=ids)
+                    added = [i for i in ids if i.rsplit(":", 1)[-1] not in kept]  # an update keeps its old photos
+                    if added:
+                        self._col(col_name).delete(ids=added)
                 for path in files:
                     path.unlink(missing_ok=True)
                 raise
@@ -335,12 +338,19 @@ class MemoryStore:
             return
         got = self._col("entities").get(ids=[entity_id], include=["metadatas"])
         kept = json.loads(got["metadatas"][0]["photos"]) if got["ids"] else []
-        orphans = [f"{entity_id}:{d}" for d in digests if not any(d in Path(p).name for p in kept)]
+        lost = [d for d in digests if not any(d in Path(p).name for p in kept)]
+        orphans = [f"{entity_id}:{d}" for d in lost]
         if orphans:
             log.warning("removing %d vector(s) left by an interrupted write", len(orphans))
             for col_name in ("faces", "object_images"):
                 if col_name == "faces" or self.image_model:
                     self._col(col_name).delete(ids=orphans)
+            for digest in lost:  # the photo copies too (also a half-written `.part`)
+                for path in self.home.glob(f"photos/*/{entity_id}/{digest}*"):
+                    path.unlink(missing_ok=True)
+            for folder in self.home.glob(f"photos/*/{entity_id}"):
+                if not any(folder.iterdir()):
+                    folder.rmdir()
         journal.unlink(missing_ok=True)
 
 

@@ -55,7 +55,7 @@ class Assistant:
         """Teach (or update) an entity. Every photo is checked before anything is written."""
         from rcmu_agent.memory import ReferencePhoto
 
-        user = user or self.settings.user
+        user = self.settings.user if user is None else user  # "" is an invalid id, not the default
         category = " ".join(category.split()).lower()
         references: list[ReferencePhoto] = []
         for source in photos:

@@ -43,7 +43,11 @@ def clean_text(text: str, what: str, *, max_chars: int = 4000, single_line: bool
     """Strip special tokens and control characters; refuse empty or oversized text."""
     if not isinstance(text, str):
         raise InvalidInputError(f"{what} must be text, got {type(text).__name__}")
-    text = _CONTROL.sub("", _SPECIAL_TOKEN.sub("", text))
+    # Control characters go first and tokens are stripped until none is left: otherwise
+    # "<|im_\x00start|>" or "<|im_<|x|>start|>" would leave a working token behind.
+    text = _CONTROL.sub("", text)
+    while _SPECIAL_TOKEN.search(text):
+        text = _SPECIAL_TOKEN.sub("", text)
     text = " ".join(text.split()) if single_line else "\n".join(" ".join(line.split()) for line in text.splitlines())
     text = text.strip()
     if not text:
@@ -87,7 +91,10 @@ def number_entries(entries: Sequence[ContextEntry]) -> list[ContextEntry]:
 
 def _info_sentence(info: str) -> str:
     # The template appends the full stop itself; an info that already ends with one keeps a single one.
-    return clean_text(info, "info").rstrip(".").rstrip()
+    sentence = clean_text(info, "info").rstrip(". ")
+    if not sentence:
+        raise InvalidInputError("info has no words, only full stops", "give a non-empty info")
+    return sentence
 
 
 def context_line(index: int, category: str, box: Box, size: tuple[int, int], info: str) -> str:
@@ -111,7 +118,8 @@ def build_prompt(entries: Sequence[ContextEntry], question: str, size: tuple[int
 def build_memory_prompt(entries: Sequence[ContextEntry], question: str) -> str:
     """Text-only variant for questions without a photo: entries cite memory, not regions."""
     lines = [
-        f"[{e.index}]: The information of the {e.category} {e.name}: {_info_sentence(e.info or '')}."
+        f"[{e.index}]: The information of the {e.category}{f' {e.name}' if e.name else ''}: "
+        f"{_info_sentence(e.info or '')}."
         for e in sorted((e for e in entries if e.index is not None), key=lambda e: e.index or 0)
     ]
     lines += [MEMORY_INSTRUCTION, question]

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.schema import RLE, Box, Region
+from rcmu_agent.schema import RLE, Box, Region, Source
 
 __all__ = [
     "check_box",
@@ -57,6 +57,8 @@ def _decompress(text: str) -> list[int]:
         x = shift = 0
         while True:
             chunk = data[pos] - 48
+            if not 0 <= chunk < 64:
+                raise ValueError(f"character {chr(data[pos])!r} is not in COCO's alphabet '0'..'o'")
             x |= (chunk & 0x1F) << shift
             shift += 5
             pos += 1
@@ -79,7 +81,12 @@ def encode_rle(mask: np.ndarray) -> RLE:
 def decode_rle(rle: RLE) -> np.ndarray:
     """A COCO RLE (compressed or not) as a boolean (height, width) array."""
     height, width = rle.size
-    counts = _decompress(rle.counts) if isinstance(rle.counts, str) else list(rle.counts)
+    try:
+        counts = _decompress(rle.counts) if isinstance(rle.counts, str) else list(rle.counts)
+    except (IndexError, ValueError) as exc:  # a truncated counts string, or a character outside the alphabet
+        raise InvalidInputError(
+            f"RLE counts string is malformed ({exc})", "give counts exactly as pycocotools produced them"
+        ) from exc
     if sum(counts) != height * width or any(c < 0 for c in counts):
         raise InvalidInputError(
             f"RLE counts cover {sum(counts)} pixels but size {height}x{width} has {height * width}",
@@ -143,7 +150,7 @@ def check_box(box: Box, size: tuple[int, int], *, strict: bool, tolerance: float
             )
     cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
     cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
-    if cx2 - cx1 < 1 or cy2 - cy1 < 1:
+    if not (cx2 - cx1 >= 1 and cy2 - cy1 >= 1):  # written so that NaN coordinates fail too
         raise InvalidInputError(
             f"box ({x1:g},{y1:g},{x2:g},{y2:g}) has no area inside the {width}x{height} image",
             "give a box that covers part of the photo",
@@ -151,7 +158,7 @@ def check_box(box: Box, size: tuple[int, int], *, strict: bool, tolerance: float
     return (cx1, cy1, cx2, cy2)
 
 
-def parse_region_spec(spec: str, source: str = "user") -> Region:
+def parse_region_spec(spec: str, source: Source = "user") -> Region:
     """Parse `x1,y1,x2,y2[:category[:info]]`, the CLI's `--region` form."""
     coords, _, rest = spec.partition(":")
     category, _, info = rest.partition(":")
@@ -168,7 +175,7 @@ def parse_region_spec(spec: str, source: str = "user") -> Region:
         return Region(
             box=(values[0], values[1], values[2], values[3]),
             category=category.strip() or "object",
-            source="user",
+            source=source,
             info=info.strip() or None,
         )
     except ValidationError as exc:

@@ -26,6 +26,14 @@ class RLE(BaseModel):
     counts: str | list[int]
 
 
+def _agrees(given: Any, derived: Box, tolerance: float = 1.0) -> bool:
+    """Is a caller's box the mask's box, give or take a pixel (inclusive vs exclusive edges)?"""
+    try:
+        return len(given) == 4 and all(abs(float(g) - d) <= tolerance for g, d in zip(given, derived, strict=True))
+    except (TypeError, ValueError):
+        return False
+
+
 class Region(BaseModel):
     """Where something is in the photo, and who found it there.
 
@@ -49,7 +57,13 @@ class Region(BaseModel):
             from rcmu_agent.regions import mask_to_box, to_rle
 
             rle = to_rle(data["mask"])
-            data = {**data, "mask": rle, "box": data.get("box") or mask_to_box(rle)}
+            derived, given = mask_to_box(rle), data.get("box")
+            if given is not None and not _agrees(given, derived):
+                raise ValueError(
+                    f"box {given!r} does not match its mask, whose box is "
+                    f"({derived[0]:g},{derived[1]:g},{derived[2]:g},{derived[3]:g}); leave the box out"
+                )
+            data = {**data, "mask": rle, "box": derived}
         return data
 
     @field_validator("box")

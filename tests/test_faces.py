@@ -20,7 +20,8 @@ THRESHOLD = 0.6  # dlib's usual cut-off between descriptors
 
 
 def _person(path: Path) -> str:
-    return path.stem.rsplit("_", 1)[0]
+    """`reference/obama_obama2.jpg` → obama (name before the last "_"); `scenes/obama1.jpg` → obama."""
+    return path.stem.rsplit("_", 1)[0] if path.parent.name == "reference" else path.stem.removesuffix("1")
 
 
 def _open(path: Path) -> Image.Image:
@@ -36,15 +37,15 @@ def references(faces_dir: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def descriptors(references: list[Path], faces_dir: Path) -> dict[str, np.ndarray]:
-    """One descriptor per single-face photo (references and the two one-face scenes), by file name."""
+def descriptors(references: list[Path], faces_dir: Path) -> dict[Path, np.ndarray]:
+    """One descriptor per single-face photo (references and the two one-face scenes), by path."""
     detector, encoder = FaceDetector(), FaceEncoder()
     out = {}
     for path in [*references, faces_dir / "scenes" / "obama1.jpg", faces_dir / "scenes" / "alex_lacamoire1.jpg"]:
         image = _open(path)
         faces = detector.detect(image)
         assert len(faces) == 1, f"{path.name}: {len(faces)} faces"
-        out[path.name] = np.asarray(encoder.encode(image, faces)[0].descriptor)
+        out[path] = np.asarray(encoder.encode(image, faces)[0].descriptor)
     return out
 
 
@@ -84,8 +85,8 @@ def test_two_people_has_both_faces_where_documented(faces_dir: Path) -> None:
     areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
     assert areas == sorted(areas, reverse=True)  # largest first
     left, right = sorted(faces, key=lambda f: f.box[0])
-    assert 240 <= left.box[0] and left.box[2] <= 420  # Obama, x≈250–410
-    assert 770 <= right.box[0] and right.box[2] <= 975  # Biden, x≈780–965
+    assert left.box[0] >= 240 and left.box[2] <= 420  # Obama, x≈250–410
+    assert right.box[0] >= 770 and right.box[2] <= 975  # Biden, x≈780–965
 
 
 def test_detector_rejects_non_rgb_arrays() -> None:
@@ -93,12 +94,12 @@ def test_detector_rejects_non_rgb_arrays() -> None:
         FaceDetector().detect(np.zeros((20, 20), dtype=np.uint8))
 
 
-def test_encoder_gives_128_d_descriptors(faces_dir: Path, descriptors: dict[str, np.ndarray]) -> None:
+def test_encoder_gives_128_d_descriptors(faces_dir: Path, descriptors: dict[Path, np.ndarray]) -> None:
     encoder = FaceEncoder()
     assert encoder.dim == 128 and encoder.model_name == FACE_DESCRIPTOR_MODEL
     assert encoder.encode(_open(faces_dir / "scenes" / "obama1.jpg"), []) == []
-    for name, vector in descriptors.items():
-        assert vector.shape == (128,), name
+    for path, vector in descriptors.items():
+        assert vector.shape == (128,), path.name
         assert np.isfinite(vector).all() and 0.1 < np.linalg.norm(vector) < 2.0
 
     image = _open(faces_dir / "scenes" / "two_people.jpg")
@@ -108,28 +109,28 @@ def test_encoder_gives_128_d_descriptors(faces_dir: Path, descriptors: dict[str,
     assert all(r.descriptor is not None and len(r.descriptor) == 128 for r in encoded)
 
 
-def test_same_person_is_close_and_different_people_are_far(descriptors: dict[str, np.ndarray]) -> None:
-    same, different = [], []
+def test_same_person_is_close_and_different_people_are_far(descriptors: dict[Path, np.ndarray]) -> None:
+    same: list[tuple[float, str, str]] = []
+    different: list[tuple[float, str, str]] = []
     for (a, va), (b, vb) in itertools.combinations(descriptors.items(), 2):
         distance = float(np.linalg.norm(va - vb))
-        (same if _person(Path(a)).removesuffix("1") == _person(Path(b)).removesuffix("1") else different).append(
-            (distance, a, b)
-        )
-    # every person with two references, plus the two scenes against their people's references
-    assert len(same) == 4 + 2 * 2 + 1
+        (same if _person(a) == _person(b) else different).append((distance, a.name, b.name))
+    # pairs of the same person: obama 3 (two references + obama1.jpg), alex 1 (reference + scene),
+    # biden, kit_harington and rose_leslie 1 each (two references)
+    assert len(same) == 7 and len(different) == 11 * 10 // 2 - 7
     assert max(same)[0] < THRESHOLD, max(same)
     assert min(different)[0] > THRESHOLD, min(different)
 
 
-def test_two_people_faces_match_their_references(faces_dir: Path, descriptors: dict[str, np.ndarray]) -> None:
+def test_two_people_faces_match_their_references(faces_dir: Path, descriptors: dict[Path, np.ndarray]) -> None:
     image = _open(faces_dir / "scenes" / "two_people.jpg")
     left, right = sorted(FaceEncoder().encode(image, FaceDetector().detect(image)), key=lambda f: f.box[0])
 
     def nearest(face: list[float] | None) -> str:
         vector = np.asarray(face)
-        name = min(descriptors, key=lambda n: float(np.linalg.norm(descriptors[n] - vector)))
-        assert float(np.linalg.norm(descriptors[name] - vector)) < THRESHOLD
-        return _person(Path(name)).removesuffix("1")
+        path = min(descriptors, key=lambda p: float(np.linalg.norm(descriptors[p] - vector)))
+        assert float(np.linalg.norm(descriptors[path] - vector)) < THRESHOLD
+        return _person(path)
 
     assert nearest(left.descriptor) == "obama"
     assert nearest(right.descriptor) == "biden"

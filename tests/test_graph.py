@@ -96,8 +96,9 @@ def test_context_only_composes_the_exact_prompt_without_a_model(home: Path, scen
 @pytest.mark.parametrize("with_adapter", [False, True])
 def test_transformers_backend_end_to_end(home: Path, scene: Path, tiny: dict[str, Path], with_adapter: bool) -> None:
     adapter = tiny["adapter"] if with_adapter else None
-    settings = Settings(home=home, model=str(tiny["model"]), adapter=str(adapter) if adapter else None,
-                        max_new_tokens=16, **NO_MODEL)  # fmt: skip
+    settings = Settings(
+        home=home, model=str(tiny["model"]), adapter=str(adapter) if adapter else None, max_new_tokens=16, **NO_MODEL
+    )
     nodes: list[str] = []
     answer = Assistant(settings).ask("Who is on the left?", scene, on_update=lambda node, _: nodes.append(node))
     assert nodes == ["route", "detect", "recall", "compose", "answer", "cite"]
@@ -173,9 +174,11 @@ def test_caller_regions_skip_detection_and_resolve_placeholders(home: Path, shar
         Region(box=(0, 0, 60, 60), category="toy", info="A mouse toy bought in 2021"),
     ]
     answer = Assistant(parts=parts).ask(
-        "Is <region2> older than <region1>?", shared_data / "objects" / "chelsea.png", regions=regions,
+        "Is <region2> older than <region1>?",
+        shared_data / "objects" / "chelsea.png",
+        regions=regions,
         context_only=True,
-    )  # fmt: skip
+    )
     lines = answer.prompt.split("\n")
     assert lines[0].startswith("[1]: The information of the toy located at <|box_start|>(0,0),(133,200)<|box_end|>")
     assert lines[1].startswith("[2]: The information of the cat located at")

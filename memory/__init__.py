@@ -3,7 +3,7 @@
 Embedded under `RCMU_HOME` by default; a Chroma server when `RCMU_CHROMA_URL` is set.
 """
 
-from rcmu_agent.memory.store import Match, MemoryStore, ReferencePhoto, check_user
+from rcmu_agent.memory.store import Match, MemoryStore, ReferencePhoto, Teaching, check_user
 from rcmu_agent.memory.text_embedder import TEXT_EMBEDDING_MODEL, TextEmbedder
 
-__all__ = ["TEXT_EMBEDDING_MODEL", "Match", "MemoryStore", "ReferencePhoto", "TextEmbedder", "check_user"]
+__all__ = ["TEXT_EMBEDDING_MODEL", "Match", "MemoryStore", "ReferencePhoto", "Teaching", "TextEmbedder", "check_user"]

@@ -32,7 +32,7 @@ from rcmu_agent.schema import Entity
 if TYPE_CHECKING:
     from rcmu_agent.settings import Settings
 
-__all__ = ["Match", "MemoryStore", "ReferencePhoto", "check_user"]
+__all__ = ["Match", "MemoryStore", "ReferencePhoto", "Teaching", "check_user"]
 
 log = logging.getLogger(__name__)
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -59,6 +59,16 @@ class ReferencePhoto:
     suffix: str
     face_descriptor: Sequence[float] | None = None
     image_embedding: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """One entity to remember: what `rcmu remember` is given, after its photos were described."""
+
+    name: str
+    info: str
+    category: str = "person"
+    photos: Sequence[ReferencePhoto] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class MemoryStore:
                 "entities": (self._text.model_name, "cosine"),
                 "faces": (FACE_DESCRIPTOR_MODEL, "l2"),
                 "object_images": (self.image_model or "none", "cosine"),
+                "profiles": ("none", "l2"),
             }[name]
             self._cols[name] = collection(self._client, name, model, space)
         return self._cols[name]
@@ -130,11 +141,10 @@ class MemoryStore:
         return sorted(self._get(check_user(user)), key=lambda e: (e.category, e.name.lower()))
 
     def has_user(self, user: str) -> bool:
-        return bool(self._col("entities").get(where={"user": check_user(user)}, limit=1, include=[])["ids"])
+        return bool(self._col("profiles").get(ids=[check_user(user)], include=[])["ids"])
 
     def users(self) -> list[str]:
-        metas = self._col("entities").get(include=["metadatas"])["metadatas"]
-        return sorted({m["user"] for m in metas})
+        return sorted(self._col("profiles").get(include=[])["ids"])
 
     def get(self, user: str, key: str) -> Entity:
         """An entity by id or (case-insensitive) name."""
@@ -145,8 +155,9 @@ class MemoryStore:
         return found[0]
 
     def categories(self, user: str) -> list[str]:
-        metas = self._col("entities").get(where={"user": check_user(user)}, include=["metadatas"])["metadatas"]
-        return sorted({m["category"] for m in metas})
+        """Categories the user has taught (the object detector is asked for exactly these)."""
+        got = self._col("profiles").get(ids=[check_user(user)], include=["metadatas"])
+        return json.loads(got["metadatas"][0]["categories"]) if got["ids"] else []
 
     def named_in(self, user: str, text: str) -> list[Entity]:
         """Entities whose full or first name appears as words in `text` ("photos of Rose with Kit")."""
@@ -230,87 +241,141 @@ class MemoryStore:
     # ---- writing -------------------------------------------------------------------------------
     def remember(self, user: str, name: str, info: str, category: str, photos: Sequence[ReferencePhoto]) -> Entity:
         """Add an entity, or update the one with the same name (new info replaces, photos add up)."""
+        return self.remember_many(user, [Teaching(name, info, category, tuple(photos))])[0]
+
+    def remember_many(self, user: str, items: Sequence[Teaching]) -> list[Entity]:
+        """Teach many entities in one write (one lock, batched embeddings): imports, benchmark galleries."""
         check_user(user)
-        name = clean_text(name, "name", max_chars=100)
-        info = clean_text(info, "info")
-        category = clean_text(category, "category", max_chars=50).lower()
+        items = [
+            Teaching(
+                clean_text(t.name, "name", max_chars=100),
+                clean_text(t.info, "info"),
+                clean_text(t.category, "category", max_chars=50).lower(),
+                tuple(t.photos),
+            )
+            for t in items
+        ]
+        keys = [_key(t.name) for t in items]
+        if len(set(keys)) != len(keys):
+            raise InvalidInputError("the same name appears twice in one batch", "merge their photos and info")
         with write_lock(self.home, self.lock_timeout):
             self._recover()
-            existing = self._get(user, {"name_key": _key(name)})
-            if existing and existing[0].category != category:
-                raise InvalidInputError(
-                    f"{name!r} is already remembered as a {existing[0].category}",
-                    f"use --category {existing[0].category}, or `rcmu forget {name!r}` first",
-                )
-            entity = existing[0] if existing else None
-            entity_id = entity.id if entity else uuid.uuid4().hex[:12]
-            kept = {Path(p).stem for p in entity.photos} if entity else set()  # digests already remembered
-            written: dict[str, list[str]] = {"faces": [], "object_images": []}
-            files: list[Path] = []
+            existing = {
+                _key(e.name): e for chunk in _chunks(keys, 500) for e in self._get(user, {"name_key": {"$in": chunk}})
+            }
+            for t, key in zip(items, keys, strict=True):
+                old = existing.get(key)
+                if old is not None and old.category != t.category:
+                    raise InvalidInputError(
+                        f"{t.name!r} is already remembered as a {old.category}",
+                        f"use --category {old.category}, or `rcmu forget {t.name!r}` first",
+                    )
+            ids = [existing[k].id if k in existing else uuid.uuid4().hex[:12] for k in keys]
+            kept = {e.id: {Path(p).stem for p in e.photos} for e in existing.values()}  # an update keeps these
+            digests = [[_digest(p.data) for p in t.photos] for t in items]
             journal = self.home / "memory.journal"
+            vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]] = {
+                "faces": ([], [], []),
+                "object_images": ([], [], []),
+            }
+            files: list[Path] = []
+            keep_journal = False  # only when a rollback could not finish
             try:
-                intent = {"entity_id": entity_id, "photos": [hashlib.sha256(p.data).hexdigest()[:16] for p in photos]}
-                _atomic_write(journal, json.dumps(intent).encode())
-                stored = [self._store_photo(user, entity_id, p, written, files, category) for p in photos]
-                new = Entity(
-                    id=entity_id,
-                    user=user,
-                    name=name,
-                    category=category,
-                    info=info,
-                    photos=sorted({*(entity.photos if entity else []), *stored}),
-                    **({"created_at": entity.created_at} if entity else {}),
+                _atomic_write(
+                    journal, json.dumps({"user": user, "entities": dict(zip(ids, digests, strict=True))}).encode()
                 )
-                self._col("entities").upsert(
-                    ids=[entity_id],
-                    embeddings=self._text.embed([f"{name}. {info}"]),
-                    documents=[info],
-                    metadatas=[
-                        {
-                            "user": user,
-                            "name": name,
-                            "name_key": _key(name),
-                            "first_key": _key(name).split(" ")[0],
-                            "category": category,
-                            "photos": json.dumps(new.photos),
-                            "created_at": new.created_at.isoformat(),
-                        }
-                    ],
-                )
+                entities = []
+                for t, entity_id in zip(items, ids, strict=True):
+                    old = existing.get(_key(t.name))
+                    stored = [self._store_photo(user, entity_id, p, t.category, vectors, files) for p in t.photos]
+                    entities.append(
+                        Entity(
+                            id=entity_id,
+                            user=user,
+                            name=t.name,
+                            category=t.category,
+                            info=t.info,
+                            photos=sorted({*(old.photos if old else []), *stored}),
+                            **({"created_at": old.created_at} if old else {}),
+                        )
+                    )
+                for col_name, (vector_ids, embeddings, metas) in vectors.items():
+                    for at in range(0, len(vector_ids), 2000):
+                        self._col(col_name).upsert(
+                            ids=vector_ids[at : at + 2000],
+                            embeddings=embeddings[at : at + 2000],
+                            metadatas=metas[at : at + 2000],
+                        )
+                texts = self._text.embed([f"{e.name}. {e.info}" for e in entities])
+                for at in range(0, len(entities), 2000):
+                    batch = entities[at : at + 2000]
+                    self._col("entities").upsert(
+                        ids=[e.id for e in batch],
+                        embeddings=texts[at : at + 2000],
+                        documents=[e.info for e in batch],
+                        metadatas=[_entity_meta(e) for e in batch],
+                    )
+                self._update_profile(user, {e.category for e in entities})
             except BaseException:
-                for col_name, ids in written.items():
-                    added = [i for i in ids if i.rsplit(":", 1)[-1] not in kept]  # an update keeps its old photos
-                    if added:
-                        self._col(col_name).delete(ids=added)
                 for path in files:
                     path.unlink(missing_ok=True)
+                for col_name, (vector_ids, _, _) in vectors.items():
+                    added = [i for i in vector_ids if i.rsplit(":", 1)[-1] not in kept.get(i.rsplit(":", 1)[0], set())]
+                    if added:
+                        try:
+                            self._col(col_name).delete(ids=added)
+                        except Exception:  # the journal stays: the next write retries the cleanup
+                            log.exception("could not undo %d vector(s) in %s", len(added), col_name)
+                            keep_journal = True
                 raise
             finally:
-                journal.unlink(missing_ok=True)
-        log.info("remembered %s (%s) for user %s with %d photo(s)", name, entity_id, user, len(photos))
-        return new
+                if not keep_journal:
+                    journal.unlink(missing_ok=True)
+        log.info("remembered %d entit(ies) for user %s", len(entities), user)
+        return entities
+
+    def _update_profile(self, user: str, add: set[str] | None = None) -> None:
+        """Per-user summary (categories, count) so asking never scans every entity."""
+        if add is not None:
+            got = self._col("profiles").get(ids=[user], include=["metadatas"])
+            if got["ids"]:
+                categories = set(json.loads(got["metadatas"][0]["categories"])) | add
+                self._col("profiles").upsert(
+                    ids=[user],
+                    embeddings=[[1.0]],
+                    metadatas=[{"user": user, "categories": json.dumps(sorted(categories))}],
+                )
+                return
+        metas = self._col("entities").get(where={"user": user}, include=["metadatas"])["metadatas"]
+        if not metas:
+            self._col("profiles").delete(ids=[user])
+            return
+        categories = {m["category"] for m in metas}
+        self._col("profiles").upsert(
+            ids=[user], embeddings=[[1.0]], metadatas=[{"user": user, "categories": json.dumps(sorted(categories))}]
+        )
 
     def _store_photo(
         self,
         user: str,
         entity_id: str,
         photo: ReferencePhoto,
-        written: dict[str, list[str]],
-        files: list[Path],
         category: str,
+        vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]],
+        files: list[Path],
     ) -> str:
-        digest = hashlib.sha256(photo.data).hexdigest()[:16]
-        vector_id = f"{entity_id}:{digest}"
+        digest = _digest(photo.data)
         target = self.home / "photos" / user / entity_id / f"{digest}{photo.suffix.lower()}"
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(target, photo.data)
             files.append(target)
         meta = {"user": user, "entity_id": entity_id, "category": category, "photo": str(target)}
         for col_name, vector in (("faces", photo.face_descriptor), ("object_images", photo.image_embedding)):
             if vector is not None:
-                self._col(col_name).upsert(ids=[vector_id], embeddings=[list(vector)], metadatas=[meta])
-                written[col_name].append(vector_id)
+                ids, embeddings, metas = vectors[col_name]
+                ids.append(f"{entity_id}:{digest}")
+                embeddings.append([float(v) for v in vector])
+                metas.append(meta)
         return str(target)
 
     def forget(self, user: str, key: str) -> Entity:
@@ -322,6 +387,7 @@ class MemoryStore:
                 if col_name != "object_images" or self.image_model:
                     self._col(col_name).delete(where={"entity_id": entity.id})
             shutil.rmtree(self.home / "photos" / user / entity.id, ignore_errors=True)
+            self._update_profile(user)
         log.info("forgot %s (%s) for user %s", entity.name, entity.id, user)
         return entity
 
@@ -332,26 +398,49 @@ class MemoryStore:
             return
         try:
             intent = json.loads(journal.read_bytes())
-            entity_id, digests = intent["entity_id"], intent["photos"]
-        except (ValueError, KeyError):
+            user, planned = intent["user"], dict(intent["entities"])
+        except (ValueError, KeyError, TypeError):
             journal.unlink(missing_ok=True)
             return
-        got = self._col("entities").get(ids=[entity_id], include=["metadatas"])
-        kept = json.loads(got["metadatas"][0]["photos"]) if got["ids"] else []
-        lost = [d for d in digests if not any(d in Path(p).name for p in kept)]
-        orphans = [f"{entity_id}:{d}" for d in lost]
-        if orphans:
-            log.warning("removing %d vector(s) left by an interrupted write", len(orphans))
+        for entity_id, digests in planned.items():
+            got = self._col("entities").get(ids=[entity_id], include=["metadatas"])
+            kept = json.loads(got["metadatas"][0]["photos"]) if got["ids"] else []
+            lost = [d for d in digests if not any(d in Path(p).name for p in kept)]
+            if not lost:
+                continue
+            log.warning("removing %d vector(s) left by an interrupted write", len(lost))
             for col_name in ("faces", "object_images"):
                 if col_name == "faces" or self.image_model:
-                    self._col(col_name).delete(ids=orphans)
+                    self._col(col_name).delete(ids=[f"{entity_id}:{d}" for d in lost])
             for digest in lost:  # the photo copies too (also a half-written `.part`)
                 for path in self.home.glob(f"photos/*/{entity_id}/{digest}*"):
                     path.unlink(missing_ok=True)
             for folder in self.home.glob(f"photos/*/{entity_id}"):
                 if not any(folder.iterdir()):
                     folder.rmdir()
+        self._update_profile(user)
         journal.unlink(missing_ok=True)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _entity_meta(e: Entity) -> dict[str, Any]:
+    key = _key(e.name)
+    return {
+        "user": e.user,
+        "name": e.name,
+        "name_key": key,
+        "first_key": key.split(" ")[0],
+        "category": e.category,
+        "photos": json.dumps(e.photos),
+        "created_at": e.created_at.isoformat(),
+    }
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

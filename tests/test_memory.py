@@ -359,11 +359,13 @@ def test_a_killed_write_leaves_nothing_that_matches_and_the_next_write_cleans_up
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,  # not the repository root, whose bare rcmu_agent/ folder would shadow the installed package
     )
     assert killed.returncode == 9, killed.stderr[-2000:]
     # what the killed process left: its journal, a photo copy and a face vector, but no entity row
     intent = json.loads((home / "memory.journal").read_text())
-    assert len(_files(home)) == 1 and intent["photos"][0] in _files(home)[0].name
+    ((entity_id, digests),) = intent["entities"].items()
+    assert intent["user"] == "default" and len(_files(home)) == 1 and digests[0] in _files(home)[0].name
 
     assistant = _assistant(home)
     memory = assistant.parts.memory
@@ -377,7 +379,7 @@ def test_a_killed_write_leaves_nothing_that_matches_and_the_next_write_cleans_up
     assert not (home / "memory.journal").exists()
     assert memory._col("faces").get(include=[])["ids"] == [f"{biden.id}:{Path(biden.photos[0]).stem}"]
     assert _files(home) == [Path(biden.photos[0])]  # the orphan copy is gone too
-    assert not (home / "photos" / "default" / intent["entity_id"]).exists()
+    assert not (home / "photos" / "default" / entity_id).exists()
     assert [e.name for e in assistant.entities()] == ["Joe Biden"]
 
 

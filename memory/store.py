@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
 from rcmu_agent.memory._client import collection, open_client, write_lock
+from rcmu_agent.memory._vectors import VectorCache
 from rcmu_agent.memory.text_embedder import TextEmbedder
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import Entity
@@ -95,6 +96,7 @@ class MemoryStore:
         self._client: Any = None
         self._cols: dict[str, Any] = {}
         self._text = TextEmbedder()
+        self._vectors = VectorCache()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryStore:
@@ -133,9 +135,20 @@ class MemoryStore:
         )
 
     def _get(self, user: str, where: dict[str, Any] | None = None, ids: list[str] | None = None) -> list[Entity]:
-        clause = {"$and": [{"user": user}, where]} if where else {"user": user}
-        got = self._col("entities").get(ids=ids, where=clause, include=["metadatas", "documents"])
-        return [self._entity(i, m, d) for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)]
+        """The user's entities, all of them or those matching `ids` / `where`.
+
+        A narrow lookup (ids, names) is filtered by user here rather than in Chroma: intersecting it with
+        the user's thousands of rows costs ~10 ms, the handful of rows it returns cost nothing.
+        """
+        narrow = where is not None or ids is not None
+        got = self._col("entities").get(
+            ids=ids, where=where if narrow else {"user": user}, include=["metadatas", "documents"]
+        )
+        return [
+            self._entity(i, m, d)
+            for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+            if m["user"] == user
+        ]
 
     def entities(self, user: str) -> list[Entity]:
         return sorted(self._get(check_user(user)), key=lambda e: (e.category, e.name.lower()))
@@ -154,10 +167,14 @@ class MemoryStore:
             raise NotFoundError(f"user {user!r} has no entity {key!r}", "see `rcmu list` for the names and ids")
         return found[0]
 
+    def _profile(self, user: str) -> dict[str, Any] | None:
+        got = self._col("profiles").get(ids=[user], include=["metadatas"])
+        return dict(got["metadatas"][0]) if got["ids"] else None
+
     def categories(self, user: str) -> list[str]:
         """Categories the user has taught (the object detector is asked for exactly these)."""
-        got = self._col("profiles").get(ids=[check_user(user)], include=["metadatas"])
-        return json.loads(got["metadatas"][0]["categories"]) if got["ids"] else []
+        profile = self._profile(check_user(user))
+        return json.loads(profile["categories"]) if profile else []
 
     def named_in(self, user: str, text: str) -> list[Entity]:
         """Entities whose full or first name appears as words in `text` ("photos of Rose with Kit")."""
@@ -213,22 +230,20 @@ class MemoryStore:
         *,
         squared_l2: bool,
     ) -> list[Match | None]:
+        """Nearest references, exact, then one region per entity (closest pairs first)."""
         result: list[Match | None] = [None] * len(vectors)
-        col = self._col(name)
-        if not vectors or col.count() == 0:
+        profile = self._profile(check_user(user))
+        if not vectors or profile is None:
             return result
-        where: dict[str, Any] = {"user": check_user(user)}
-        if category:
-            where = {"$and": [where, {"category": category}]}
-        got = col.query(
-            query_embeddings=[list(v) for v in vectors], n_results=5, where=where, include=["metadatas", "distances"]
+        pairs = self._vectors.nearest(
+            self._col(name),
+            user,
+            profile.get("stamp", ""),
+            [list(v) for v in vectors],
+            metric="l2" if squared_l2 else "cosine",
+            threshold=threshold,
+            category=category,
         )
-        pairs: list[tuple[float, int, str]] = []
-        for row, (metas, dists) in enumerate(zip(got["metadatas"], got["distances"], strict=True)):
-            for meta, dist in zip(metas, dists, strict=True):
-                distance = max(dist, 0.0) ** 0.5 if squared_l2 else dist
-                if distance <= threshold:
-                    pairs.append((distance, row, meta["entity_id"]))
         entities = {e.id: e for e in self._get(user, ids=sorted({p[2] for p in pairs}))} if pairs else {}
         taken: set[str] = set()
         for distance, row, entity_id in sorted(pairs):  # closest pairs first: one region per entity
@@ -343,7 +358,7 @@ class MemoryStore:
                 self._col("profiles").upsert(
                     ids=[user],
                     embeddings=[[1.0]],
-                    metadatas=[{"user": user, "categories": json.dumps(sorted(categories))}],
+                    metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": _stamp()}],
                 )
                 return
         metas = self._col("entities").get(where={"user": user}, include=["metadatas"])["metadatas"]
@@ -352,7 +367,9 @@ class MemoryStore:
             return
         categories = {m["category"] for m in metas}
         self._col("profiles").upsert(
-            ids=[user], embeddings=[[1.0]], metadatas=[{"user": user, "categories": json.dumps(sorted(categories))}]
+            ids=[user],
+            embeddings=[[1.0]],
+            metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": _stamp()}],
         )
 
     def _store_photo(
@@ -420,6 +437,11 @@ class MemoryStore:
                     folder.rmdir()
         self._update_profile(user)
         journal.unlink(missing_ok=True)
+
+
+def _stamp() -> str:
+    """A new version stamp for a user's memory: cached reference vectors older than it are reloaded."""
+    return uuid.uuid4().hex
 
 
 def _digest(data: bytes) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ class Assistant:
         self.parts = parts or Parts(settings or Settings())
         self.settings = self.parts.settings
         self._graph: Any = None
+        self._plain: Any = None
 
     @property
     def graph(self) -> Any:
@@ -41,6 +41,14 @@ class Assistant:
         if self._graph is None:
             self._graph = build_graph(self.parts, checkpointer=checkpointer(self.settings.home / "threads.sqlite"))
         return self._graph
+
+    def _graph_for(self, thread_id: str | None) -> Any:
+        """One-off questions skip checkpoints: nothing to follow up on, nothing to store."""
+        if thread_id:
+            return self.graph
+        if self._plain is None:
+            self._plain = build_graph(self.parts)
+        return self._plain
 
     # ---- memory --------------------------------------------------------------------------------
     def remember(
@@ -123,12 +131,13 @@ class Assistant:
             "regions": list(regions) if regions else None,
             "context_only": context_only,
         }
-        config = {"configurable": {"thread_id": thread_id or f"once-{uuid.uuid4().hex}"}}
+        graph = self._graph_for(thread_id)
+        config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
         if on_update is None:
-            result = self.graph.invoke(state, config)
+            result = graph.invoke(state, config)
         else:
             result = {}
-            for chunk in self.graph.stream(state, config, stream_mode="updates"):
+            for chunk in graph.stream(state, config, stream_mode="updates"):
                 for node, update in chunk.items():
                     on_update(node, update or {})
                     result.update(update or {})

@@ -214,10 +214,14 @@ class MemoryStore:
         """Each object's entity, or None: nearest reference of the same category above `min_similarity`."""
         if not self.image_model:
             return [None] * len(embeddings)
-        matches: list[Match | None] = []
-        for embedding, category in zip(embeddings, categories, strict=True):
-            found = self._match("object_images", user, [embedding], 1.0 - min_similarity, category, squared_l2=False)
-            matches.extend(found)
+        matches: list[Match | None] = [None] * len(embeddings)
+        for category in sorted(set(categories)):  # one call per category: one region per entity within it
+            rows = [i for i, c in enumerate(categories) if c == category]
+            found = self._match(
+                "object_images", user, [embeddings[i] for i in rows], 1.0 - min_similarity, category, squared_l2=False
+            )
+            for i, match in zip(rows, found, strict=True):
+                matches[i] = match
         return matches
 
     def _match(

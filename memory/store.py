@@ -10,14 +10,11 @@ journal first).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +22,19 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
 from rcmu_agent.memory._client import collection, open_client, write_lock
+from rcmu_agent.memory._records import (
+    WORD,
+    Match,
+    ReferencePhoto,
+    Teaching,
+    atomic_write,
+    check_user,
+    chunked,
+    entity_meta,
+    name_key,
+    new_stamp,
+    photo_digest,
+)
 from rcmu_agent.memory._vectors import VectorCache
 from rcmu_agent.memory.text_embedder import TextEmbedder
 from rcmu_agent.prompt import clean_text
@@ -36,46 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Match", "MemoryStore", "ReferencePhoto", "Teaching", "check_user"]
 
 log = logging.getLogger(__name__)
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
-
-
-def check_user(user: str) -> str:
-    if not isinstance(user, str) or not _USER.match(user):
-        raise InvalidInputError(
-            f"user id {user!r} is not valid", "use 1-64 letters, digits, '.', '_', '-' or '@', starting alphanumeric"
-        )
-    return user
-
-
-def _key(name: str) -> str:
-    return " ".join(w.removesuffix("'s").removesuffix("’s") for w in _WORD.findall(name.lower()))
-
-
-@dataclass(frozen=True)
-class ReferencePhoto:
-    """One reference photo with the vector recognition will compare against."""
-
-    data: bytes
-    suffix: str
-    face_descriptor: Sequence[float] | None = None
-    image_embedding: Sequence[float] | None = None
-
-
-@dataclass(frozen=True)
-class Teaching:
-    """One entity to remember: what `rcmu remember` is given, after its photos were described."""
-
-    name: str
-    info: str
-    category: str = "person"
-    photos: Sequence[ReferencePhoto] = ()
-
-
-@dataclass(frozen=True)
-class Match:
-    entity: Entity
-    distance: float  # faces: Euclidean; objects: 1 - cosine
 
 
 class MemoryStore:
@@ -162,7 +132,7 @@ class MemoryStore:
     def get(self, user: str, key: str) -> Entity:
         """An entity by id or (case-insensitive) name."""
         check_user(user)
-        found = self._get(user, ids=[key]) or self._get(user, {"name_key": _key(key)})
+        found = self._get(user, ids=[key]) or self._get(user, {"name_key": name_key(key)})
         if not found:
             raise NotFoundError(f"user {user!r} has no entity {key!r}", "see `rcmu list` for the names and ids")
         return found[0]
@@ -178,7 +148,7 @@ class MemoryStore:
 
     def named_in(self, user: str, text: str) -> list[Entity]:
         """Entities whose full or first name appears as words in `text` ("photos of Rose with Kit")."""
-        words = [_key(w) for w in _WORD.findall(text.lower())]
+        words = [name_key(w) for w in WORD.findall(text.lower())]
         grams = sorted({" ".join(words[i : i + n]) for n in range(1, 5) for i in range(len(words) - n + 1)})
         if not grams:
             return []
@@ -274,13 +244,15 @@ class MemoryStore:
             )
             for t in items
         ]
-        keys = [_key(t.name) for t in items]
+        keys = [name_key(t.name) for t in items]
         if len(set(keys)) != len(keys):
             raise InvalidInputError("the same name appears twice in one batch", "merge their photos and info")
         with write_lock(self.home, self.lock_timeout):
             self._recover()
             existing = {
-                _key(e.name): e for chunk in _chunks(keys, 500) for e in self._get(user, {"name_key": {"$in": chunk}})
+                name_key(e.name): e
+                for chunk in chunked(keys, 500)
+                for e in self._get(user, {"name_key": {"$in": chunk}})
             }
             for t, key in zip(items, keys, strict=True):
                 old = existing.get(key)
@@ -291,7 +263,7 @@ class MemoryStore:
                     )
             ids = [existing[k].id if k in existing else uuid.uuid4().hex[:12] for k in keys]
             kept = {e.id: {Path(p).stem for p in e.photos} for e in existing.values()}  # an update keeps these
-            digests = [[_digest(p.data) for p in t.photos] for t in items]
+            digests = [[photo_digest(p.data) for p in t.photos] for t in items]
             journal = self.home / "memory.journal"
             vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]] = {
                 "faces": ([], [], []),
@@ -300,12 +272,12 @@ class MemoryStore:
             files: list[Path] = []
             keep_journal = False  # only when a rollback could not finish
             try:
-                _atomic_write(
+                atomic_write(
                     journal, json.dumps({"user": user, "entities": dict(zip(ids, digests, strict=True))}).encode()
                 )
                 entities = []
                 for t, entity_id in zip(items, ids, strict=True):
-                    old = existing.get(_key(t.name))
+                    old = existing.get(name_key(t.name))
                     stored = [self._store_photo(user, entity_id, p, t.category, vectors, files) for p in t.photos]
                     entities.append(
                         Entity(
@@ -332,7 +304,7 @@ class MemoryStore:
                         ids=[e.id for e in batch],
                         embeddings=texts[at : at + 2000],
                         documents=[e.info for e in batch],
-                        metadatas=[_entity_meta(e) for e in batch],
+                        metadatas=[entity_meta(e) for e in batch],
                     )
                 self._update_profile(user, {e.category for e in entities})
             except BaseException:
@@ -362,7 +334,7 @@ class MemoryStore:
                 self._col("profiles").upsert(
                     ids=[user],
                     embeddings=[[1.0]],
-                    metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": _stamp()}],
+                    metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
                 )
                 return
         metas = self._col("entities").get(where={"user": user}, include=["metadatas"])["metadatas"]
@@ -373,7 +345,7 @@ class MemoryStore:
         self._col("profiles").upsert(
             ids=[user],
             embeddings=[[1.0]],
-            metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": _stamp()}],
+            metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
         )
 
     def _store_photo(
@@ -385,10 +357,10 @@ class MemoryStore:
         vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]],
         files: list[Path],
     ) -> str:
-        digest = _digest(photo.data)
+        digest = photo_digest(photo.data)
         target = self.home / "photos" / user / entity_id / f"{digest}{photo.suffix.lower()}"
         if not target.exists():
-            _atomic_write(target, photo.data)
+            atomic_write(target, photo.data)
             files.append(target)
         meta = {"user": user, "entity_id": entity_id, "category": category, "photo": str(target)}
         for col_name, vector in (("faces", photo.face_descriptor), ("object_images", photo.image_embedding)):
@@ -441,36 +413,3 @@ class MemoryStore:
                     folder.rmdir()
         self._update_profile(user)
         journal.unlink(missing_ok=True)
-
-
-def _stamp() -> str:
-    """A new version stamp for a user's memory: cached reference vectors older than it are reloaded."""
-    return uuid.uuid4().hex
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _entity_meta(e: Entity) -> dict[str, Any]:
-    key = _key(e.name)
-    return {
-        "user": e.user,
-        "name": e.name,
-        "name_key": key,
-        "first_key": key.split(" ")[0],
-        "category": e.category,
-        "photos": json.dumps(e.photos),
-        "created_at": e.created_at.isoformat(),
-    }
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -220,18 +220,10 @@ def _answer(
                 context_only=context_only,
                 on_update=progress,
             )
-        if annotate is not None and answer.regions:
+        if annotate is not None and answer.image:
             from rcmu_agent.annotate import save_annotated
 
-            image = (
-                assistant.parts.image(
-                    assistant.graph.get_state({"configurable": {"thread_id": thread}}).values["image_path"]
-                )
-                if thread and not photo
-                else (assistant.parts.image(str(Path(photo).resolve())) if photo else None)
-            )
-            if image is not None:
-                save_annotated(image, answer.regions, annotate)
+            save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
         return answer
 
     answer = _run(run)

@@ -169,6 +169,7 @@ class _Nodes:
             regions=[e for e in entries if e.region is not None] or [e for e in entries],
             prompt=state.get("prompt", ""),
             context_only=context_only,
+            image=state.get("image_path"),
         )
         return {"answer": answer, "reply": "" if context_only else reply}
 

@@ -151,9 +151,9 @@ class Assistant:
     def _photo_path(self, photo: ImageSource) -> str:
         """A path the graph can checkpoint: files stay where they are, bytes and images are saved once."""
         if isinstance(photo, str | Path):
-            path = Path(str(photo).removeprefix("file://")).expanduser()
-            load_image(path, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
-            return str(path.resolve())
+            path = str(Path(str(photo).removeprefix("file://")).expanduser().resolve())
+            self.parts.image(path)  # checked now, and decoded once: detection reuses it
+            return path
         image = load_image(photo, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
         import io
 

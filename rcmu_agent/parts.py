@@ -78,8 +78,11 @@ class Parts:
 
     def image(self, path: str) -> Image.Image:
         """A checked photo, decoded once per process while it stays among the last few used."""
+        from rcmu_agent.errors import NotFoundError
         from rcmu_agent.images import load_image
 
+        if not Path(path).is_file():
+            raise NotFoundError(f"photo {path} does not exist", "check the path")
         stat = Path(path).stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         with self._images_lock:

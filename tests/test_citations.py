@@ -8,30 +8,22 @@ from rcmu_agent.citations import is_refusal, parse_citation_numbers, resolve_cit
 from rcmu_agent.schema import Citation, ContextEntry, Region
 
 
+def _known(index: int, box: tuple[int, int, int, int], category: str, name: str, info: str) -> ContextEntry:
+    return ContextEntry(
+        region=Region(box=box, category=category),
+        index=index,
+        entity_id=f"ent-{name.split()[-1].lower()}",
+        name=name,
+        info=info,
+    )
+
+
 @pytest.fixture()
 def entries() -> list[ContextEntry]:
     return [
-        ContextEntry(
-            region=Region(box=(253, 47, 409, 203), category="person"),
-            index=1,
-            entity_id="ent-tom",
-            name="Tom",
-            info="Tom, 34",
-        ),
-        ContextEntry(
-            region=Region(box=(778, 57, 965, 243), category="dog"),
-            index=2,
-            entity_id="ent-bella",
-            name="Bella",
-            info="his 2-year-old dog",
-        ),
-        ContextEntry(
-            region=Region(box=(10, 300, 90, 400), category="couch"),
-            index=3,
-            entity_id="ent-couch",
-            name="the couch",
-            info="bought for movie nights",
-        ),
+        _known(1, (253, 47, 409, 203), "person", "Tom", "Tom, 34"),
+        _known(2, (778, 57, 965, 243), "dog", "Bella", "his 2-year-old dog"),
+        _known(3, (10, 300, 90, 400), "couch", "the couch", "bought for movie nights"),
         # an unknown face: reported, never numbered, so never citable
         ContextEntry(region=Region(box=(500, 500, 600, 600), category="person"), index=None),
     ]

@@ -468,8 +468,7 @@ def test_a_writer_thread_waits_for_the_lock_then_fails_clearly(tmp_path: Path) -
 @pytest.fixture()
 def chroma_server(tmp_path: Path) -> Iterator[str]:
     cli = Path(sys.executable).with_name("chroma")
-    if not cli.exists():
-        pytest.skip(f"the chroma CLI is not installed next to {sys.executable}")
+    assert cli.exists(), f"chromadb installs the chroma CLI next to {sys.executable}"
     port = _free_port()
     log = (tmp_path / "chroma.log").open("w")
     server = subprocess.Popen(

@@ -6,6 +6,7 @@ ask a question and it always runs the compiled graph.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -124,13 +125,7 @@ class Assistant:
 
         With a `thread_id`, a later call without a photo asks a follow-up about the same photo.
         """
-        state = {
-            "user": self._known_user(user),
-            "question": question,
-            "photo": self._photo_path(photo) if photo is not None else None,
-            "regions": list(regions) if regions else None,
-            "context_only": context_only,
-        }
+        state = self._state(question, photo, regions, user, context_only)
         graph = self._graph_for(thread_id)
         config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
         if on_update is None:
@@ -143,6 +138,40 @@ class Assistant:
                     result.update(update or {})
         answer: Answer = result["answer"]
         return answer
+
+    async def aask(
+        self,
+        question: str,
+        photo: ImageSource | None = None,
+        *,
+        regions: Sequence[Region] | None = None,
+        user: str | None = None,
+        thread_id: str | None = None,
+        context_only: bool = False,
+    ) -> Answer:
+        """`ask` for async callers: the model call is awaited natively (many in flight against a server);
+        detection and recall run in worker threads so the event loop never blocks on dlib."""
+        state = await asyncio.to_thread(self._state, question, photo, regions, user, context_only)
+        config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
+        result = await self._graph_for(thread_id).ainvoke(state, config)
+        answer: Answer = result["answer"]
+        return answer
+
+    def _state(
+        self,
+        question: str,
+        photo: ImageSource | None,
+        regions: Sequence[Region] | None,
+        user: str | None,
+        context_only: bool,
+    ) -> dict[str, Any]:
+        return {
+            "user": self._known_user(user),
+            "question": question,
+            "photo": self._photo_path(photo) if photo is not None else None,
+            "regions": list(regions) if regions else None,
+            "context_only": context_only,
+        }
 
     def describe(self, photo: ImageSource, **kwargs: Any) -> Answer:
         """Region-level context-aware description (the RCID task)."""

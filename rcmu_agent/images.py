@@ -91,5 +91,5 @@ def _decode(name: str, data: bytes, max_pixels: int) -> Image.Image:
 def image_to_data_url(img: Image.Image) -> str:
     """PNG data URL: lossless, so a server sees exactly the pixels the local backend would."""
     buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
+    img.save(buffer, format="PNG", compress_level=1)  # lossless at any level; 1 is the fastest
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

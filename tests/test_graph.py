@@ -81,6 +81,8 @@ def reference_generate(model_dir: Path, text: str, image: Image.Image, adapter: 
         f"<|vision_start|>{'<|image_pad|>' * pads}<|vision_end|>{text}<|im_end|>\n<|im_start|>assistant\n"
     )
     ids = tokenizer(chat, return_tensors="pt", add_special_tokens=False)
+    # image tokens marked as Qwen2VLProcessor marks them, so generation uses multimodal RoPE
+    ids["mm_token_type_ids"] = (ids["input_ids"] == tokenizer.convert_tokens_to_ids("<|image_pad|>")).int()
     with torch.inference_mode():
         out = model.eval().generate(**ids, **vision, max_new_tokens=16, do_sample=False)
     return str(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
@@ -243,3 +245,15 @@ def test_module_graph_for_langgraph_server() -> None:
     config = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
     assert config["graphs"]["rcmu"].endswith(":graph")
     assert {"route", "detect", "recall", "recall_memory", "compose", "answer", "cite"} <= set(graph.get_graph().nodes)
+
+
+def test_encode_marks_image_tokens_for_multimodal_rope(tiny: dict[str, Path], scene: Path) -> None:
+    """Without token types transformers gives image tokens 1-D text positions; the agent must not."""
+    from rcmu_agent.backends.hf import TransformersVLM
+
+    vlm = TransformersVLM.from_settings(Settings(model=str(tiny["model"]), device="cpu"))
+    inputs = vlm.encode("Who is on the left?", load_image(scene), answer="Obama")
+    pads = inputs["input_ids"] == vlm.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert torch.equal(inputs["mm_token_type_ids"].bool(), pads) and int(pads.sum()) > 0
+    assert bool((inputs["labels"][pads] == -100).all())
+    assert "mm_token_type_ids" not in vlm.encode("Who?", None)

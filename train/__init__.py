@@ -1,1 +1,12 @@
-"""RCMU instruction data and RCVIT LoRA training (`rcmu_agent.train`); see the RCVIT issue."""
+"""RCMU instruction data and RCVIT LoRA training (`rcmu_agent.train`).
+
+- `records`: the JSONL schema of an instruction record, the prompt it trains on (the agent's own
+  `build_prompt`) and `validate_file` (`rcmu data validate`).
+- `sources`: RefCOCO/RefCOCOg (refer layout) and plain-JSONL source loaders.
+- `data`: the eight-stage LLM construction pipeline (`rcmu data build`), resumable and cached.
+- `rcvit`: LoRA training with accelerate (`rcmu train`) and adapter merging (`rcmu merge`).
+
+Submodules are imported on use, so `import rcmu_agent.train` stays light.
+"""
+
+__all__ = ["data", "rcvit", "records", "sources"]

@@ -1,11 +1,195 @@
-"""`rcmu` commands for this subpackage; `rcmu_agent.cli` calls `register` once at import."""
+"""`rcmu data build|validate`, `rcmu train` and `rcmu merge`; `rcmu_agent.cli` calls `register` once at import.
+
+`rcmu train` takes one flag per `TrainConfig` field, generated from the dataclass so the two can
+never disagree; heavy libraries are imported inside the commands, keeping `rcmu --help` fast.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from rcmu_agent._cli import err, out, run
+from rcmu_agent._cli import settings as make_settings
 
 __all__ = ["register"]
 
+TRAIN_HELP = {
+    "data": "Instruction records (JSONL; see `rcmu data validate`).",
+    "model": "Base Qwen2-VL id or directory.",
+    "processor": "Tokenizer + image processor source (default: the model's).",
+    "output_dir": "Checkpoints, metrics.jsonl and the final `adapter/`.",
+    "eval_data": "Held-out records for the eval loss (default: hold out --eval-fraction of --data).",
+    "eval_fraction": "Share of --data held out when --eval-data is not given.",
+    "lora_r": "LoRA rank.",
+    "lora_alpha": "LoRA alpha.",
+    "lora_dropout": "LoRA dropout.",
+    "target_modules": "Regex of the modules LoRA wraps (language model only: the vision tower stays frozen).",
+    "lr": "Peak learning rate.",
+    "weight_decay": "AdamW weight decay.",
+    "scheduler": "transformers scheduler name (cosine, linear, constant_with_warmup, ...).",
+    "warmup_ratio": "Warm-up steps as a share of --max-steps.",
+    "global_batch": "Examples per optimizer step = per-device batch x accumulation x processes.",
+    "per_device_batch": "Examples per forward pass on each device.",
+    "max_steps": "Optimizer steps.",
+    "max_grad_norm": "Gradient clipping (0: off).",
+    "bf16": "bf16 mixed precision (default: when the GPU supports it).",
+    "eval_every": "Steps between eval-loss measurements.",
+    "save_every": "Steps between checkpoints.",
+    "log_every": "Steps between metrics.jsonl rows.",
+    "keep_checkpoints": "Newest checkpoints kept (0: all).",
+    "seed": "Seed for LoRA init, dropout and data order.",
+    "resume": "Continue from the latest checkpoint in --output-dir.",
+    "cpu": "Train on the CPU even when a GPU is present.",
+    "encode_cache": "Encoded examples kept in memory.",
+    "stop_at_step": "Checkpoint and stop at this step (time-boxed jobs); --resume continues.",
+}
+
+
+def _option_type(hint: Any) -> Any:
+    """typer wants `X | None` as Optional and no bare unions."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = next(a for a in args if a is not type(None))
+        return typing.Optional[inner]  # noqa: UP045 - typer needs this spelling
+    return hint
+
+
+def _train_command() -> Any:
+    from rcmu_agent.train.rcvit import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if hints[f.name] in (bool, bool | None) else [flag]
+        option = typer.Option(*decls, help=TRAIN_HELP.get(f.name, ""))
+        annotation = typing.cast(Any, Annotated)[_option_type(hints[f.name]), option]
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
+        )
+
+    def train(**values: Any) -> None:
+        """LoRA-tune Qwen2-VL on RCMU records (RCVIT); writes OUTPUT_DIR/adapter for --adapter / RCMU_ADAPTER."""
+        from rcmu_agent.train.rcvit import TrainConfig, train
+
+        result = run(lambda: train(TrainConfig(**values)))
+        for bad in result.skipped_records:
+            err.print(f"skipped {bad}", markup=False, highlight=False)
+        eval_part = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""
+        where = f"adapter in {result.adapter}" if result.adapter else "stopped early: continue with --resume"
+        out.print(
+            f"trained {result.steps} steps: loss {result.loss:.4f}{eval_part}, "
+            f"{result.samples_per_second:.1f} samples/s; {where}",
+            markup=False,
+            highlight=False,
+        )
+
+    train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return train
+
+
+def _ratio(text: str) -> tuple[int, int]:
+    from rcmu_agent.errors import InvalidInputError
+
+    try:
+        a, b = (int(v) for v in text.split(":"))
+        if a < 0 or b < 0 or a + b == 0:
+            raise ValueError
+    except ValueError:
+        raise InvalidInputError(f"ratio {text!r} is not A:B", "write it like 1:1 or 2:1") from None
+    return a, b
+
 
 def register(app: typer.Typer) -> None:
-    """Add this subpackage's commands to `app` (imports stay light: heavy work imports inside commands)."""
+    """Add this subpackage's commands to `app`."""
+    data_app = typer.Typer(help="Build and check RCMU instruction data.", no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+    app.command("train")(_train_command())
+
+    @data_app.command("validate")
+    def validate(file: Annotated[Path, typer.Argument(help="Instruction records (JSONL).")]) -> None:
+        """Check every record: boxes inside the image, citations to existing entries, no empty fields."""
+        from rcmu_agent.train.records import validate_file
+
+        report = run(lambda: validate_file(file))
+        for bad in report.bad:
+            out.print(str(bad), markup=False, highlight=False, soft_wrap=True)
+        out.print(f"{report.good} good, {len(report.bad)} bad record(s)", markup=False, highlight=False)
+        if report.bad:
+            raise typer.Exit(1)
+
+    @data_app.command("build")
+    def build(
+        source: Annotated[Path, typer.Argument(help="Source records: JSONL, or refer's refs(umd).p / refs JSON.")],
+        out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (stage files, export).")],
+        llm_model: Annotated[str, typer.Option(help="Helper LLM model id on the endpoint.")] = "gpt-4o-mini",
+        llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL [RCMU_BASE_URL].")] = None,
+        images: Annotated[Path | None, typer.Option(help="Folder that relative image paths are under.")] = None,
+        instances: Annotated[Path | None, typer.Option(help="COCO instances.json (default: beside refs).")] = None,
+        concurrency: Annotated[int, typer.Option(help="LLM requests in flight.")] = 8,
+        ua_ratio: Annotated[str, typer.Option(help="Answerable:unanswerable RCVQA records.")] = "1:1",
+        score_threshold: Annotated[float, typer.Option(help="Minimum validity/informativeness (1-5).")] = 3.0,
+        dedup_threshold: Annotated[float, typer.Option(help="MiniLM cosine for duplicate expressions.")] = 0.9,
+        profiles: Annotated[int, typer.Option(help="Personal-info profiles per category.")] = 8,
+        citations: Annotated[bool, typer.Option("--citations/--no-citations", help="Cite [n] in answers.")] = True,
+        seed: Annotated[int, typer.Option(help="Seed for profile choice and balancing.")] = 0,
+    ) -> None:
+        """Generate RCMU instruction data with an LLM, stage by stage (resumable; reruns hit the cache)."""
+        from rcmu_agent.jsonl import BadLine
+        from rcmu_agent.llm import LLM
+        from rcmu_agent.train.data import BuildConfig
+        from rcmu_agent.train.data import build as run_build
+        from rcmu_agent.train.sources import load_refcoco, load_sources
+
+        def work() -> Any:
+            bad: list[BadLine] = []
+            if source.suffix == ".jsonl":
+                sources = load_sources(source, bad, images=images)
+            else:
+                sources = list(load_refcoco(source, instances=instances, images=images))
+            for line in bad:
+                err.print(f"skipped {line}", markup=False, highlight=False)
+            config = BuildConfig(
+                out=out_dir, profiles_per_category=profiles, score_threshold=score_threshold,
+                dedup_threshold=dedup_threshold, ua_ratio=_ratio(ua_ratio), citations=citations, seed=seed,
+            )  # fmt: skip
+            llm = LLM.from_settings(
+                make_settings(), model=llm_model, base_url=llm_base_url, cache=out_dir / "llm_cache.sqlite",
+                concurrency=concurrency,
+            )  # fmt: skip
+            return run_build(sources, llm, config)
+
+        result = run(work)
+        for name, count in result.stages.items():
+            out.print(
+                f"{name}: {count.written} written, {count.done_before} already done, {count.rejected} rejected",
+                markup=False,
+            )
+        out.print(
+            f"exported {result.exported} records to {out_dir / 'rcmu.jsonl'} {result.kinds}; "
+            f"LLM calls {int(result.llm['calls'])}, cached {int(result.llm['cached'])}, "
+            f"tokens {int(result.llm['prompt_tokens'] + result.llm['completion_tokens'])}",
+            markup=False,
+            highlight=False,
+        )
+        for bad in result.invalid:
+            err.print(f"invalid {bad}", markup=False, highlight=False)
+
+    @app.command("merge")
+    def merge(
+        adapter: Annotated[Path, typer.Option(help="Adapter directory written by `rcmu train`.")],
+        out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where the merged model goes.")],
+        base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
+    ) -> None:
+        """Merge a LoRA adapter into its base: full weights + processor files (vLLM / RCMU_MODEL)."""
+        from rcmu_agent.train.rcvit import merge as run_merge
+
+        path = run(lambda: run_merge(adapter, out_dir, base=base))
+        out.print(f"merged model written to {path}", markup=False, highlight=False)

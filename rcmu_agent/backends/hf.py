@@ -186,6 +186,11 @@ class TransformersVLM(VisionLanguageModel):
             inputs["labels"] = torch.tensor([labels])
         inputs["input_ids"] = torch.tensor([ids])
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        if image is not None:
+            # Marks image tokens (1) among text (0), as Qwen2VLProcessor does; without it transformers
+            # silently gives the image plain 1-D positions instead of Qwen2-VL's multimodal RoPE.
+            pad_id = self._tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+            inputs["mm_token_type_ids"] = (inputs["input_ids"] == pad_id).int()
         return inputs
 
     # ---- answering -----------------------------------------------------------------------------

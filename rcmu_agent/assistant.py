@@ -10,8 +10,9 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
@@ -19,6 +20,9 @@ from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Answer, Entity, Region
 from rcmu_agent.settings import Settings
+
+if TYPE_CHECKING:
+    from rcmu_agent.memory.library import Cluster, IndexReport, LibraryAnswer, PhotoHit, PhotoLibrary
 
 __all__ = ["DESCRIBE_QUESTION", "Assistant"]
 
@@ -108,6 +112,73 @@ class Assistant:
                 f"teach someone first with `rcmu remember NAME --photo P --info TEXT --user {user}`",
             )
         return user
+
+    # ---- photo library -------------------------------------------------------------------------
+    @property
+    def library(self) -> PhotoLibrary:
+        """The indexed photos (`rcmu index`), built on first use and shared with the graph."""
+        return self.parts.library
+
+    def index_library(
+        self,
+        root: Path | str,
+        *,
+        user: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IndexReport:
+        """Index (or re-index, incrementally) the photos under `root` for `user`."""
+        return self.library.index(root, user=self._user(user), progress=progress)
+
+    def search_photos(
+        self,
+        *,
+        people: Sequence[str] = (),
+        text: str | None = None,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        limit: int = 10,
+        user: str | None = None,
+    ) -> list[PhotoHit]:
+        """Photos with all of `people`, closest to `text`, taken within [since, until] (all optional)."""
+        return self.library.search(self._user(user), people=people, text=text, since=since, until=until, limit=limit)
+
+    def ask_library(
+        self, question: str, *, user: str | None = None, limit: int = 4, context_only: bool = False
+    ) -> LibraryAnswer:
+        """Multimodal RAG: retrieve the top photos for `question`, show them to the model as one collage
+        with every region in the context, and answer with citations that resolve to (photo, region)."""
+        state = {
+            "user": self._user(user),
+            "question": question,
+            "photo": None,
+            "regions": None,
+            "context_only": context_only,
+            "library": True,
+            "library_limit": limit,
+        }
+        result = self._graph_for(None).invoke(state)
+        answer: LibraryAnswer = result["answer"]
+        return answer
+
+    def people(self, *, user: str | None = None, include_named: bool = False) -> list[Cluster]:
+        """Clusters of faces nobody has named yet (largest first), with sample crops."""
+        return self.library.clusters(self._user(user), include_named=include_named)
+
+    def name_cluster(self, cluster: int, name: str, *, info: str | None = None, user: str | None = None) -> Cluster:
+        """Name every face of a cluster; the person is remembered so later photos are recognised too."""
+        return self.library.name_cluster(self._user(user), cluster, name, info=info)
+
+    def merge_clusters(self, clusters: Sequence[int], *, user: str | None = None) -> Cluster:
+        return self.library.merge_clusters(self._user(user), clusters)
+
+    def split_cluster(self, cluster: int, faces: Sequence[int], *, user: str | None = None) -> Cluster:
+        """Move `faces` out of `cluster` into a new cluster (a user decision: never re-guessed)."""
+        return self.library.split_cluster(self._user(user), cluster, faces)
+
+    def _user(self, user: str | None) -> str:
+        from rcmu_agent.memory import check_user
+
+        return check_user(self.settings.user if user is None else user)
 
     # ---- questions -----------------------------------------------------------------------------
     def ask(

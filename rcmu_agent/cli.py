@@ -129,8 +129,18 @@ def ask(
     ] = False,
     as_json: JsonOpt = False,
     annotate: Annotated[Path | None, typer.Option(help="Write the photo with boxes and names to this PNG.")] = None,
+    library: Annotated[
+        bool,
+        typer.Option("--library", "-l", help="Ask about your indexed photos (`rcmu index`): give only the question."),
+    ] = False,
+    limit: Annotated[int, typer.Option(help="With --library: how many photos the model is shown.")] = 4,
 ) -> None:
-    """Ask a question about a photo; answers cite context entries as [n]."""
+    """Ask a question about a photo (or with --library, about your photo library); answers cite [n]."""
+    if library:
+        if len(args) != 1 or region or thread:
+            run(lambda: _fail("with --library give only the question (no photo, --region or --thread)"))
+        _answer_library(args[0], limit, user, context_only, as_json, annotate)
+        return
     if len(args) > 2:
         run(lambda: _fail("give the photo and the question (quote the question)"))
     photo, question = (args[0], args[1]) if len(args) == 2 else (None, args[0])
@@ -201,6 +211,36 @@ def _answer(
     else:
         out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
     _print_regions(answer)
+
+
+def _answer_library(
+    question: str, limit: int, user: str | None, context_only: bool, as_json: bool, annotate: Path | None
+) -> None:
+    def work() -> Any:
+        assistant = make_assistant()
+        with err.status("searching your photos…"):
+            answer = assistant.ask_library(question, user=user, limit=limit, context_only=context_only)
+        if annotate is not None and answer.image:
+            from rcmu_agent.annotate import save_annotated
+
+            save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
+        return answer
+
+    answer = run(work)
+    if as_json:
+        out.print_json(json.dumps(answer.summary(), default=str))
+        return
+    if context_only:
+        out.print(answer.prompt, markup=False, highlight=False)
+    else:
+        out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
+    for n, photo in enumerate(answer.photos, start=1):
+        err.print(f"photo {n}: {photo.path}", markup=False, highlight=False)
+    for c in answer.photo_citations:
+        where = f"{c.name} at {','.join(f'{v:.0f}' for v in c.box)}" if c.box else "the whole photo"
+        err.print(f"[{c.index}] {c.path} — {where}", markup=False, highlight=False)
+    if answer.invalid_citations:
+        err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
 
 
 _STEPS = {

@@ -1,5 +1,8 @@
 """The agent as a LangGraph graph: route → detect → recall → compose → answer → cite.
 
+A question over the photo library takes route → library_retrieve → compose → answer → cite: the
+retrieved photos become one collage with their regions as context (`rcmu_agent.library`).
+
 This is the only module that knows the order of the steps. Each node is a small method that reads
 what it needs from the state and returns only what it adds, so `stream_mode="updates"` shows a user
 (or LangGraph Studio) exactly what each step found.
@@ -33,7 +36,7 @@ from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
 __all__ = ["AgentState", "async_checkpointer", "build_graph", "checkpointer", "graph"]
 
 log = logging.getLogger(__name__)
-Route = Literal["detect", "compose", "memory"]
+Route = Literal["detect", "compose", "memory", "library"]
 MEMORY_MIN_SIMILARITY = 0.25
 
 
@@ -45,6 +48,8 @@ class AgentState(TypedDict, total=False):
     photo: str | None  # this turn's photo; None on a follow-up or a memory question
     regions: list[Region] | None  # caller-given regions: detection is skipped
     context_only: bool
+    library: bool  # a question over the photo library (no photo)
+    library_limit: int  # how many photos to retrieve for it
 
     route: Route
     image_path: str | None  # the photo the thread is about
@@ -55,6 +60,8 @@ class AgentState(TypedDict, total=False):
     prompt: str
     reply: str
     answer: Answer
+    library_photos: list[Any]  # PhotoHit, in collage order
+    library_refs: list[Any]  # PhotoCitation per entry, aligned with `entries`
 
 
 class _Nodes:
@@ -65,6 +72,8 @@ class _Nodes:
         clean_text(state.get("question", ""), "question", max_chars=self.parts.settings.max_text_chars)
         if state.get("photo"):
             return {"route": "detect", "image_path": str(Path(str(state["photo"])).expanduser().resolve())}
+        if state.get("library"):
+            return {"route": "library"}
         if state.get("image_path") and state.get("entries") is not None and not state.get("regions"):
             return {"route": "compose"}  # a follow-up about the thread's photo: reuse what was found
         if state.get("regions"):
@@ -146,6 +155,25 @@ class _Nodes:
         ]
         return {"entries": entries, "mentioned": named, "detected": []}
 
+    def library_retrieve(self, state: AgentState) -> dict[str, Any]:
+        """Top photos for the question, as one collage with every known region as context."""
+        from rcmu_agent.library import library_context, retrieve, save_collage
+
+        settings, user = self.parts.settings, state["user"]
+        question = clean_text(state["question"], "question", max_chars=settings.max_text_chars)
+        photos = retrieve(self.parts.library, user, question, max(1, int(state.get("library_limit") or 4)))
+        canvas, entries, refs = library_context(self.parts, user, photos)
+        path = save_collage(canvas, settings.home / "library" / "collages")
+        return {
+            "image_path": str(path),
+            "image_size": canvas.size,
+            "entries": entries,
+            "detected": [],
+            "mentioned": [],
+            "library_photos": photos,
+            "library_refs": refs,
+        }
+
     def compose(self, state: AgentState) -> dict[str, Any]:
         question = clean_text(state["question"], "question", max_chars=self.parts.settings.max_text_chars)
         if state.get("route") == "memory":
@@ -180,6 +208,18 @@ class _Nodes:
             context_only=context_only,
             image=state.get("image_path"),
         )
+        if state.get("route") == "library":
+            from rcmu_agent.library import cite_photos
+            from rcmu_agent.memory.library import LibraryAnswer
+
+            numbers = [c.index for c in citations if c.valid]
+            answer = LibraryAnswer(
+                **answer.model_dump(exclude={"citations", "regions"}),
+                citations=citations,
+                regions=answer.regions,
+                photos=state.get("library_photos", []),
+                photo_citations=cite_photos(entries, state.get("library_refs", []), numbers),
+            )
         return {"answer": answer, "reply": "" if context_only else reply}
 
 
@@ -198,16 +238,20 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None) -> Any:
     builder.add_node("detect", nodes.detect)
     builder.add_node("recall", nodes.recall)
     builder.add_node("recall_memory", nodes.recall_memory)
+    builder.add_node("library_retrieve", nodes.library_retrieve)
     builder.add_node("compose", nodes.compose)
     builder.add_node("answer", RunnableLambda(nodes.answer, afunc=nodes.aanswer, name="answer"))
     builder.add_node("cite", nodes.cite)
     builder.add_edge(START, "route")
     builder.add_conditional_edges(
-        "route", lambda s: s["route"], {"detect": "detect", "compose": "compose", "memory": "recall_memory"}
+        "route",
+        lambda s: s["route"],
+        {"detect": "detect", "compose": "compose", "memory": "recall_memory", "library": "library_retrieve"},
     )
     builder.add_edge("detect", "recall")
     builder.add_edge("recall", "compose")
     builder.add_edge("recall_memory", "compose")
+    builder.add_edge("library_retrieve", "compose")
     builder.add_conditional_edges("compose", lambda s: "cite" if s.get("context_only") else "answer")
     builder.add_edge("answer", "cite")
     builder.add_edge("cite", END)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rcmu_agent.faces import FaceDetector, FaceEncoder
     from rcmu_agent.memory import MemoryStore
     from rcmu_agent.memory.image_embedder import ImageEmbedder
+    from rcmu_agent.memory.library import PhotoLibrary
     from rcmu_agent.objects import ObjectDetector
 
 __all__ = ["Parts"]
@@ -104,6 +105,13 @@ class Parts:
         from rcmu_agent.memory.image_embedder import ImageEmbedder
 
         return ImageEmbedder.from_settings(self.settings)
+
+    @_part
+    def library(self) -> PhotoLibrary:
+        """The photo-library index; the assistant and the graph's library route share its caches."""
+        from rcmu_agent.memory.library import PhotoLibrary
+
+        return PhotoLibrary(self)
 
     @_part
     def vlm(self) -> VisionLanguageModel:

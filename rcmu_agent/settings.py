@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     chroma_url: str | None = None  # Chroma server (HttpClient) instead of the embedded store
     lock_timeout: float = Field(default=10.0, ge=0)
 
+    # photo library (`rcmu index`, `rcmu search`, `rcmu ask --library`)
+    library_cluster_threshold: float = Field(default=0.55, gt=0)  # dlib distance joining an unnamed face to a cluster
+    library_min_similarity: float = Field(default=0.2, ge=-1, le=1)  # text search: minimum MiniLM cosine
+    library_collage_cell: int = Field(default=448, ge=64, le=2048)  # pixels per photo in the collage a question sees
+
     # input limits
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0)

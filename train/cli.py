@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import types
 import typing
 from pathlib import Path
@@ -80,6 +81,8 @@ def _train_command() -> Any:
         from rcmu_agent.train.rcvit import TrainConfig, train
 
         result = run(lambda: train(TrainConfig(**values)))
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, one process reports
+            return
         for bad in result.skipped_records:
             err.print(f"skipped {bad}", markup=False, highlight=False)
         eval_part = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""

@@ -206,3 +206,25 @@ def test_global_batch_must_split_evenly() -> None:
     assert TrainConfig(global_batch=32, per_device_batch=4).grad_accum(2) == 4
     with pytest.raises(InvalidInputError, match="not a multiple"):
         TrainConfig(global_batch=32, per_device_batch=3).grad_accum(1)
+
+
+def test_runs_unchanged_under_torchrun(tiny_model: Path, eight: Path, tmp_path: Path) -> None:
+    """Two processes (gloo on CPU) through `torchrun -m rcmu_agent.cli train`: the same command, many devices."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    args = ["--data", str(eight), "--model", str(tiny_model), "--output-dir", str(out), "--cpu"]
+    args += ["--global-batch", "4", "--per-device-batch", "1", "--max-steps", "3", "--eval-every", "3"]
+    args += ["--save-every", "3", "--log-every", "1"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "rcmu_agent.cli", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained 3 steps") == 1  # rank 0 reports; rank 1 stays quiet
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]  # one writer, not one per process
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "checkpoint-3").is_dir()

@@ -1,0 +1,214 @@
+"""Searching the photo library: people (all of them together), text, dates, combined.
+
+Filters run in SQLite (indexed names and dates); text similarity is an exact dot product against the
+user's MiniLM vectors, read from Chroma once per change of the library and kept in memory (10,000
+photos x 384 floats = 15 MB), so a query costs one sentence embedding plus a matrix-vector product.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+import numpy as np
+
+from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError
+from rcmu_agent.memory._library_base import TEXT_COLLECTION, LibraryBase, _embed_one_thread
+from rcmu_agent.memory._library_models import PhotoHit, Place
+from rcmu_agent.memory._records import WORD, check_user, name_key
+from rcmu_agent.prompt import clean_text
+from rcmu_agent.schema import Region
+
+__all__ = ["LibrarySearch"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Vectors:
+    version: str
+    rows: dict[str, int]
+    matrix: np.ndarray
+
+
+class LibrarySearch(LibraryBase):
+    def __init__(self, parts: Any) -> None:
+        super().__init__(parts)
+        self._vectors: dict[str, _Vectors] = {}
+        self._vectors_lock = threading.Lock()
+
+    def search(
+        self,
+        user: str,
+        *,
+        people: Sequence[str] = (),
+        text: str | None = None,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        limit: int = 10,
+        min_similarity: float | None = None,
+    ) -> list[PhotoHit]:
+        """Photos showing every one of `people`, taken in [since, until], ranked by similarity to `text`
+        (only those at least `min_similarity`, default `settings.library_min_similarity`), else newest first."""
+        check_user(user)
+        if not 1 <= limit <= 1000:
+            raise InvalidInputError(f"limit {limit} is out of range", "ask for 1 to 1000 photos")
+        self._refresh_if_free(user)
+        start, end = _bound(since, is_end=False), _bound(until, is_end=True)
+        if start and end and start > end:
+            raise InvalidInputError(f"since ({start}) is after until ({end})", "swap the dates")
+        matched: dict[str, set[int]] = {}
+        candidates: set[str] | None = None
+        for person in people:
+            hits = self._photos_with(user, person)
+            candidates = set(hits) if candidates is None else candidates & set(hits)
+            for photo_id, region_ids in hits.items():
+                matched.setdefault(photo_id, set()).update(region_ids)
+        if candidates is not None and not candidates:
+            return []
+        where, params = ["user=?"], [user]
+        if start:
+            where.append("taken_at >= ?")
+            params.append(start)
+        if end:
+            where.append("taken_at <= ?")
+            params.append(end)
+        sql = (
+            f"SELECT id, taken_at FROM photos WHERE {' AND '.join(where)} ORDER BY taken_at IS NULL, taken_at DESC, id"
+        )
+        if text is None and candidates is None:
+            rows = self.db.rows(f"{sql} LIMIT ?", (*params, limit))
+            return self._hits(user, [(r["id"], 1.0) for r in rows], matched, None)
+        ids = [r["id"] for r in self.db.rows(sql, params) if candidates is None or r["id"] in candidates]
+        if text is None:
+            return self._hits(user, [(i, 1.0) for i in ids[:limit]], matched, None)
+        query = clean_text(text, "text", max_chars=self.settings.max_text_chars)
+        floor = self.settings.library_min_similarity if min_similarity is None else min_similarity
+        scored = self._rank(user, query, ids, floor)[:limit]
+        return self._hits(user, scored, matched, query)
+
+    # ---- people ----------------------------------------------------------------------------------
+    def known_people(self, user: str) -> list[str]:
+        """Names recognised in the user's photos."""
+        rows = self.db.rows("SELECT DISTINCT name FROM regions WHERE user=? AND name IS NOT NULL", (user,))
+        return sorted(r["name"] for r in rows)
+
+    def _photos_with(self, user: str, person: str) -> dict[str, set[int]]:
+        """photo id -> region ids where `person` (a full name, or any of its words: "Rose", "Leslie") is."""
+        key = name_key(clean_text(person, "person", max_chars=100))
+        if not key:
+            raise InvalidInputError(f"{person!r} is not a name", "give a person's name, e.g. Rose")
+        names = self.db.rows("SELECT DISTINCT name_key FROM regions WHERE user=? AND name_key IS NOT NULL", (user,))
+        keys = [r["name_key"] for r in names if f" {key} " in f" {r['name_key']} "]
+        if not keys:
+            if any(e.category == "person" for e in self.parts.memory.named_in(user, person)):
+                return {}  # someone the memory knows, in none of the photos
+            everyone = self.known_people(user)
+            known = ", ".join(everyone[:20]) + (f" and {len(everyone) - 20} more" if len(everyone) > 20 else "")
+            raise NotFoundError(
+                f"nobody called {person!r} is recognised in the photo library (known: {known or 'nobody yet'})",
+                "teach them with `rcmu remember`, or name a face cluster with `rcmu name CLUSTER NAME`",
+            )
+        marks = ",".join("?" * len(keys))
+        out: dict[str, set[int]] = {}
+        for r in self.db.rows(
+            f"SELECT photo_id, id FROM regions WHERE user=? AND name_key IN ({marks})", (user, *keys)
+        ):
+            out.setdefault(r["photo_id"], set()).add(int(r["id"]))
+        return out
+
+    # ---- text ------------------------------------------------------------------------------------
+    def _rank(self, user: str, query: str, ids: Sequence[str], floor: float) -> list[tuple[str, float]]:
+        vectors = self._text_vectors(user)
+        rows = [(i, vectors.rows[i]) for i in ids if i in vectors.rows]
+        if not rows:
+            return []
+        q = _embed_one_thread(self._text, [query])[0]
+        sims = vectors.matrix[[r for _, r in rows]] @ q
+        order = np.argsort(-sims, kind="stable")
+        return [(rows[j][0], float(sims[j])) for j in order if sims[j] >= floor]
+
+    def _text_vectors(self, user: str) -> _Vectors:
+        version = self.db.get_meta(user, "version") or "0"
+        cached = self._vectors.get(user)
+        if cached is not None and cached.version == version:
+            return cached
+        with self._vectors_lock:
+            got = self._col(TEXT_COLLECTION).get(where={"user": user}, include=["embeddings", "metadatas"])
+            embeddings = got["embeddings"]
+            matrix = np.asarray(embeddings if embeddings is not None and len(embeddings) else np.zeros((0, 384)))
+            rows = {m["photo_id"]: n for n, m in enumerate(got["metadatas"] or [])}
+            loaded = _Vectors(version, rows, matrix.astype(np.float32))
+            self._vectors[user] = loaded
+        return loaded
+
+    # ---- results ---------------------------------------------------------------------------------
+    def _hits(
+        self, user: str, scored: list[tuple[str, float]], matched: dict[str, set[int]], query: str | None
+    ) -> list[PhotoHit]:
+        ids = [i for i, _ in scored]
+        photos, regions, paths = self.db.photos(user, ids), self.db.regions_of(user, ids), self.db.paths_of(user, ids)
+        words = {name_key(w) for w in WORD.findall(query.lower())} if query else set()
+        hits = []
+        for photo_id, score in scored:
+            p, rows = photos[photo_id], regions.get(photo_id, [])
+            found = [_region(r) for r in rows]
+            wanted = matched.get(photo_id, set())
+            by_text = {r["id"] for r in rows if r["name_key"] and set(r["name_key"].split()) & words}
+            copies = paths.get(photo_id, [])
+            hits.append(
+                PhotoHit(
+                    id=photo_id,
+                    path=copies[0] if copies else "",
+                    paths=copies,
+                    taken_at=datetime.fromisoformat(p["taken_at"]) if p["taken_at"] else None,
+                    place=Place(lat=p["lat"], lon=p["lon"]) if p["lat"] is not None else None,
+                    people=sorted({r["name"] for r in rows if r["name"] and r["category"] == "person"}),
+                    regions=found,
+                    score=round(score, 4),
+                    matched_regions=[n for n, r in enumerate(rows) if r["id"] in wanted or r["id"] in by_text],
+                    context=p["context"],
+                    size=(p["width"], p["height"]),
+                )
+            )
+        return hits
+
+    def _refresh_if_free(self, user: str) -> None:
+        """Pick up names taught since the last index (and text vectors a killed index left pending),
+        unless an index is running: it does both itself."""
+        pending = bool(self.db.rows("SELECT 1 FROM photos WHERE user=? AND embedded=0 LIMIT 1", (user,)))
+        if not pending and self.db.get_meta(user, "memory_stamp") == self._memory_stamp(user):
+            return
+        try:
+            with self._lock(timeout=0):
+                self._refresh_names(user)
+                self._embed_pending(user)
+        except MemoryLockedError:
+            log.info("an index is running; names taught since it started show once it ends")
+
+
+def _region(row: Any) -> Region:
+    return Region(
+        box=(row["x1"], row["y1"], row["x2"], row["y2"]),
+        category=row["category"],
+        score=row["score"],
+        source=row["source"],
+        info=row["name"],
+    )
+
+
+def _bound(value: date | datetime | None, *, is_end: bool) -> str | None:
+    """An ISO bound comparable with stored EXIF times (naive local time): a date covers its whole day."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value.replace(tzinfo=None)
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time.max if is_end else time.min)
+    else:
+        raise InvalidInputError(f"{value!r} is not a date", "give a date or a datetime, e.g. 2024-05-01")
+    return moment.isoformat()

@@ -1,0 +1,172 @@
+"""Questions over the photo library (multimodal RAG): retrieve photos, show them as one collage.
+
+RC-Qwen2-VL answers about one image with numbered region context. So the top photos are laid out on
+a grid, every known region is mapped into the grid's pixels, and each photo also gets an entry of its
+own (file, date, place) covering its tile: the standard prompt (`build_prompt`) applies unchanged, and
+each `[n]` of the answer resolves to a photo and, when it is a face or object, the region in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcmu_agent.errors import NotFoundError
+from rcmu_agent.schema import Box, ContextEntry, Region
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from rcmu_agent.memory.library import PhotoCitation, PhotoHit, PhotoLibrary
+    from rcmu_agent.parts import Parts
+
+__all__ = ["Tile", "build_collage", "library_context", "retrieve", "save_collage"]
+
+BACKGROUND = (255, 255, 255)
+
+
+def retrieve(library: PhotoLibrary, user: str, question: str, limit: int) -> list[PhotoHit]:
+    """The photos a question is about: people it names (all together, else any of them), ranked by
+    similarity to the question. Without people, by similarity alone (above the floor, else the closest)."""
+    memory = library.parts.memory
+    people = [e.name for e in memory.named_in(user, question) if e.category == "person"]
+    hits: list[PhotoHit] = []
+    if people:
+        hits = library.search(user, people=people, text=question, limit=limit, min_similarity=-1.0)
+        if not hits:  # nobody photographed together: each of them
+            for person in people:
+                hits += library.search(user, people=[person], text=question, limit=limit, min_similarity=-1.0)
+            hits = sorted({h.id: h for h in hits}.values(), key=lambda h: -h.score)
+    for floor in (None, -1.0):  # a question naming nobody (or nobody photographed): by meaning alone
+        if not hits or (not people and len(hits) < limit):
+            have = {h.id for h in hits}
+            more = library.search(user, text=question, limit=limit, min_similarity=floor)
+            hits += [h for h in more if h.id not in have]
+    if not hits:
+        raise NotFoundError(
+            f"the photo library of user {user!r} is empty", "index your photos first with `rcmu index DIR`"
+        )
+    return hits[:limit]
+
+
+class Tile:
+    """Where one photo sits in the collage: offset and scale from its pixels to the collage's."""
+
+    def __init__(self, photo: PhotoHit, left: int, top: int, scale: float, width: int, height: int) -> None:
+        self.photo, self.left, self.top, self.scale = photo, left, top, scale
+        self.width, self.height = width, height
+
+    @property
+    def box(self) -> Box:
+        return (float(self.left), float(self.top), float(self.left + self.width), float(self.top + self.height))
+
+    def to_collage(self, box: Box) -> Box:
+        x1, y1, x2, y2 = box
+        s = self.scale
+        return (self.left + x1 * s, self.top + y1 * s, self.left + x2 * s, self.top + y2 * s)
+
+
+def build_collage(
+    images: Sequence[Image.Image], photos: Sequence[PhotoHit], cell: int
+) -> tuple[Image.Image, list[Tile]]:
+    """A near-square grid of `cell`-pixel cells, each photo scaled to fit and centred in its cell."""
+    from PIL import Image
+
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    canvas = Image.new("RGB", (columns * cell, rows * cell), BACKGROUND)
+    tiles = []
+    for n, (image, photo) in enumerate(zip(images, photos, strict=True)):
+        scale = min(cell / image.width, cell / image.height)
+        width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+        left = (n % columns) * cell + (cell - width) // 2
+        top = (n // columns) * cell + (cell - height) // 2
+        canvas.paste(image.resize((width, height), Image.Resampling.BICUBIC), (left, top))
+        tiles.append(Tile(photo, left, top, scale, width, height))
+    return canvas, tiles
+
+
+def save_collage(canvas: Image.Image, folder: Path) -> Path:
+    """Saved by content (PNG, lossless): the graph passes paths, and a repeated question reuses the file."""
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    target = folder.resolve() / f"{hashlib.sha256(data).hexdigest()[:20]}.png"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return target
+
+
+def _when_where(photo: PhotoHit) -> str:
+    name = Path(photo.path).name or photo.id
+    parts = [name]
+    if photo.taken_at is not None:
+        parts.append(f"taken {photo.taken_at:%Y-%m-%d %H:%M}")
+    if photo.place is not None:
+        parts.append(f"at {photo.place.lat:.4f},{photo.place.lon:.4f}")
+    return ", ".join(parts)
+
+
+def library_context(
+    parts: Parts, user: str, photos: Sequence[PhotoHit]
+) -> tuple[Image.Image, list[ContextEntry], list[PhotoCitation]]:
+    """The collage, its context entries (unnumbered) and, aligned with them, what each entry cites."""
+    from rcmu_agent.memory.library import PhotoCitation
+
+    images = [parts.image(p.path) for p in photos]
+    canvas, tiles = build_collage(images, photos, parts.settings.library_collage_cell)
+    infos = _entity_infos(parts, user, photos)
+    entries: list[ContextEntry] = []
+    cites: list[PhotoCitation] = []
+    for n, tile in enumerate(tiles, start=1):
+        photo, label = tile.photo, _when_where(tile.photo)
+        shows = f"; it shows {', '.join(photo.people)}" if photo.people else ""
+        entries.append(ContextEntry(region=Region(box=tile.box, category="photo"), info=f"Photo {n}: {label}{shows}"))
+        cites.append(PhotoCitation(index=0, photo_id=photo.id, path=photo.path))
+        for region in photo.regions:
+            if not region.info:
+                continue  # an unknown face: reported with the photo, not sent as context
+            about = infos.get(region.info, region.info)
+            entries.append(
+                ContextEntry(
+                    region=Region(box=tile.to_collage(region.box), category=region.category, source=region.source),
+                    name=region.info,
+                    info=f"{about.rstrip('. ')} (in photo {n}: {label})",
+                )
+            )
+            cites.append(
+                PhotoCitation(
+                    index=0,
+                    photo_id=photo.id,
+                    path=photo.path,
+                    box=region.box,
+                    name=region.info,
+                    category=region.category,
+                )
+            )
+    return canvas, entries, cites
+
+
+def _entity_infos(parts: Parts, user: str, photos: Sequence[PhotoHit]) -> dict[str, str]:
+    """What memory knows about each person shown, by name."""
+    names = sorted({r.info for p in photos for r in p.regions if r.info})
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            out[name] = parts.memory.get(user, name).info
+        except NotFoundError:
+            continue
+    return out
+
+
+def cite_photos(entries: Sequence[ContextEntry], refs: Sequence[PhotoCitation], numbers: Sequence[int]) -> list[Any]:
+    """The (photo, region) behind each cited `[n]` (entries and refs are aligned, entries numbered)."""
+    by_index = {e.index: r for e, r in zip(entries, refs, strict=True) if e.index is not None}
+    return [by_index[n].model_copy(update={"index": n}) for n in numbers if n in by_index]

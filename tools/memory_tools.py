@@ -1,0 +1,147 @@
+"""Tools over the personal memory itself: `remember` (teach or update) and `recall` (ask without a photo).
+
+`recall` is the graph's memory route: the question picks entities by name and by meaning, the model
+gets them as numbered entries, and the answer's [n] resolve to memory entries (no boxes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.tools import ArgsSchema
+from pydantic import BaseModel, ConfigDict, Field
+
+from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.schema import Answer, Entity
+from rcmu_agent.tools._common import RcmuTool, answer_text, failures
+from rcmu_agent.tools._photos import FORMS, to_photo
+from rcmu_agent.tools.photo_tools import Photo
+
+__all__ = ["RecallInput", "RecallTool", "RememberInput", "RememberTool"]
+
+
+class RememberInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Who or what, e.g. 'Rose Leslie' or 'Bella'. The same name again updates it.")
+    info: str | None = Field(
+        default=None,
+        description="What to know about them, in a sentence or two (no visual details needed). Replaces the old "
+        "info on an update; omit to keep it and only add photos.",
+    )
+    photos: list[Photo] = Field(
+        default_factory=list,
+        description=f"Reference photos to recognise them by, each {FORMS}. For a person, one clear face per photo.",
+    )
+    category: str | None = Field(
+        default=None,
+        description="person, dog, cat, cup, ... Default: person for someone new, unchanged on an update.",
+    )
+
+
+class RecallInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(
+        description="A question answered from what the user taught, with no photo, e.g. 'When did we adopt Bella?'"
+    )
+
+
+class RememberTool(RcmuTool):
+    """Add someone or something to memory, or update them (new info replaces, photos add up)."""
+
+    name: str = "remember"
+    description: str = (
+        "Teach the user's personal memory about someone or something (a person, a pet, an object): a name, "
+        "what to know about them, and reference photos to recognise them by in later photos. Using a name "
+        "that is already known updates it. Returns the stored entry."
+    )
+    args_schema: ArgsSchema | None = RememberInput
+
+    def _run(
+        self,
+        name: str,
+        info: str | None = None,
+        photos: list[Any] | None = None,
+        category: str | None = None,
+        run_manager: CallbackManagerForToolRun | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return self._remember(name, info, photos or [], category)
+
+    async def _arun(
+        self,
+        name: str,
+        info: str | None = None,
+        photos: list[Any] | None = None,
+        category: str | None = None,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Teaching runs dlib and writes Chroma under a file lock: a worker thread keeps the loop free."""
+        with failures():
+            return await asyncio.to_thread(self._remember, name, info, photos or [], category)
+
+    def _remember(
+        self, name: str, info: str | None, photos: list[Any], category: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        sources = [to_photo(p) for p in photos]  # every photo checked before anything is written
+        old = self._existing(name)
+        if old is None and info is None:
+            raise NotFoundError(
+                f"nobody named {name!r} is in memory yet", f"give `info` (what to know about {name}) to add them"
+            )
+        if old is not None and info is None and not sources:
+            raise InvalidInputError(f"nothing to update for {old.name!r}", "give new `info`, new `photos`, or both")
+        if old is not None and category and " ".join(category.split()).lower() != old.category:
+            raise InvalidInputError(
+                f"{old.name!r} is already remembered as a {old.category}",
+                f"leave `category` out (or use {old.category!r}) to update them, or pick another name",
+            )
+        entity = self.assistant.remember(
+            old.name if old else name,  # "barack obama" updates "Barack Obama" without renaming him
+            info=info if info is not None else old.info if old else "",
+            photos=sources,
+            category=category or (old.category if old else "person"),
+            user=self.scope,
+        )
+        added = len(entity.photos) - (len(old.photos) if old else 0)
+        verb = "updated" if old else "remembered"
+        text = (
+            f"{verb} {entity.name} ({entity.category}, id {entity.id}) with {len(entity.photos)} reference "
+            f"photo(s), {added} new. Info: {entity.info}"
+        )
+        return text, {"entity": entity.model_dump(mode="json"), "created": old is None, "photos_added": added}
+
+    def _existing(self, name: str) -> Entity | None:
+        try:
+            return self.assistant.parts.memory.get(self.scope, name)
+        except NotFoundError:
+            return None
+
+
+class RecallTool(RcmuTool):
+    """A question with no photo, answered from personal memory with [n] citations to memory entries."""
+
+    name: str = "recall"
+    description: str = (
+        "Answer a question from the user's personal memory, without a photo: 'When did we adopt Bella?', "
+        "'What does Joe like?'. The answer cites memory entries as [n]; the reply lists what each [n] is. "
+        "For a question about a photo, use `ask_about_photo`."
+    )
+    args_schema: ArgsSchema | None = RecallInput
+
+    def _run(self, question: str, run_manager: CallbackManagerForToolRun | None = None) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return _reply(self.assistant.ask(question, user=self.scope))
+
+    async def _arun(
+        self, question: str, run_manager: AsyncCallbackManagerForToolRun | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return _reply(await self.assistant.aask(question, user=self.scope))
+
+
+def _reply(answer: Answer) -> tuple[str, dict[str, Any]]:
+    return answer_text(answer), answer.summary()

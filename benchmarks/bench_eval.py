@@ -11,9 +11,7 @@ from the shipped sample with shuffled options. Target: ratio >= 6x.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -25,29 +23,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
 def build_questions(folder: Path, n: int) -> Path:
-    from rcmu_agent.evals.datasets import load_rcpbench
+    from rcmu_agent.evals._shuffle import reshuffled_rcpbench
 
     samples = Path(__file__).resolve().parents[1] / "evals" / "samples" / "rcpbench"
-    bench = load_rcpbench(samples)
-    folder.mkdir(parents=True, exist_ok=True)
-    gallery = [
-        {**e.model_dump(exclude={"photo_paths"}), "photos": [str(p) for p in e.photo_paths]}
-        for e in bench.gallery.values()
-    ]
-    (folder / "gallery.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gallery))
-    rng = random.Random(0)
-    rows = []
-    for i in range(n):
-        q = bench.questions[i % len(bench.questions)]
-        texts = list(q.options.values())
-        rng.shuffle(texts)
-        options = {chr(65 + j): t for j, t in enumerate(texts)}
-        gold = next(letter for letter, t in options.items() if t == q.options[q.answer])
-        row = {**q.model_dump(exclude={"image_path"}), "id": f"q{i:04d}", "options": options, "answer": gold}
-        row["image"] = str(q.image_path)
-        rows.append(json.dumps(row))
-    (folder / "questions.jsonl").write_text("\n".join(rows) + "\n")
-    return folder
+    return reshuffled_rcpbench(samples, folder, n)
 
 
 def run_once(data: Path, url: str, concurrency: int, root: Path) -> float:

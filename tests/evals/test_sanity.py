@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from _helpers import (
 from conftest import openai_settings
 
 from rcmu_agent import Assistant
+from rcmu_agent.evals._shuffle import reshuffled_rcpbench
 from rcmu_agent.evals.datasets import RCVQA_KINDS, load_rcmu, load_rcpbench
 from rcmu_agent.evals.judges import Judges, LLMEntailment
 from rcmu_agent.evals.runner import EvalConfig, Runner, read_records
@@ -86,27 +86,7 @@ def test_always_refusing_scores_100_on_unanswerable_and_0_on_answerable(
 
 
 def _mc_set(samples: Path, folder: Path, n: int, seed: int = 7) -> Path:
-    """n RC&P questions drawn from the sample with options shuffled (gold letter uniformly placed)."""
-    bench = load_rcpbench(samples / "rcpbench")
-    rng = random.Random(seed)
-    folder.mkdir()
-    gallery = [
-        {**e.model_dump(exclude={"photo_paths"}), "photos": [str(p) for p in e.photo_paths]}
-        for e in bench.gallery.values()
-    ]
-    (folder / "gallery.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gallery))
-    rows = []
-    for i in range(n):
-        q = bench.questions[i % len(bench.questions)]
-        texts = list(q.options.values())
-        rng.shuffle(texts)
-        options = {chr(65 + j): t for j, t in enumerate(texts)}
-        gold = next(letter for letter, t in options.items() if t == q.options[q.answer])
-        row = {**q.model_dump(exclude={"image_path"}), "id": f"mc-{i:03d}", "options": options, "answer": gold}
-        row["image"] = str(q.image_path)
-        rows.append(json.dumps(row))
-    (folder / "questions.jsonl").write_text("\n".join(rows) + "\n")
-    return folder
+    return reshuffled_rcpbench(samples / "rcpbench", folder, n, seed=seed, prefix="mc-")
 
 
 def test_guessing_scores_near_chance_on_multiple_choice(tmp_path: Path, samples: Path) -> None:

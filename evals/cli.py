@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rcmu_agent._cli import out, run, settings
+
+if TYPE_CHECKING:
+    from rcmu_agent.evals.runner import Benchmark
 
 __all__ = ["register"]
 
@@ -25,7 +28,7 @@ EntailOpt = Annotated[str, typer.Option(help="Citation entailment judge: llm | n
 ClipOpt = Annotated[str, typer.Option(help="CLIP model for RCIDScore's visual part ('' to skip).")]
 
 
-def _evaluate(benchmark: str, data: Path, out_dir: Path, **options: Any) -> None:
+def _evaluate(benchmark: Benchmark, data: Path, out_dir: Path, **options: Any) -> None:
     from rcmu_agent.assistant import Assistant
     from rcmu_agent.evals.judges import DEFAULT_CLIP, ClipScorer, Judges, entailment_judge
     from rcmu_agent.evals.report import render_markdown

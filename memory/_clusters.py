@@ -51,7 +51,9 @@ class ClusterIndex:
         best = int(np.argmin(dist))
         return self._clusters[best] if float(dist[best]) <= self.threshold else None
 
-    def assign(self, conn: sqlite3.Connection, descriptors: Sequence[Sequence[float]]) -> list[int]:
+    def assign(
+        self, conn: sqlite3.Connection, descriptors: Sequence[Sequence[float]] | Sequence[np.ndarray]
+    ) -> list[int]:
         """Cluster ids for new faces (creating clusters inside the caller's transaction).
 
         Call `commit` with the result once that transaction has committed, so a rolled-back photo

@@ -52,7 +52,7 @@ class StageContext:
     llm: LLM
     config: BuildConfig
     _prompts: dict[str, Prompt] = field(default_factory=dict)
-    _pools: dict[str, asyncio.Task[list[Any]]] = field(default_factory=dict)
+    _pools: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     def prompt(self, name: str) -> Prompt:
         if name not in self._prompts:

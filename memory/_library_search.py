@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError
-from rcmu_agent.memory._library_base import TEXT_COLLECTION, LibraryBase, _embed_one_thread
+from rcmu_agent.memory._library_base import TEXT_COLLECTION, LibraryBase
 from rcmu_agent.memory._library_models import PhotoHit, Place
 from rcmu_agent.memory._records import WORD, check_user, name_key
 from rcmu_agent.prompt import clean_text
@@ -127,7 +127,7 @@ class LibrarySearch(LibraryBase):
         rows = [(i, vectors.rows[i]) for i in ids if i in vectors.rows]
         if not rows:
             return []
-        q = _embed_one_thread(self._text, [query])[0]
+        q = self._text.embed([query])[0]
         sims = vectors.matrix[[r for _, r in rows]] @ q
         order = np.argsort(-sims, kind="stable")
         return [(rows[j][0], float(sims[j])) for j in order if sims[j] >= floor]

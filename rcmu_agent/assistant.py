@@ -18,7 +18,7 @@ from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
-from rcmu_agent.schema import Answer, Entity, Region
+from rcmu_agent.schema import Answer, Entity, Region, normalize_category
 from rcmu_agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Assistant:
         from rcmu_agent.memory import ReferencePhoto
 
         user = self.settings.user if user is None else user  # "" is an invalid id, not the default
-        category = " ".join(category.split()).lower()
+        category = normalize_category(category)
         references: list[ReferencePhoto] = []
         for source in photos:
             data, suffix = _photo_bytes(source)

@@ -61,6 +61,8 @@ class FakeServer:
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     keep_requests: bool = True  # a long-running benchmark server would otherwise grow without bound
+    in_flight: int = 0
+    peak_in_flight: int = 0  # most requests being handled at once: what a concurrency test asserts
 
     def then(self, *replies: Reply) -> FakeServer:
         self.script.extend(replies)
@@ -82,9 +84,16 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             recorded = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw))
-            reply = state.next_reply(recorded)
-            if reply.delay and state.stopping.wait(reply.delay):
-                return
+            with state.lock:
+                state.in_flight += 1
+                state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+            try:
+                reply = state.next_reply(recorded)
+                if reply.delay and state.stopping.wait(reply.delay):
+                    return
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
             if self.path != "/v1/chat/completions":
                 reply = Reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
             body = completion(reply.text) if reply.body is None else reply.body

@@ -23,7 +23,7 @@ import numpy as np
 from rcmu_agent._hub import hub_kwargs
 from rcmu_agent.errors import InvalidInputError, ModelLoadError, first_line
 from rcmu_agent.regions import check_box
-from rcmu_agent.schema import Region
+from rcmu_agent.schema import Region, normalize_category
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -133,7 +133,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU) -
 
 def _labels(categories: Sequence[str]) -> list[str]:
     """Normalise as `Region.category` does (lowercase, single spaces), dropping blanks and repeats."""
-    labels = (" ".join(str(c).split()).lower() for c in categories)
+    labels = (normalize_category(c) for c in categories)
     return list(dict.fromkeys(label for label in labels if label))
 
 

@@ -7,14 +7,42 @@ model's 0..999 grid, so nothing else has to know about that convention.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RLE", "Answer", "Box", "Citation", "ContextEntry", "Entity", "Region", "Source"]
+__all__ = [
+    "RLE",
+    "Answer",
+    "Box",
+    "Category",
+    "Citation",
+    "ContextEntry",
+    "Entity",
+    "Region",
+    "Source",
+    "normalize_category",
+]
 
 Box = tuple[float, float, float, float]
 Source = Literal["face", "object", "user"]
+
+
+def normalize_category(value: str) -> str:
+    """One spelling per category ("Golden  Retriever" → "golden retriever"), so memory, detection
+    queries and training data agree on what is the same kind of thing."""
+    return " ".join(str(value).split()).lower()
+
+
+def _category(value: str) -> str:
+    value = normalize_category(value)
+    if not value:
+        raise ValueError("category is empty")
+    return value
+
+
+Category = Annotated[str, AfterValidator(_category)]
+"""A normalised, non-empty category, for any model field that holds one."""
 
 
 class RLE(BaseModel):
@@ -44,7 +72,7 @@ class Region(BaseModel):
 
     box: Box
     mask: RLE | None = None
-    category: str = "object"
+    category: Category = "object"
     score: float | None = None
     source: Source = "user"
     info: str | None = None  # caller-given context; skips recognition
@@ -78,14 +106,6 @@ class Region(BaseModel):
                 "(pixel corners x1,y1,x2,y2, not x,y,width,height)"
             )
         return (x1, y1, x2, y2)
-
-    @field_validator("category")
-    @classmethod
-    def _category(cls, value: str) -> str:
-        value = " ".join(value.split()).lower()
-        if not value:
-            raise ValueError("category is empty")
-        return value
 
 
 class Entity(BaseModel):

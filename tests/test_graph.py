@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,21 +144,8 @@ def test_openai_backend_end_to_end_with_citations(home: Path, scene: Path) -> No
 
 def test_async_ask_sends_the_same_request_and_runs_concurrently(home: Path, scene: Path) -> None:
     """`aask` is the same graph: same prompt and pixels; many questions are in flight at once."""
-    in_flight, peak = 0, 0
-    lock = threading.Lock()
-
-    def responder(_: Any) -> Reply:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.1)
-        with lock:
-            in_flight -= 1
-        return Reply(text="Barack Obama [1] is on the left.")
-
     with serve() as server:
-        server.responder = responder
+        server.default = Reply(text="Barack Obama [1] is on the left.", delay=0.1)
         assistant = Assistant(openai_settings(home, server.url))
 
         async def many() -> list[Any]:
@@ -172,7 +157,7 @@ def test_async_ask_sends_the_same_request_and_runs_concurrently(home: Path, scen
     assert later.image == str(scene.resolve()) and len(later.regions) == 2
     assert {r.body["messages"][0]["content"][1]["text"] for r in server.requests[:5]} == {EXPECTED_PROMPT}
     assert all([c.name for c in a.citations] == ["Barack Obama"] for a in [*answers, follow])
-    assert peak > 1  # the model calls overlapped instead of queueing behind one another
+    assert server.peak_in_flight > 1  # the model calls overlapped instead of queueing behind one another
 
 
 def test_follow_up_on_a_thread_survives_a_new_process(home: Path, scene: Path) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -76,27 +74,15 @@ def test_server_errors_surface_as_backend_errors(tmp_path: Path) -> None:
 
 
 def test_concurrency_limit_is_respected(tmp_path: Path) -> None:
-    in_flight, peak, lock = 0, 0, threading.Lock()
-
-    def responder(_: object) -> Reply:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.05)
-        with lock:
-            in_flight -= 1
-        return Reply(text="ok")
-
     with serve() as server:
-        server.responder = responder
+        server.default = Reply(text="ok", delay=0.05)
         llm = make_llm(server.url, tmp_path, concurrency=3)
 
         async def run() -> list[str]:
             return await asyncio.gather(*(llm.text(f"q{i}") for i in range(12)))
 
         assert asyncio.run(run()) == ["ok"] * 12
-    assert peak == 3
+    assert server.peak_in_flight == 3
 
 
 def test_parse_json_tolerates_preamble() -> None:

@@ -14,7 +14,7 @@ from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.schema import Answer, Entity
+from rcmu_agent.schema import Answer, Entity, normalize_category
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
 from rcmu_agent.tools._photos import FORMS, to_photo
 from rcmu_agent.tools.photo_tools import Photo
@@ -94,7 +94,7 @@ class RememberTool(RcmuTool):
             )
         if old is not None and info is None and not sources:
             raise InvalidInputError(f"nothing to update for {old.name!r}", "give new `info`, new `photos`, or both")
-        if old is not None and category and " ".join(category.split()).lower() != old.category:
+        if old is not None and category and normalize_category(category) != old.category:
             raise InvalidInputError(
                 f"{old.name!r} is already remembered as a {old.category}",
                 f"leave `category` out (or use {old.category!r}) to update them, or pick another name",

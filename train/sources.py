@@ -18,26 +18,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.jsonl import BadLine, read_models
+from rcmu_agent.schema import Category
 
 __all__ = ["SourceObject", "SourceRecord", "load_refcoco", "load_sources"]
 
 
 class SourceObject(BaseModel):
     box: tuple[float, float, float, float]  # pixels x1, y1, x2, y2
-    category: str
+    category: Category
     expressions: list[str] = Field(default_factory=list)  # how it looks: "the dog behind the bench"
-
-    @field_validator("category")
-    @classmethod
-    def _category(cls, value: str) -> str:
-        value = " ".join(value.split()).lower()
-        if not value:
-            raise ValueError("category is empty")
-        return value
 
 
 class SourceRecord(BaseModel):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from rcmu_agent.assistant import DESCRIBE_QUESTION
 from rcmu_agent.schema import Answer, Region
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
-from rcmu_agent.tools._photos import to_photo
+from rcmu_agent._photos import to_photo
 
 __all__ = ["AskAboutPhotoInput", "AskAboutPhotoTool", "DescribePhotoInput", "DescribePhotoTool", "Photo", "RegionInput"]
 

@@ -19,7 +19,7 @@ from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
-from rcmu_agent.tools._photos import to_photo
+from rcmu_agent._photos import to_photo
 
 
 def forms(scene: Path) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
 from rcmu_agent.images import ImageSource, load_image
+from rcmu_agent.messages import human_turn
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Answer, Entity, Region, normalize_category
 from rcmu_agent.settings import Settings
+from rcmu_agent.state import Context
 
 if TYPE_CHECKING:
     from rcmu_agent.memory.library import Cluster, IndexReport, LibraryAnswer, PhotoHit, PhotoLibrary
@@ -44,7 +46,8 @@ class Assistant:
     def graph(self) -> Any:
         """The compiled graph with SQLite checkpoints under `RCMU_HOME`, built on first use."""
         if self._graph is None:
-            self._graph = build_graph(self.parts, checkpointer=checkpointer(self.settings.home / "threads.sqlite"))
+            saver = checkpointer(self.settings.home / "threads.sqlite")
+            self._graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
         return self._graph
 
     def _graph_for(self, thread_id: str | None) -> Any:
@@ -52,7 +55,7 @@ class Assistant:
         if thread_id:
             return self.graph
         if self._plain is None:
-            self._plain = build_graph(self.parts)
+            self._plain = build_graph(self.parts, local_caller=True)
         return self._plain
 
     # ---- memory --------------------------------------------------------------------------------
@@ -147,18 +150,16 @@ class Assistant:
     ) -> LibraryAnswer:
         """Multimodal RAG: retrieve the top photos for `question`, show them to the model as one collage
         with every region in the context, and answer with citations that resolve to (photo, region)."""
+        from rcmu_agent.memory.library import LibraryAnswer
+
         state = {
-            "user": self._user(user),
-            "question": question,
-            "photo": None,
-            "regions": None,
+            "messages": [human_turn(question)],
             "context_only": context_only,
             "library": True,
             "library_limit": limit,
         }
-        result = self._graph_for(None).invoke(state)
-        answer: LibraryAnswer = result["answer"]
-        return answer
+        result = self._graph_for(None).invoke(state, context=Context(user=self._user(user)))
+        return LibraryAnswer.model_validate(result["answer"])
 
     def people(self, *, user: str | None = None, include_named: bool = False) -> list[Cluster]:
         """Clusters of faces nobody has named yet (largest first), with sample crops."""
@@ -191,24 +192,31 @@ class Assistant:
         thread_id: str | None = None,
         context_only: bool = False,
         on_update: Progress | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer `question` about `photo` (or from memory alone when there is no photo).
 
         With a `thread_id`, a later call without a photo asks a follow-up about the same photo.
+        `on_update(node, update)` hears each step as it finishes; `on_token(text)` each piece of the
+        answer as the model writes it.
         """
-        state = self._state(question, photo, regions, user, context_only)
+        state, context = self._turn(question, photo, regions, user, context_only)
         graph = self._graph_for(thread_id)
         config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
-        if on_update is None:
-            result = graph.invoke(state, config)
-        else:
-            result = {}
-            for chunk in graph.stream(state, config, stream_mode="updates"):
-                for node, update in chunk.items():
+        if on_update is None and on_token is None:
+            return Answer.model_validate(graph.invoke(state, config, context=context)["answer"])
+        result: dict[str, Any] = {}
+        for mode, chunk in graph.stream(state, config, context=context, stream_mode=["updates", "messages"]):
+            if mode == "messages":
+                message, meta = chunk
+                if on_token is not None and meta.get("langgraph_node") == "answer" and message.text:
+                    on_token(message.text)
+                continue
+            for node, update in chunk.items():
+                if on_update is not None:
                     on_update(node, update or {})
-                    result.update(update or {})
-        answer: Answer = result["answer"]
-        return answer
+                result.update(update or {})
+        return Answer.model_validate(result["answer"])
 
     async def aask(
         self,
@@ -222,38 +230,41 @@ class Assistant:
     ) -> Answer:
         """`ask` for async callers: the model call is awaited natively (many in flight against a server);
         detection and recall run in worker threads so the event loop never blocks on dlib."""
-        state = await asyncio.to_thread(self._state, question, photo, regions, user, context_only)
+        state, context = await asyncio.to_thread(self._turn, question, photo, regions, user, context_only)
         if thread_id:
             async with async_checkpointer(self.settings.home / "threads.sqlite") as saver:
-                graph = build_graph(self.parts, checkpointer=saver)
-                result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}})
+                graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
+                result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}}, context=context)
         else:
-            result = await self._graph_for(None).ainvoke(state)
-        answer: Answer = result["answer"]
-        return answer
+            result = await self._graph_for(None).ainvoke(state, context=context)
+        return Answer.model_validate(result["answer"])
 
-    def _state(
+    def _turn(
         self,
         question: str,
         photo: ImageSource | None,
         regions: Sequence[Region] | None,
         user: str | None,
         context_only: bool,
-    ) -> dict[str, Any]:
-        return {
-            "user": self._known_user(user),
-            "question": question,
-            "photo": self._photo_path(photo) if photo is not None else None,
-            "regions": list(regions) if regions else None,
+    ) -> tuple[dict[str, Any], Context]:
+        """The graph input for one turn: the human message (text + the photo as a local file), this
+        turn's regions as JSON, and the user in the run's context."""
+        user = self._known_user(user)
+        path = self._photo_path(photo, user) if photo is not None else None
+        state = {
+            "messages": [human_turn(question, path)],
+            "regions": [r.model_dump(mode="json") for r in regions] if regions else None,
             "context_only": context_only,
         }
+        return state, Context(user=user)
 
     def describe(self, photo: ImageSource, **kwargs: Any) -> Answer:
         """Region-level context-aware description (the RCID task)."""
         return self.ask(DESCRIBE_QUESTION, photo, **kwargs)
 
-    def _photo_path(self, photo: ImageSource) -> str:
-        """A path the graph can checkpoint: files stay where they are, bytes and images are saved once."""
+    def _photo_path(self, photo: ImageSource, user: str) -> str:
+        """A path the graph can checkpoint: files stay where they are, bytes and images are saved once
+        per user under the home's inbox."""
         if isinstance(photo, str | Path):
             path = str(Path(str(photo).removeprefix("file://")).expanduser().resolve())
             self.parts.image(path)  # checked now, and decoded once: detection reuses it
@@ -264,7 +275,7 @@ class Assistant:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         data = buffer.getvalue()
-        target = self.settings.home / "inbox" / f"{hashlib.sha256(data).hexdigest()[:20]}.png"
+        target = self.settings.home / "inbox" / user / f"{hashlib.sha256(data).hexdigest()[:20]}.png"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".part")

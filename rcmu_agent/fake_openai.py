@@ -8,6 +8,7 @@ OpenAI would. Binds to 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeServer", "Recorded", "Reply", "completion", "serve"]
+__all__ = ["FakeServer", "Recorded", "Reply", "chunks", "completion", "serve"]
 
 MODEL = "weihongliang/RC-Qwen2VL-2b"
 
@@ -28,6 +29,7 @@ class Reply:
     body: Any = None  # None: a chat.completion whose answer is `text`
     delay: float = 0.0
     text: str = "The man [1] is on the left."
+    token_delay: float = 0.0  # between streamed chunks (`stream=True` requests), as a real model decodes
 
 
 @dataclass
@@ -35,6 +37,24 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+
+
+def chunks(text: str) -> list[dict[str, Any]]:
+    """`text` as chat.completion.chunk objects, one word (with its leading space) per chunk, as vLLM
+    streams: a role-only chunk first, a finish chunk last."""
+    words = re.findall(r"\s*\S+", text) or [text]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": MODEL,
+            "choices": [choice],
+        }
+
+    return [chunk({"role": "assistant", "content": ""}), *(chunk({"content": w}) for w in words), chunk({}, "stop")]
 
 
 def completion(text: str | None, *, choices: bool = True) -> dict[str, Any]:
@@ -96,6 +116,9 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                     state.in_flight -= 1
             if self.path != "/v1/chat/completions":
                 reply = Reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
+            if reply.body is None and reply.status == 200 and recorded.body.get("stream"):
+                self._stream(reply)
+                return
             body = completion(reply.text) if reply.body is None else reply.body
             data = json.dumps(body).encode()
             try:
@@ -105,6 +128,24 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                pass
+
+        def _stream(self, reply: Reply) -> None:
+            """Server-sent events in HTTP/1.1 chunked encoding, one event per chunk, then [DONE]."""
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                events = [f"data: {json.dumps(c)}\n\n" for c in chunks(reply.text)] + ["data: [DONE]\n\n"]
+                for n, event in enumerate(events):
+                    if n and reply.token_delay and state.stopping.wait(reply.token_delay):
+                        return
+                    data = event.encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
                 pass
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -143,8 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible chat server (127.0.0.1 only).")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each reply")
     parser.add_argument("--text", default=Reply.text, help="the reply's text")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed chunks")
     args = parser.parse_args(argv)
-    with serve(FakeServer(default=Reply(text=args.text, delay=args.delay), keep_requests=False)) as state:
+    reply = Reply(text=args.text, delay=args.delay, token_delay=args.token_delay)
+    with serve(FakeServer(default=reply, keep_requests=False)) as state:
         print(state.url, flush=True)
         state.stopping.wait()
 

@@ -225,10 +225,10 @@ def test_unloadable_model_names_the_fix(home: Path, scene: Path) -> None:
 def test_module_graph_for_langgraph_server() -> None:
     import json
 
-    from rcmu_agent.graph import graph
+    from rcmu_agent.server import graph
 
     config = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
-    assert config["graphs"]["rcmu"].endswith(":graph")
+    assert config["graphs"]["rcmu"] == "./rcmu_agent/server.py:graph"
     assert {"route", "detect", "recall", "recall_memory", "compose", "answer", "cite"} <= set(graph.get_graph().nodes)
 
 

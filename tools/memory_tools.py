@@ -13,10 +13,10 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field
 
+from rcmu_agent._photos import FORMS, to_photo
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.schema import Answer, Entity, normalize_category
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
-from rcmu_agent._photos import FORMS, to_photo
 from rcmu_agent.tools.photo_tools import Photo
 
 __all__ = ["RecallInput", "RecallTool", "RememberInput", "RememberTool"]

@@ -12,10 +12,10 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
+from rcmu_agent._photos import to_photo
 from rcmu_agent.assistant import DESCRIBE_QUESTION
 from rcmu_agent.schema import Answer, Region
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
-from rcmu_agent._photos import to_photo
 
 __all__ = ["AskAboutPhotoInput", "AskAboutPhotoTool", "DescribePhotoInput", "DescribePhotoTool", "Photo", "RegionInput"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent._hub import hub_kwargs
@@ -194,17 +195,58 @@ class TransformersVLM(VisionLanguageModel):
         return inputs
 
     # ---- answering -----------------------------------------------------------------------------
+    def _generation(self, text: str, image: Image.Image | None, max_new_tokens: int | None) -> dict[str, Any]:
+        """`model.generate` arguments for one turn: greedy, as RC-Qwen2-VL was evaluated."""
+        inputs = {k: v.to(self.device) for k, v in self.encode(text, image).items()}
+        return {
+            **inputs,
+            "max_new_tokens": max_new_tokens or self.max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+        }
+
     def generate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
         import torch
 
-        inputs = {k: v.to(self.device) for k, v in self.encode(text, image).items()}
+        kwargs = self._generation(text, image, max_new_tokens)
         with torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens or self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
-            )
-        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+            output = self.model.generate(**kwargs)
+        new_tokens = output[0, kwargs["input_ids"].shape[1] :]
         reply: str = self._tokenizer.decode(new_tokens, skip_special_tokens=True)
         return reply.strip()
+
+    def stream(
+        self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
+    ) -> Iterator[str]:
+        """Decoded text as `generate` produces it, through transformers' `TextIteratorStreamer`.
+
+        Generation runs in its own thread and hands words over a queue; an error there ends the
+        stream and is raised here, so a caller never waits on a queue nobody will fill.
+        """
+        import torch
+        from transformers import TextIteratorStreamer
+
+        kwargs = self._generation(text, image, max_new_tokens)
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs, streamer=streamer)
+            except BaseException as exc:  # re-raised in the consumer's thread below
+                failed.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="rcmu-generate", daemon=True)
+        worker.start()
+        started = False
+        for piece in streamer:
+            if not started:  # `generate` strips the reply; so does the stream, at its start
+                piece = piece.lstrip()
+                started = bool(piece)
+            if piece:
+                yield piece
+        worker.join()
+        if failed:
+            raise failed[0]

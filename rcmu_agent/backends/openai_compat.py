@@ -12,7 +12,7 @@ import asyncio
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,13 @@ from rcmu_agent.errors import BackendError
 from rcmu_agent.images import image_to_data_url
 
 if TYPE_CHECKING:
-    from openai.types.chat import ChatCompletion, ChatCompletionContentPartParam, ChatCompletionMessageParam
+    from openai import AsyncStream, Stream
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionChunk,
+        ChatCompletionContentPartParam,
+        ChatCompletionMessageParam,
+    )
     from PIL import Image
 
     from rcmu_agent.settings import Settings
@@ -139,6 +145,59 @@ class OpenAICompatibleVLM(VisionLanguageModel):
         except openai.OpenAIError as exc:
             raise self._translate(exc) from None
         return self._answer(completion), _usage(completion)
+
+    def stream(
+        self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
+    ) -> Iterator[str]:
+        """The reply as the server sends it (`stream=True`, server-sent events).
+
+        Opening the stream is retried like any request; once text has arrived a failure is final,
+        since replaying would repeat what the reader has already seen.
+        """
+        client = self._sync_client()
+        kwargs = {**self._request(text, image, max_new_tokens), "stream": True}
+        try:
+            chunks: Stream[ChatCompletionChunk] = Retrying(**self._retry_policy())(
+                client.chat.completions.create, **kwargs
+            )
+            with chunks:
+                empty = True
+                for chunk in chunks:
+                    if piece := _delta(chunk):
+                        empty = False
+                        yield piece
+                if empty:
+                    self._no_text()
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from None
+
+    async def astream(
+        self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
+    ) -> AsyncIterator[str]:
+        client = await self._async_client()
+        kwargs = {**await asyncio.to_thread(self._request, text, image, max_new_tokens), "stream": True}
+
+        async def attempt() -> AsyncStream[ChatCompletionChunk]:
+            return await client.chat.completions.create(**kwargs)
+
+        try:
+            chunks: AsyncStream[ChatCompletionChunk] = await AsyncRetrying(**self._retry_policy())(attempt)
+            async with chunks:
+                empty = True
+                async for chunk in chunks:
+                    if piece := _delta(chunk):
+                        empty = False
+                        yield piece
+                if empty:
+                    self._no_text()
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from None
+
+    def _no_text(self) -> None:
+        raise BackendError(
+            f"server at {self.url} streamed no text for {self.model!r}",
+            "check that the model accepts images and that the server's logs show no error",
+        )
 
     def _sync_client(self) -> openai.OpenAI:
         with self._lock:
@@ -272,6 +331,14 @@ class TokenUsage:
 
     prompt: int = 0
     completion: int = 0
+
+
+def _delta(chunk: ChatCompletionChunk) -> str:
+    """The text a streamed chunk adds to the first choice ("" for role-only or usage-only chunks)."""
+    for choice in chunk.choices or []:
+        if choice.index == 0 and choice.delta is not None and choice.delta.content:
+            return choice.delta.content
+    return ""
 
 
 def _usage(completion: ChatCompletion) -> TokenUsage:

@@ -15,11 +15,11 @@ from langchain_core.messages import ToolMessage
 from PIL import Image
 
 from rcmu_agent import Assistant
+from rcmu_agent._photos import to_photo
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
-from rcmu_agent._photos import to_photo
 
 
 def forms(scene: Path) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def test_bytes_are_recognised_and_saved_once_under_the_home_inbox(assistant: Ass
     first = tool.invoke({"photo": scene.read_bytes()})
     assert isinstance(first, str)  # invoked without a tool call: the content alone
     assert "[1] = Barack Obama (person) at (253,47,409,203)" in first
-    inbox = assistant.settings.home / "inbox"
+    inbox = assistant.settings.home / "inbox" / "alice"  # one inbox per user
     saved = sorted(inbox.glob("*.png"))
     again = tool.invoke({"photo": base64.b64encode(scene.read_bytes()).decode()})
     assert again == first

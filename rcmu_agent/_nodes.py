@@ -1,0 +1,318 @@
+"""The agent's steps, one method each; `rcmu_agent.graph` wires them in order.
+
+Each node reads what it needs from the state and returns only what it adds, so `stream_mode="updates"`
+shows a user (or LangGraph Studio) exactly what each step found. The state holds plain JSON only
+(`_dump` / `_load` at the edges): checkpoints then revive under any serializer — LangGraph Server's
+included — without registering our classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from rcmu_agent.citations import is_refusal, resolve_citations
+from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.messages import answer_message, read_turn
+from rcmu_agent.parts import Parts
+from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, number_entries, resolve_placeholders
+from rcmu_agent.regions import check_box
+from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
+from rcmu_agent.state import AgentState, Context
+
+__all__ = ["MEMORY_MIN_SIMILARITY", "Nodes", "bound_user", "dump", "load"]
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+MEMORY_MIN_SIMILARITY = 0.25
+_REGIONS = TypeAdapter(list[Region])
+
+
+def dump(models: Sequence[BaseModel]) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json") for m in models]
+
+
+def load(model: type[M], values: Sequence[dict[str, Any]] | None) -> list[M]:
+    return [model.model_validate(v) for v in values or []]
+
+
+def bound_user(config: RunnableConfig, asked: str | None, default: str, *, local_caller: bool) -> str:
+    """Who the run is for. Behind a server, authentication decides (LangGraph Server puts the
+    authenticated identity in `langgraph_auth_user_id`, which no client can set) and, without
+    authentication, the deployment's own user; a local caller names the user in the run's context."""
+    from rcmu_agent.memory import check_user
+
+    authenticated = (config.get("configurable") or {}).get("langgraph_auth_user_id")
+    if authenticated:
+        if asked and asked != authenticated:
+            raise InvalidInputError(
+                "the user is set by the server's authentication, not by the request",
+                "leave `user` out of the run's context",
+            )
+        return check_user(str(authenticated))
+    if local_caller and asked:
+        return check_user(asked)
+    if asked and asked != default:
+        raise InvalidInputError(
+            "this deployment serves one user and takes no user from the request",
+            "configure authentication (langgraph.json `auth`) to serve several users",
+        )
+    return check_user(default)
+
+
+def _regions_from_json(values: Any) -> list[Region] | None:
+    """Caller regions as plain JSON (box, category, info, mask); errors name the region and field."""
+    if not values:
+        return None
+    if isinstance(values, list) and all(isinstance(v, Region) for v in values):
+        return list(values)
+    try:
+        return _REGIONS.validate_python(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = "regions" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        raise InvalidInputError(
+            f"{where}: {reason}",
+            'give each region as {"box": [x1, y1, x2, y2], "category": "...", "info": "..."} in pixels',
+        ) from None
+
+
+class Nodes:
+    """The steps over one set of parts. `local_caller`: the machine's own user calls (CLI, Python), so
+    photo paths anywhere are readable; otherwise (a server) only inline images are."""
+
+    def __init__(self, parts: Parts, *, local_caller: bool) -> None:
+        self.parts = parts
+        self.local_caller = local_caller
+
+    # ---- route ----------------------------------------------------------------------------------
+    def route(self, state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+        from langgraph.config import get_config
+
+        settings = self.parts.settings
+        asked = runtime.context.user if runtime.context is not None else None
+        user = bound_user(get_config(), asked, settings.user, local_caller=self.local_caller)
+        turn = read_turn(state.get("messages"))
+        question = clean_text(turn.question, "question", max_chars=settings.max_text_chars)
+        regions = _regions_from_json(state.get("regions"))
+        options = {
+            "regions": dump(regions) if regions else None,
+            "context_only": bool(state.get("context_only")),
+            "library_limit": max(1, int(state.get("library_limit") or 4)),
+        }
+        fresh = {"user": user, "question": question, "turn": options, "reply": "", "reply_id": None, "prompt": ""}
+        if turn.photo is not None:
+            return {**fresh, "route": "detect", "image_path": self._photo_path(turn.photo, user)}
+        if state.get("library"):
+            return {**fresh, "route": "library"}
+        if state.get("image_path") and (regions or state.get("entries") is not None):
+            # a follow-up about the thread's photo: new boxes are detected anew, else reuse what was found
+            return {**fresh, "route": "detect" if regions else "compose"}
+        if regions:
+            raise InvalidInputError("regions were given without a photo", "send the photo the boxes belong to")
+        return {**fresh, "route": "memory", "image_path": None}
+
+    def _photo_path(self, photo: Path | bytes, user: str) -> str:
+        """A path the thread can checkpoint: files stay where they are, sent bytes are kept once per
+        user under the home's inbox (by content, so resending the same photo writes nothing)."""
+        parts = self.parts
+        if isinstance(photo, Path):
+            if not self.local_caller:
+                raise InvalidInputError(
+                    "this server does not read photos from its own disk",
+                    "send the image inline (base64 or a data: URL in an image content block)",
+                )
+            path = str(photo.expanduser().resolve())
+            parts.image(path)  # checked now, and decoded once: detection reuses it
+            return path
+        from rcmu_agent.images import load_image
+
+        load_image(photo, max_bytes=parts.settings.max_image_bytes, max_pixels=parts.settings.max_image_pixels)
+        suffix = "." + (_format(photo) or "img")
+        target = parts.settings.home / "inbox" / user / f"{hashlib.sha256(photo).hexdigest()[:20]}{suffix}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(photo)
+            tmp.replace(target)
+        return str(target)
+
+    # ---- detect + recall ----------------------------------------------------------------------
+    def detect(self, state: AgentState) -> dict[str, Any]:
+        parts = self.parts
+        image = parts.image(str(state["image_path"]))
+        given = _regions_from_json(state["turn"].get("regions"))
+        if given:  # the caller's boxes, in the caller's order (<regionK> refers to it), checked strictly
+            regions = [r.model_copy(update={"box": check_box(r.box, image.size, strict=True)}) for r in given]
+        else:
+            regions = parts.face_detector.detect(image)
+            categories = [c for c in parts.memory.categories(state["user"]) if c != "person"]
+            if parts.object_detector is not None and categories:
+                regions += parts.object_detector.detect(image, categories)
+        described = self._describe(image, regions, given=bool(given))
+        return {"detected": dump(described), "image_size": list(image.size)}
+
+    def _describe(self, image: Any, regions: list[Region], *, given: bool) -> list[Region]:
+        """Attach what recognition compares: face descriptors for people, image embeddings for objects.
+
+        A caller's person box may hold a whole body, so its face is found by detection inside it
+        rather than by aligning landmarks on the box itself.
+        """
+        parts, out = self.parts, list(regions)
+        people = [i for i, r in enumerate(out) if r.info is None and r.category == "person"]
+        if people:
+            if given:
+                found = parts.face_detector.detect(image)
+                pairs = [(i, _face_inside(out[i], found)) for i in people]
+            else:
+                pairs = [(i, out[i]) for i in people]
+            faces = [(i, face) for i, face in pairs if face is not None]
+            encoded = parts.face_encoder.encode(image, [face for _, face in faces])
+            for (i, _), face in zip(faces, encoded, strict=True):
+                out[i] = out[i].model_copy(update={"descriptor": face.descriptor})
+        objects = [i for i, r in enumerate(out) if r.info is None and r.category != "person"]
+        if objects and parts.image_embedder is not None:
+            crops = [parts.image_embedder.crop(image, out[i].box) for i in objects]
+            for i, vector in zip(objects, parts.image_embedder.embed(crops), strict=True):
+                out[i] = out[i].model_copy(update={"descriptor": vector.tolist()})
+        return out
+
+    def recall(self, state: AgentState) -> dict[str, Any]:
+        memory, settings, user = self.parts.memory, self.parts.settings, state["user"]
+        regions = load(Region, state.get("detected"))
+        entries = [ContextEntry(region=r.model_copy(update={"descriptor": None}), info=r.info) for r in regions]
+        faces = [i for i, r in enumerate(regions) if r.info is None and r.category == "person" and r.descriptor]
+        objects = [i for i, r in enumerate(regions) if r.info is None and r.category != "person" and r.descriptor]
+        matches = memory.match_faces(user, [regions[i].descriptor or [] for i in faces], settings.face_threshold)
+        matches += memory.match_objects(
+            user,
+            [regions[i].descriptor or [] for i in objects],
+            [regions[i].category for i in objects],
+            settings.object_threshold,
+        )
+        for i, match in zip(faces + objects, matches, strict=True):
+            if match is not None:
+                e = match.entity
+                entries[i] = entries[i].model_copy(
+                    update={"entity_id": e.id, "name": e.name, "info": e.info, "distance": match.distance}
+                )
+        named = memory.named_in(user, state["question"])
+        found = {e.entity_id for e in entries}
+        missing = [e for e in named if e.id not in found]
+        if missing:
+            log.info("named in the question but not recognised in the photo: %s", [e.name for e in missing])
+        return {"entries": dump(entries), "mentioned": dump(named)}
+
+    def recall_memory(self, state: AgentState) -> dict[str, Any]:
+        memory, user, question = self.parts.memory, state["user"], state["question"]
+        named = memory.named_in(user, question)
+        hits = [e for e, sim in memory.search(user, question, k=5) if sim >= MEMORY_MIN_SIMILARITY]
+        chosen: list[Entity] = list({e.id: e for e in [*named, *hits]}.values())
+        entries = [
+            ContextEntry(category=e.category, index=i, entity_id=e.id, name=e.name, info=e.info)
+            for i, e in enumerate(chosen, start=1)
+        ]
+        return {"entries": dump(entries), "mentioned": dump(named), "detected": [], "image_path": None}
+
+    def library_retrieve(self, state: AgentState) -> dict[str, Any]:
+        """Top photos for the question, as one collage with every known region as context."""
+        from rcmu_agent.library import library_context, retrieve, save_collage
+
+        settings, user = self.parts.settings, state["user"]
+        photos = retrieve(self.parts.library, user, state["question"], state["turn"]["library_limit"])
+        canvas, entries, refs = library_context(self.parts, user, photos)
+        path = save_collage(canvas, settings.home / "library" / "collages")
+        return {
+            "image_path": str(path),
+            "image_size": list(canvas.size),
+            "entries": dump(entries),
+            "detected": [],
+            "mentioned": [],
+            "library_photos": dump(photos),
+            "library_refs": dump(refs),
+        }
+
+    # ---- compose + answer + cite --------------------------------------------------------------
+    def compose(self, state: AgentState) -> dict[str, Any]:
+        entries = load(ContextEntry, state.get("entries"))
+        if state.get("route") == "memory":
+            return {"prompt": build_memory_prompt(entries, state["question"])}
+        size = (int(state["image_size"][0]), int(state["image_size"][1]))
+        entries = number_entries(entries)
+        question, _ = resolve_placeholders(state["question"], entries, size)
+        return {"entries": dump(entries), "prompt": build_prompt(entries, question, size)}
+
+    def _chat_model(self, state: AgentState) -> Any:
+        """The backend as a LangChain chat model bound to the thread's photo; building it may import
+        torch and decode the photo, so async callers build it in a worker thread."""
+        from rcmu_agent.backends.chat_model import VLMChatModel
+
+        path = state.get("image_path")
+        return VLMChatModel(backend=self.parts.vlm, image=self.parts.image(path) if path else None)
+
+    def answer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        reply = self._chat_model(state).invoke([HumanMessage(content=state["prompt"])], config)
+        return {"reply": reply.text.strip(), "reply_id": reply.id}
+
+    async def aanswer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        """Native async: tokens stream to the caller as they are decoded, and many questions against a
+        server share one event loop instead of a thread each."""
+        model = await asyncio.to_thread(self._chat_model, state)
+        reply = await model.ainvoke([HumanMessage(content=state["prompt"])], config)
+        return {"reply": reply.text.strip(), "reply_id": reply.id}
+
+    def cite(self, state: AgentState) -> dict[str, Any]:
+        entries, reply = load(ContextEntry, state.get("entries")), state.get("reply", "")
+        context_only = bool(state["turn"].get("context_only"))
+        citations, invalid = resolve_citations(reply, entries)
+        answer = Answer(
+            text="" if context_only else reply,
+            citations=citations,
+            invalid_citations=invalid,
+            unanswerable=is_refusal(reply) if not context_only else False,
+            regions=[e for e in entries if e.region is not None] or entries,
+            prompt=state.get("prompt", ""),
+            context_only=context_only,
+            image=state.get("image_path"),
+        )
+        if state.get("route") == "library":
+            from rcmu_agent.library import cite_photos
+            from rcmu_agent.memory.library import LibraryAnswer, PhotoCitation, PhotoHit
+
+            numbers = [c.index for c in citations if c.valid]
+            answer = LibraryAnswer(
+                **answer.model_dump(exclude={"citations", "regions"}),
+                citations=citations,
+                regions=answer.regions,
+                photos=load(PhotoHit, state.get("library_photos")),
+                photo_citations=cite_photos(entries, load(PhotoCitation, state.get("library_refs")), numbers),
+            )
+        message = answer_message(answer, message_id=state.get("reply_id"))
+        return {"answer": answer.model_dump(mode="json"), "messages": [message]}
+
+
+def _format(data: bytes) -> str | None:
+    """The decoder's name for the format ("jpeg", "png", …), read from the header only."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.format.lower() if image.format else None
+
+
+def _face_inside(box_region: Region, faces: list[Region]) -> Region | None:
+    """The largest detected face whose centre lies inside the caller's box."""
+    x1, y1, x2, y2 = box_region.box
+    inside = [f for f in faces if x1 <= (f.box[0] + f.box[2]) / 2 <= x2 and y1 <= (f.box[1] + f.box[3]) / 2 <= y2]
+    return max(inside, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)

@@ -1,0 +1,97 @@
+"""Chat messages in and out: what a human turn asks, and the answer as an AI message.
+
+Chat front ends (LangGraph Studio, Agent Chat UI, any `langgraph-sdk` client) speak LangChain
+messages. A human turn is text plus at most one image, in any of the standard content-block forms;
+the answer goes back as an `AIMessage` whose text is the answer and whose `additional_kwargs["rcmu"]`
+carries the structured part (`ANSWER_KEY`), JSON all the way down so it survives any transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from rcmu_agent._photos import FORMS, PhotoSource, to_photo
+from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.schema import Answer
+
+__all__ = ["ANSWER_KEY", "Turn", "answer_message", "human_turn", "read_turn"]
+
+ANSWER_KEY = "rcmu"
+_IMAGE_TYPES = {"image", "image_url", "file"}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One human turn: the question and, when the turn carries one, its photo (a path or raw bytes)."""
+
+    question: str
+    photo: PhotoSource | None = None
+
+
+def read_turn(messages: Sequence[BaseMessage] | None) -> Turn:
+    """The last message, which must be the human's: its text joined, its one image (if any) decoded.
+
+    Paths come back as they were written; whether the caller may read them is the graph's decision.
+    """
+    if not messages:
+        raise InvalidInputError("there is no message to answer", "send a human message with the question")
+    last = messages[-1]
+    if not isinstance(last, HumanMessage):
+        raise InvalidInputError(
+            f"the last message is a {last.type} message, not the user's",
+            "end the input with a human message holding the question (and optionally one image)",
+        )
+    content = last.content
+    blocks: list[Any] = [content] if isinstance(content, str) else list(content)
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    for block in blocks:
+        if isinstance(block, str):
+            texts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            texts.append(str(block.get("text") or ""))
+        elif isinstance(block, dict) and block.get("type") in _IMAGE_TYPES:
+            images.append(block)
+        else:
+            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+            raise InvalidInputError(
+                f"message content of type {kind!r} is not understood", f"send text and one image as {FORMS}"
+            )
+    if len(images) > 1:
+        raise InvalidInputError(
+            f"the message holds {len(images)} images; a question is about one photo",
+            "send one image per message (ask about each photo in turn)",
+        )
+    photo = to_photo(images[0]) if images else None
+    return Turn(question="\n".join(t for t in texts if t.strip()), photo=photo)
+
+
+def human_turn(question: str, photo: str | None = None) -> HumanMessage:
+    """The message a Python caller's `(question, photo path)` becomes: text, then a `file://` image."""
+    if photo is None:
+        return HumanMessage(content=question)
+    url = Path(photo).resolve().as_uri()  # percent-encoded, so any file name survives the round trip
+    return HumanMessage(content=[{"type": "text", "text": question}, {"type": "image", "url": url}])
+
+
+def answer_message(answer: Answer, *, message_id: str | None = None) -> AIMessage:
+    """The answer for a chat: its text (or, with no model, the context it would have received) and the
+    structured answer under `additional_kwargs["rcmu"]`.
+
+    `message_id` is the id the streamed tokens carried, so a chat front end replaces the streamed
+    message with this one instead of showing the answer twice.
+    """
+    text = answer.text
+    if answer.context_only:
+        text = (
+            "No model was asked (context only). It would have received this context:\n\n"
+            f"{answer.prompt}\n\nTo get answers, configure a model (RCMU_MODEL, or RCMU_BACKEND=openai with "
+            "RCMU_BASE_URL) and ask again without context_only."
+        )
+    payload = {**answer.summary(), "photo": answer.image}
+    return AIMessage(content=text, id=message_id, additional_kwargs={ANSWER_KEY: payload})

@@ -1,0 +1,79 @@
+"""The LangGraph Server entry (`langgraph.json`): the graph, and bearer-token authentication.
+
+`langgraph dev` (or a LangGraph Platform / self-hosted deployment) imports `graph` from here. Parts are
+built from `RCMU_*` settings on first use; the server brings its own persistence (in-memory for
+`langgraph dev`, Postgres in production), so threads and follow-ups work there without our SQLite.
+
+`auth` maps bearer tokens to users from a JSON file (`RCMU_TOKENS_FILE`: `{"<token>": "<user>"}`), and
+keeps every thread private to the user who created it. The graph then reads the user from the
+authenticated identity — a request cannot name another user. Enable it with
+`langgraph dev --config examples/langgraph-auth.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from langgraph_sdk import Auth
+
+from rcmu_agent.graph import build_graph
+
+__all__ = ["auth", "graph", "load_tokens", "user_for_token"]
+
+graph = build_graph()  # cheap: parts load lazily, on the first question
+
+auth = Auth()
+
+
+def load_tokens(path: Path) -> dict[str, str]:
+    """Tokens to users, from a JSON object; a missing or malformed file is a clear error at first use."""
+    from rcmu_agent.errors import InvalidInputError
+    from rcmu_agent.memory import check_user
+
+    try:
+        tokens = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(
+            f"cannot read the tokens file {path} ({type(exc).__name__})",
+            'write a JSON object {"<token>": "<user>"} there, or point RCMU_TOKENS_FILE at one',
+        ) from None
+    if not isinstance(tokens, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()):
+        raise InvalidInputError(f"tokens file {path} is not a JSON object of strings", 'use {"<token>": "<user>"}')
+    return {token: check_user(user) for token, user in tokens.items() if token}
+
+
+def user_for_token(token: str, tokens: dict[str, str]) -> str | None:
+    """The user a token belongs to; every entry is compared in constant time."""
+    found = None
+    for known, user in tokens.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            found = user
+    return found
+
+
+@auth.authenticate
+async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Auth.exceptions.HTTPException(status_code=401, detail="send Authorization: Bearer <token>")
+    path = Path(os.environ.get("RCMU_TOKENS_FILE", "tokens.json")).expanduser()
+    tokens = await asyncio.to_thread(load_tokens, path)  # re-read per request: revoking needs no restart
+    user = user_for_token(token.strip(), tokens)
+    if user is None:
+        raise Auth.exceptions.HTTPException(status_code=401, detail="unknown token")
+    return {"identity": user}
+
+
+@auth.on
+async def owner_only(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
+    """Threads, runs and crons are tagged with their creator and visible to nobody else."""
+    if isinstance(value, dict):
+        metadata = value.setdefault("metadata", {}) or {}
+        if isinstance(metadata, dict):
+            metadata["owner"] = ctx.user.identity
+    return {"owner": ctx.user.identity}

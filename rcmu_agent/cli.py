@@ -179,6 +179,9 @@ def _answer(
 ) -> None:
     from rcmu_agent.regions import parse_region_spec
 
+    streamed: list[str] = []
+    live = not (as_json or context_only)  # --json prints one object at the end; context has no tokens
+
     def work() -> Any:
         regions = [parse_region_spec(s) for s in specs]
         assistant = make_assistant()
@@ -186,6 +189,13 @@ def _answer(
 
             def progress(node: str, update: dict[str, Any]) -> None:
                 status.update(_STEPS.get(node, node))
+
+            def token(text: str) -> None:
+                if not streamed:
+                    status.stop()  # the answer itself now shows progress
+                streamed.append(text)
+                out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+                out.file.flush()
 
             answer = assistant.ask(
                 question,
@@ -195,6 +205,7 @@ def _answer(
                 thread_id=thread,
                 context_only=context_only,
                 on_update=progress,
+                on_token=token if live else None,
             )
         if annotate is not None and answer.image:
             from rcmu_agent.annotate import save_annotated
@@ -208,6 +219,8 @@ def _answer(
         return
     if context_only:
         out.print(answer.prompt, markup=False, highlight=False)
+    elif streamed:
+        out.print()  # end the streamed line
     else:
         out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
     _print_regions(answer)

@@ -70,10 +70,41 @@ async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
 
 
 @auth.on
-async def owner_only(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
-    """Threads, runs and crons are tagged with their creator and visible to nobody else."""
+async def deny_by_default(ctx: Auth.types.AuthContext, value: Any) -> bool:
+    """Anything without a rule below is refused, so a new kind of resource is never shared by accident."""
+    return False
+
+
+@auth.on.assistants.read
+async def read_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
+    return True  # the deployment's assistants are shared, read-only: a user cannot reconfigure them
+
+
+@auth.on.assistants.search
+async def search_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
+    return True
+
+
+@auth.on.threads
+async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
+    """A thread (and the runs in it) is tagged with its creator and visible to nobody else."""
     if isinstance(value, dict):
-        metadata = value.setdefault("metadata", {}) or {}
+        metadata = value.get("metadata")
+        if metadata is None:
+            metadata = value["metadata"] = {}
         if isinstance(metadata, dict):
             metadata["owner"] = ctx.user.identity
     return {"owner": ctx.user.identity}
+
+
+@auth.on.crons
+async def own_crons(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
+    return await own_threads(ctx, value)
+
+
+@auth.on.store
+async def own_store(ctx: Auth.types.AuthContext, value: Any) -> None:
+    """Store items live under the user's own namespace."""
+    namespace = tuple(value.get("namespace") or ())
+    if not namespace or namespace[0] != ctx.user.identity:
+        value["namespace"] = (ctx.user.identity, *namespace)

@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rcmu_agent import Assistant, Settings
-    from rcmu_agent.graph import _Nodes
+    from rcmu_agent._nodes import Nodes
     from rcmu_agent.memory import Teaching
 
     home = Path(tempfile.mkdtemp(prefix="rcmu-bench-"))
@@ -108,16 +108,16 @@ def main() -> None:
         memory.remember_many("default", batch[at : at + 2000])
     print(f"\nstored {args.entities} more entities in {time.perf_counter() - start:.1f} s")
 
-    nodes = _Nodes(assistant.parts)
+    nodes = Nodes(assistant.parts, local_caller=True)
     state = {
         "user": "default",
         "question": "Is Joe Biden next to Barack Obama?",
-        "photo": str(SCENE),
         "image_path": str(SCENE),
+        "turn": {"regions": None},
     }
     state.update(nodes.detect(state))  # type: ignore[arg-type]
     found = nodes.recall(state)  # type: ignore[arg-type]
-    assert sorted(e.name for e in found["entries"] if e.name) == ["Barack Obama", "Joe Biden"], found
+    assert sorted(e["name"] for e in found["entries"] if e["name"]) == ["Barack Obama", "Joe Biden"], found
     samples = timed(lambda: nodes.recall(state), args.recalls)  # type: ignore[arg-type]
     p50, p95 = np.percentile(samples, [50, 95]) * 1000
     print(f"recall node with {args.entities + 2} entities: p50 {p50:.2f} ms, p95 {p95:.2f} ms   (target p50 <= 20 ms)")

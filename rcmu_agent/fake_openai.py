@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -154,11 +155,19 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Quiet(ThreadingHTTPServer):
+    """A client closing its connection (a finished stream, a timeout) is normal here, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(state: FakeServer | None = None) -> Iterator[FakeServer]:
     """Run a server on 127.0.0.1 (free port) for the duration of the block; `state.url` ends in /v1."""
     state = state or FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    httpd = _Quiet(("127.0.0.1", 0), make_handler(state))
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

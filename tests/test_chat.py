@@ -122,7 +122,7 @@ def test_async_stream_from_the_loopback_server(home: Path, scene_block: dict) ->
     async def run(url: str) -> list[str]:
         graph = server_graph(home, url)
         out = []
-        async for message, meta in graph.astream(
+        async for message, _meta in graph.astream(
             {"messages": [ask("Who is on the left?", scene_block)]}, stream_mode="messages"
         ):
             if isinstance(message, AIMessageChunk) and message.text:

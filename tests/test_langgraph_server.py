@@ -206,7 +206,7 @@ def test_cited_answer_regions_as_json_and_users_kept_apart(openai_server: str, f
     assert "basketball" not in json.dumps(bob) and "44th president" not in json.dumps(bob)
     _, memory = asyncio.run(_run(openai_server, "token-bob", None, {"messages": [_human("Who is Barack Obama?")]}))
     assert "basketball" not in memory["answer"]["prompt"]
-    with pytest.raises(Exception, match="404|403|not found|Not Found"):
+    with pytest.raises(Exception, match=r"404|403|not found|Not Found"):
         asyncio.run(_run(openai_server, "token-bob", values["thread_id"], {"messages": [_human("And?")]}))
 
     # a request can neither skip the token nor name a user

@@ -46,7 +46,7 @@ class Assistant:
     def graph(self) -> Any:
         """The compiled graph with SQLite checkpoints under `RCMU_HOME`, built on first use."""
         if self._graph is None:
-            saver = checkpointer(self.settings.home / "threads.sqlite")
+            saver = checkpointer(self.settings)
             self._graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
         return self._graph
 
@@ -232,7 +232,7 @@ class Assistant:
         detection and recall run in worker threads so the event loop never blocks on dlib."""
         state, context = await asyncio.to_thread(self._turn, question, photo, regions, user, context_only)
         if thread_id:
-            async with async_checkpointer(self.settings.home / "threads.sqlite") as saver:
+            async with async_checkpointer(self.settings) as saver:
                 graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
                 result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}}, context=context)
         else:

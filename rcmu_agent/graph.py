@@ -21,7 +21,9 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
 from rcmu_agent._nodes import Nodes
+from rcmu_agent.errors import RcmuError
 from rcmu_agent.parts import Parts
+from rcmu_agent.settings import Settings
 from rcmu_agent.state import AgentState, Context, InputState, OutputState
 
 __all__ = ["async_checkpointer", "build_graph", "checkpointer"]
@@ -67,21 +69,61 @@ def _serializer() -> Any:
     return JsonPlusSerializer(allowed_msgpack_modules=None)
 
 
-def checkpointer(path: Path) -> Any:
-    """SQLite checkpoints (one file), so a `thread_id` can ask follow-ups across processes."""
+def _postgres(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgres://", "postgresql://"))
+
+
+def _postgres_missing() -> RcmuError:
+    return RcmuError(
+        "RCMU_CHECKPOINTER names PostgreSQL, but langgraph-checkpoint-postgres is not installed",
+        "pip install 'rcmu-agent[postgres]' (or unset RCMU_CHECKPOINTER to keep threads in SQLite)",
+    )
+
+
+def checkpointer(settings: Settings) -> Any:
+    """Where threads are kept, so a `thread_id` can ask follow-ups across processes: one SQLite file
+    under the home by default, or the PostgreSQL database `RCMU_CHECKPOINTER` names (the checkpointer
+    LangGraph Server itself uses), for several machines or many users."""
+    if _postgres(settings.checkpointer):
+        try:
+            import psycopg
+            from langgraph.checkpoint.postgres import PostgresSaver
+            from psycopg.rows import dict_row
+        except ImportError:
+            raise _postgres_missing() from None
+        conn = psycopg.connect(str(settings.checkpointer), autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        saver = PostgresSaver(conn, serde=_serializer())
+        saver.setup()  # idempotent: creates or migrates the tables
+        return saver
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    path = _sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False)
-    return SqliteSaver(conn, serde=_serializer())
+    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False), serde=_serializer())
 
 
 @asynccontextmanager
-async def async_checkpointer(path: Path) -> AsyncIterator[Any]:
-    """The same SQLite file for async callers; its connection belongs to the running event loop."""
+async def async_checkpointer(settings: Settings) -> AsyncIterator[Any]:
+    """The same store for async callers; its connection belongs to the running event loop."""
+    if _postgres(settings.checkpointer):
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError:
+            raise _postgres_missing() from None
+        async with AsyncPostgresSaver.from_conn_string(str(settings.checkpointer), serde=_serializer()) as saver:
+            await saver.setup()
+            yield saver
+        return
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+    path = _sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     async with aiosqlite.connect(str(path)) as conn:
         yield AsyncSqliteSaver(conn, serde=_serializer())
+
+
+def _sqlite_path(settings: Settings) -> Path:
+    if settings.checkpointer and not _postgres(settings.checkpointer):
+        return Path(str(settings.checkpointer).removeprefix("sqlite:///")).expanduser()
+    return settings.home / "threads.sqlite"

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
 
     # memory
     chroma_url: str | None = None  # Chroma server (HttpClient) instead of the embedded store
+    checkpointer: str | None = None  # threads: None = HOME/threads.sqlite, a .sqlite path, or postgresql://...
     lock_timeout: float = Field(default=10.0, ge=0)
 
     # photo library (`rcmu index`, `rcmu search`, `rcmu ask --library`)
@@ -71,7 +72,14 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=4000, gt=0)
 
     @field_validator(
-        "processor", "adapter", "base_url", "object_detector", "image_embedding_model", "chroma_url", mode="before"
+        "processor",
+        "adapter",
+        "base_url",
+        "object_detector",
+        "image_embedding_model",
+        "chroma_url",
+        "checkpointer",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -50,12 +50,12 @@ def home(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
 
 
 def _start(tmp: Path, home: Path, env: dict[str, str]) -> Iterator[str]:
-    """`langgraph dev` with the repository's server module and its auth, until the test module ends."""
-    config = {
-        "dependencies": [str(REPO)],
-        "graphs": {"rcmu": str(REPO / "rcmu_agent" / "server.py") + ":graph"},
-        "auth": {"path": str(REPO / "rcmu_agent" / "server.py") + ":auth"},
-    }
+    """`langgraph dev` with the shipped auth config (its paths made absolute, so the server runs outside the
+    repository and writes nothing into it), until the test module ends."""
+    shipped = (REPO / "examples" / "langgraph-auth.json").read_text()
+    config = json.loads(shipped.replace('"./', f'"{REPO}/').replace('"."', f'"{REPO}"'))
+    config.pop("env", None)
+    assert config["auth"]["path"].endswith("rcmu_agent/server.py:auth")
     (tmp / "langgraph.json").write_text(json.dumps(config))
     (tmp / "tokens.json").write_text(json.dumps(TOKENS))
     port = _free_port()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,28 @@ def test_assistant_streams_tokens_and_keeps_its_signature(home: Path, faces_dir:
         )
         assert len(tokens) > 3 and "".join(tokens).strip() == answer.text == REPLY
         assert answer.citations[0].name == "Barack Obama"
+
+
+def test_rcmu_ask_prints_the_streamed_answer_once(home: Path, faces_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rcmu_agent.cli import app
+
+    with serve() as server:
+        server.default = Reply(text=REPLY, token_delay=0.01)
+        env = {
+            "RCMU_HOME": str(home),
+            "RCMU_USER": "alice",
+            "RCMU_BACKEND": "openai",
+            "RCMU_BASE_URL": server.url,
+            "RCMU_MODEL": "m",
+            "RCMU_OBJECT_DETECTOR": "",
+            "RCMU_IMAGE_EMBEDDING_MODEL": "",
+        }
+        scene = str(faces_dir / "scenes" / "two_people.jpg")
+        result = CliRunner().invoke(app, ["ask", scene, "Who is on the left?"], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.count(REPLY) == 1 and result.stdout.startswith(REPLY + "\n")
+        assert server.requests[-1].body["stream"] is True
+        as_json = CliRunner().invoke(app, ["ask", scene, "Who?", "--json"], env=env, catch_exceptions=False)
+        assert json.loads(as_json.stdout)["answer"] == REPLY  # one object at the end, no tokens before it

@@ -6,9 +6,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from rcmu_agent.images import PHOTO_SUFFIXES
+
 __all__ = ["PHOTO_SUFFIXES", "walk_library"]
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 def walk_library(root: Path) -> Iterator[tuple[Path, str | None]]:

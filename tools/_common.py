@@ -19,6 +19,7 @@ from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory import check_user
 from rcmu_agent.schema import Answer, ContextEntry
+from rcmu_agent.tools._photos import PhotoAccess, PhotoSource, to_photo
 
 __all__ = ["RcmuTool", "answer_text", "default_assistant", "failures", "tool_error_text", "validation_error_text"]
 
@@ -72,6 +73,15 @@ class RcmuTool(BaseTool):
     @property
     def scope(self) -> str:
         return self.user or self.assistant.settings.user
+
+    def photo(self, value: Any) -> PhotoSource:
+        """A photo argument as bytes or an allowed path: `RCMU_ALLOWED_ROOTS` (with `{user}` as this
+        tool's user), never the rcmu home except the user's own reference photos."""
+        settings = self.assistant.settings
+        access = PhotoAccess(
+            roots=settings.roots_for(self.scope), home=settings.home, own=settings.home / "photos" / self.scope
+        )
+        return to_photo(value, access)
 
 
 def _box(entry: ContextEntry) -> str:

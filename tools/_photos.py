@@ -52,23 +52,37 @@ class PhotoAccess:
 
     def holds(self, text: str) -> bool:
         """Whether `text`, read as a path, names a place inside a root (decided without the disk)."""
-        try:
-            path = os.path.normpath(os.path.abspath(os.path.expanduser(text)))
-            return any(
-                Path(path).is_relative_to(os.path.normpath(os.path.abspath(os.path.expanduser(r))))
-                for r in self.roots
-            )
-        except (ValueError, OSError):
-            return False
+        path = _lexical(text)
+        return path is not None and any(path.is_relative_to(r) for r in map(_lexical, self.roots) if r is not None)
 
     def allowed(self, path: Path | str) -> Path:
-        real = resolve_allowed_photo(path, self.roots)
-        if self.home is not None:
-            home = Path(os.path.realpath(self.home))
-            own = Path(os.path.realpath(self.own)) if self.own is not None else None
-            if real.is_relative_to(home) and not (own is not None and real.is_relative_to(own)):
-                resolve_allowed_photo(path, ())  # no roots: raises the same "outside" refusal
+        try:
+            real = resolve_allowed_photo(path, self.roots)
+        except InvalidInputError:
+            if self._private(_lexical(os.fspath(path)), real=False):  # say nothing about what the home holds
+                resolve_allowed_photo(path, ())  # no roots: raises the plain "outside" refusal
+            raise
+        if self._private(real, real=True):
+            resolve_allowed_photo(path, ())
         return real
+
+    def _private(self, path: Path | None, *, real: bool) -> bool:
+        """Under the rcmu home, and not among the user's own reference photos."""
+        if self.home is None or path is None:
+            return False
+        norm = (lambda p: Path(os.path.realpath(p))) if real else _lexical
+        home, own = norm(self.home), norm(self.own) if self.own is not None else None
+        if home is None:
+            return False
+        return path.is_relative_to(home) and not (own is not None and path.is_relative_to(own))
+
+
+def _lexical(text: str | Path) -> Path | None:
+    """Absolute, `~` expanded, `..` removed, by text alone; None for text no path can be."""
+    try:
+        return Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(text)))))
+    except (ValueError, OSError):
+        return None
 
 
 NO_PATHS = PhotoAccess()

@@ -207,6 +207,7 @@ def _decode(name: str, data: bytes, max_pixels: int) -> Image.Image:
     register_openers()
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plugin warnings about a damaged file are noise in a log
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             _check_pixels(name, img.size, max_pixels)  # before decoding: a bomb never gets allocated

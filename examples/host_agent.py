@@ -7,7 +7,9 @@
 The host model (`--model`, or HOST_MODEL; any `init_chat_model` id) decides which tool to call; the
 tools run the rcmu assistant configured by `RCMU_*` (RC-Qwen2-VL in-process by default, or a server
 with RCMU_BACKEND=openai RCMU_BASE_URL=...). `--teach` first remembers the two people in
-examples/photos. Memory goes to ./.rcmu-host-agent unless RCMU_HOME is set.
+examples/photos. Memory goes to ./.rcmu-host-agent unless RCMU_HOME is set. The tools read photo
+paths only under RCMU_ALLOWED_ROOTS; this example allows examples/photos and the current folder
+when it is not set (a server facing strangers should allow an upload folder and nothing else).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def main(argv: Sequence[str] | None = None, *, model: BaseChatModel | None = Non
     parser.add_argument("--teach", action="store_true", help="first remember the two people in examples/photos")
     args = parser.parse_args(argv)
 
-    assistant = Assistant(Settings(home=Path(os.environ.get("RCMU_HOME", ".rcmu-host-agent"))))
+    roots = {} if os.environ.get("RCMU_ALLOWED_ROOTS") else {"allowed_roots": [PHOTOS, Path.cwd()]}
+    assistant = Assistant(Settings(home=Path(os.environ.get("RCMU_HOME", ".rcmu-host-agent")), **roots))
     try:
         if args.teach:
             teach(assistant, args.user)

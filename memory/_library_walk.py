@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PHOTO_SUFFIXES", "walk_library"]
+from rcmu_agent.images import PHOTO_SUFFIXES
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+__all__ = ["PHOTO_SUFFIXES", "walk_library"]
 
 
 def walk_library(root: Path) -> Iterator[tuple[Path, str | None]]:

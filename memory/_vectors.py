@@ -3,11 +3,16 @@
 Recognition must not miss a known face: approximate (HNSW) search with a metadata filter did, at
 10,000 references. A user's references fit in memory many times over (10,000 x 128 floats = 5 MB), so
 they are read from Chroma once per change of the user's profile stamp and searched exactly with numpy.
+
+Only committed vectors count: a write stores an entity's vectors before the entity row that lists
+their photos, so a write killed in between (or still running) leaves vectors no entity lists yet.
+They are dropped when the snapshot is read, which keeps recognition exactly as it was before.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +36,20 @@ class VectorCache:
         self._snapshots: dict[tuple[str, str], _Snapshot] = {}
         self._lock = threading.Lock()
 
-    def _snapshot(self, collection: Any, user: str, stamp: str) -> _Snapshot:
+    def _snapshot(self, collection: Any, user: str, stamp: str, committed: Callable[[], set[str]] | None) -> _Snapshot:
         key = (collection.name, user)
         with self._lock:
             snap = self._snapshots.get(key)
         if snap is not None and snap.stamp == stamp:
             return snap
+        keep = committed() if committed is not None else None  # before the vectors: a commit in between only adds
         got = collection.get(where={"user": user}, include=["embeddings", "metadatas"])
         metas = got["metadatas"] or []
         embeddings = got["embeddings"]
+        if keep is not None:
+            rows = [i for i, vector_id in enumerate(got["ids"]) if vector_id in keep]
+            metas = [metas[i] for i in rows]
+            embeddings = [embeddings[i] for i in rows] if embeddings is not None and len(embeddings) else []
         matrix = np.asarray(
             embeddings if embeddings is not None and len(embeddings) else np.zeros((0, 1)), dtype=np.float32
         )
@@ -64,12 +74,14 @@ class VectorCache:
         threshold: float,
         category: str | None = None,
         k: int = 5,
+        committed: Callable[[], set[str]] | None = None,
     ) -> list[tuple[float, int, str]]:
         """(distance, query row, entity id) for up to `k` references per query within `threshold`.
 
-        `metric` is "l2" (Euclidean) or "cosine" (1 - cosine similarity).
+        `metric` is "l2" (Euclidean) or "cosine" (1 - cosine similarity). `committed` gives the ids of
+        the vectors that committed entities list; others are left out (read once per stamp).
         """
-        snap = self._snapshot(collection, user, stamp)
+        snap = self._snapshot(collection, user, stamp, committed)
         if not queries or snap.matrix.shape[0] == 0:
             return []
         refs, ids = snap.matrix, np.arange(snap.matrix.shape[0])

@@ -133,6 +133,13 @@ class ImageEmbedder:
         self.device = pick_device(device)
         self._dim: int | None = None
 
+    def check(self) -> None:
+        """Raise `ModelLoadError` now if the checkpoint cannot load; cheap (its config only)."""
+        with _LOCK:
+            if (self._model, self.device) in _CACHE:
+                return
+        _config(self._model)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageEmbedder | None:
         """The configured embedder, or None when `RCMU_IMAGE_EMBEDDING_MODEL` is empty (recognition off)."""

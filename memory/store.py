@@ -4,8 +4,8 @@ Three collections, each bound to the model that made its vectors: `entities` (Mi
 info, for memory questions), `faces` (dlib descriptors of people's reference photos) and
 `object_images` (CLIP embeddings of objects' reference photos). Every read and write filters by user.
 An entity's row is written last and deleted first, so a crash mid-write leaves at most orphan
-vectors and photo copies, which recognition ignores and the next write removes (they are listed in a
-journal first).
+vectors and photo copies, which recognition ignores (a vector counts only once its entity's row lists
+its photo) and the next write removes (they are listed in a journal first).
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ class MemoryStore:
             metric="l2" if squared_l2 else "cosine",
             threshold=threshold,
             category=category,
+            committed=lambda: self._committed_vectors(user),
         )
         entities = {e.id: e for e in self._get(user, ids=sorted({p[2] for p in pairs}))} if pairs else {}
         taken: set[str] = set()
@@ -232,6 +233,10 @@ class MemoryStore:
                 result[row] = Match(entity, distance)
                 taken.add(entity_id)
         return result
+
+    def _committed_vectors(self, user: str) -> set[str]:
+        """Ids of the vectors the user's entities list (`entity:digest`): a write's own commit point."""
+        return {f"{e.id}:{Path(p).stem}" for e in self._get(user) for p in e.photos}
 
     # ---- writing -------------------------------------------------------------------------------
     def remember(self, user: str, name: str, info: str, category: str, photos: Sequence[ReferencePhoto]) -> Entity:
@@ -304,6 +309,9 @@ class MemoryStore:
                             metadatas=metas[at : at + 2000],
                         )
                 texts = self._text.embed([f"{e.name}. {e.info}" for e in entities])
+                # the profile (categories, stamp) exists before the rows that need it, and gets a fresh
+                # stamp again after them, so no reader caches a snapshot from the middle of the write
+                self._update_profile(user, {e.category for e in entities})
                 for at in range(0, len(entities), 2000):
                     batch = entities[at : at + 2000]
                     self._col("entities").upsert(
@@ -335,14 +343,13 @@ class MemoryStore:
         """Per-user summary (categories, count) so asking never scans every entity."""
         if add is not None:
             got = self._col("profiles").get(ids=[user], include=["metadatas"])
-            if got["ids"]:
-                categories = set(json.loads(got["metadatas"][0]["categories"])) | add
-                self._col("profiles").upsert(
-                    ids=[user],
-                    embeddings=[[1.0]],
-                    metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
-                )
-                return
+            categories = (set(json.loads(got["metadatas"][0]["categories"])) if got["ids"] else set()) | add
+            self._col("profiles").upsert(
+                ids=[user],
+                embeddings=[[1.0]],
+                metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
+            )
+            return
         metas = self._col("entities").get(where={"user": user}, include=["metadatas"])["metadatas"]
         if not metas:
             self._col("profiles").delete(ids=[user])

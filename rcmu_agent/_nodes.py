@@ -20,6 +20,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from rcmu_agent._photos import ANY_FILE, user_access
 from rcmu_agent.citations import is_refusal, resolve_citations
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.messages import answer_message, read_turn
@@ -89,7 +90,8 @@ def _regions_from_json(values: Any) -> list[Region] | None:
 
 class Nodes:
     """The steps over one set of parts. `local_caller`: the machine's own user calls (CLI, Python), so
-    photo paths anywhere are readable; otherwise (a server) only inline images are."""
+    photo paths anywhere are readable; otherwise (a server) inline images, and paths only inside
+    `RCMU_ALLOWED_ROOTS`."""
 
     def __init__(self, parts: Parts, *, local_caller: bool) -> None:
         self.parts = parts
@@ -102,7 +104,8 @@ class Nodes:
         settings = self.parts.settings
         asked = runtime.context.user if runtime.context is not None else None
         user = bound_user(get_config(), asked, settings.user, local_caller=self.local_caller)
-        turn = read_turn(state.get("messages"))
+        access = ANY_FILE if self.local_caller else user_access(settings, user)
+        turn = read_turn(state.get("messages"), access)
         question = clean_text(turn.question, "question", max_chars=settings.max_text_chars)
         regions = _regions_from_json(state.get("regions"))
         options = {
@@ -126,13 +129,8 @@ class Nodes:
         """A path the thread can checkpoint: files stay where they are, sent bytes are kept once per
         user under the home's inbox (by content, so resending the same photo writes nothing)."""
         parts = self.parts
-        if isinstance(photo, Path):
-            if not self.local_caller:
-                raise InvalidInputError(
-                    "this server does not read photos from its own disk",
-                    "send the image inline (base64 or a data: URL in an image content block)",
-                )
-            path = str(photo.expanduser().resolve())
+        if isinstance(photo, Path):  # already allowed by `read_turn`: any file locally, else RCMU_ALLOWED_ROOTS
+            path = str(photo)
             parts.image(path)  # checked now, and decoded once: detection reuses it
             return path
         from rcmu_agent.images import load_image

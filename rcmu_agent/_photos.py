@@ -5,6 +5,12 @@ here as a local `Path` or raw `bytes`, and every refusal (a remote URL, a provid
 neither a path nor base64) says what to send instead. Nothing is fetched from the network: a tool that
 downloads whatever URL a model writes would be a server-side request forgery waiting to happen.
 Whether the bytes really are an image is left to `rcmu_agent.images.load_image`, the one decoder.
+
+Paths are the dangerous form: a model may write any path. Each one goes through
+`rcmu_agent.images.resolve_allowed_photo` against the folders the user allowed (`RCMU_ALLOWED_ROOTS`,
+none by default), and files under the rcmu home (other users' reference photos, the database, the
+inbox) are refused even when a root contains the home; a user may read back only their own
+reference photos. Refusals never say whether something outside the allowed folders exists.
 """
 
 from __future__ import annotations
@@ -13,14 +19,20 @@ import base64
 import binascii
 import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.images import resolve_allowed_photo
 
-__all__ = ["FORMS", "PhotoSource", "to_photo"]
+if TYPE_CHECKING:
+    from rcmu_agent.settings import Settings
+
+__all__ = ["ANY_FILE", "FORMS", "NO_PATHS", "PhotoAccess", "PhotoSource", "to_photo", "user_access"]
 
 PhotoSource = Path | bytes
 FORMS = (
@@ -32,39 +44,95 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _MIN_BASE64 = 32  # shorter strings are names or typos, not photos (the smallest PNG is ~90 characters)
 
 
-def to_photo(value: Any) -> PhotoSource:
-    """A path or bytes for `Assistant`, or an error naming the form that was not understood."""
+@dataclass(frozen=True)
+class PhotoAccess:
+    """What a tool call may read by path: files under `roots`, except the rcmu `home`, where only
+    `own` (the caller's reference photos) is readable."""
+
+    roots: Sequence[Path] = ()
+    home: Path | None = None
+    own: Path | None = None
+
+    def holds(self, text: str) -> bool:
+        """Whether `text`, read as a path, names a place inside a root (decided without the disk)."""
+        path = _lexical(text)
+        return path is not None and any(path.is_relative_to(r) for r in map(_lexical, self.roots) if r is not None)
+
+    def allowed(self, path: Path | str) -> Path:
+        try:
+            real = resolve_allowed_photo(path, self.roots)
+        except InvalidInputError:
+            if self._private(_lexical(os.fspath(path)), real=False):  # say nothing about what the home holds
+                resolve_allowed_photo(path, ())  # no roots: raises the plain "outside" refusal
+            raise
+        if self._private(real, real=True):
+            resolve_allowed_photo(path, ())
+        return real
+
+    def _private(self, path: Path | None, *, real: bool) -> bool:
+        """Under the rcmu home, and not among the user's own reference photos."""
+        if self.home is None or path is None:
+            return False
+        norm = (lambda p: Path(os.path.realpath(p))) if real else _lexical
+        home, own = norm(self.home), norm(self.own) if self.own is not None else None
+        if home is None:
+            return False
+        return path.is_relative_to(home) and not (own is not None and path.is_relative_to(own))
+
+
+def _lexical(text: str | Path) -> Path | None:
+    """Absolute, `~` expanded, `..` removed, by text alone; None for text no path can be."""
+    try:
+        return Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(text)))))
+    except (ValueError, OSError):
+        return None
+
+
+NO_PATHS = PhotoAccess()
+ANY_FILE = PhotoAccess(roots=(Path("/"),))  # the machine's own user (CLI, Python): any regular file
+
+
+def user_access(settings: Settings, user: str) -> PhotoAccess:
+    """What a model-facing entry point (tool, graph behind a server, MCP, web) acting for `user` may read
+    by path: `RCMU_ALLOWED_ROOTS` (with `{user}` as the id), never the rcmu home except the user's own
+    reference photos."""
+    return PhotoAccess(roots=settings.roots_for(user), home=settings.home, own=settings.home / "photos" / user)
+
+
+def to_photo(value: Any, access: PhotoAccess = NO_PATHS) -> PhotoSource:
+    """A path or bytes for `Assistant`, or an error naming the form that was not understood.
+
+    A path comes back only when `access` allows it (by default none is: inline images only)."""
     if isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
         if not data:
             raise InvalidInputError("photo is empty (0 bytes)", f"send the photo as {FORMS}")
         return data
     if isinstance(value, os.PathLike):
-        return _existing(Path(os.fspath(value)))
+        return access.allowed(Path(os.fspath(value)))
     if isinstance(value, dict):
-        return _from_block(value)
+        return _from_block(value, access)
     if isinstance(value, str):
-        return _from_text(value)
+        return _from_text(value, access)
     raise InvalidInputError(f"photo of type {type(value).__name__} is not understood", f"send the photo as {FORMS}")
 
 
-def _from_text(text: str) -> PhotoSource:
+def _from_text(text: str, access: PhotoAccess) -> PhotoSource:
     text = text.strip()
     if not text:
         raise InvalidInputError("photo is empty", f"send the photo as {FORMS}")
     scheme = _SCHEME.match(text)
     if scheme and len(scheme.group(1)) > 1:  # one letter is a Windows drive (C:\...), not a scheme
-        return _from_url(text, scheme.group(1).lower())
-    path = Path(text).expanduser()
-    if _exists(path) or _is_dir(path) or ("/" in text and _is_dir(path.parent)):
-        return _existing(path)  # a path, or a typo in a real folder: never read as base64
+        return _from_url(text, scheme.group(1).lower(), access)
     compact = "".join(text.split())
-    if len(compact) >= _MIN_BASE64 and _BASE64.match(compact):
-        return _decode_base64(compact)
-    return _existing(path)  # raises: most likely a path with a typo
+    # base64 never holds '.', so "IMG_0001.jpg" or "../x" is a path; text naming a place inside an
+    # allowed folder is a path too (a typo there is a missing file, not data)
+    if len(compact) < _MIN_BASE64 or not _BASE64.match(compact) or access.holds(text):
+        return access.allowed(text)
+    return _decode_base64(compact)
 
 
-def _from_url(url: str, scheme: str) -> PhotoSource:
+def _from_url(url: str, scheme: str, access: PhotoAccess) -> PhotoSource:
     if scheme == "data":
         return _from_data_url(url)
     if scheme == "file":
@@ -73,7 +141,7 @@ def _from_url(url: str, scheme: str) -> PhotoSource:
             raise InvalidInputError(
                 f"file URL {url[:80]!r} names another host ({parts.netloc})", "copy the photo to this machine"
             )
-        return _existing(Path(url2pathname(unquote(parts.path))))
+        return access.allowed(url2pathname(unquote(parts.path)))
     if scheme in ("http", "https", "ftp", "ftps", "s3", "gs"):
         raise InvalidInputError(
             f"photo {url[:80]!r} is a remote URL; the tools never download",
@@ -110,7 +178,7 @@ def _decode_base64(text: str) -> bytes:
     return data
 
 
-def _from_block(block: dict[str, Any]) -> PhotoSource:
+def _from_block(block: dict[str, Any], access: PhotoAccess) -> PhotoSource:
     """LangChain content blocks: v1 (`base64` / `url` / `file_id` keys), v0 (`source_type`), OpenAI
     `image_url`, and Anthropic-style `source`. The mime type, when present, must be an image."""
     kind = block.get("type")
@@ -121,7 +189,7 @@ def _from_block(block: dict[str, Any]) -> PhotoSource:
             raise InvalidInputError(
                 "image_url block has no url", "use {'type': 'image_url', 'image_url': {'url': ...}}"
             )
-        return _from_text(url)
+        return _from_text(url, access)
     if kind not in ("image", "file"):
         raise InvalidInputError(f"content block of type {kind!r} is not an image", f"send the photo as {FORMS}")
     mime = str(block.get("mime_type") or block.get("media_type") or "")
@@ -130,7 +198,7 @@ def _from_block(block: dict[str, Any]) -> PhotoSource:
     source_type = block.get("source_type")
     if isinstance(block.get("source"), dict):  # Anthropic: {"source": {"type": "base64", "data": ...}}
         return _from_block(
-            {"type": kind, **{("source_type" if k == "type" else k): v for k, v in block["source"].items()}}
+            {"type": kind, **{("source_type" if k == "type" else k): v for k, v in block["source"].items()}}, access
         )
     if "base64" in block or source_type == "base64":
         data = block.get("base64") if "base64" in block else block.get("data")
@@ -141,35 +209,12 @@ def _from_block(block: dict[str, Any]) -> PhotoSource:
         url = block.get("url")
         if not isinstance(url, str):
             raise InvalidInputError("image block has no url", "put the URL under 'url'")
-        return _from_text(url)
+        return _from_text(url, access)
     if "file_id" in block or source_type == "id" or "path" in block:
         if isinstance(block.get("path"), str):
-            return _existing(Path(block["path"]).expanduser())
+            return access.allowed(block["path"])
         raise InvalidInputError(
             "image block refers to a provider file id, which only that provider can read",
             "send the image as base64 or a local path",
         )
     raise InvalidInputError("image block has no data", "give 'base64' data or a local 'url' in the block")
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # e.g. a base64 string longer than the file-name limit
-        return False
-
-
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:
-        return False
-
-
-def _existing(path: Path) -> Path:
-    if not _exists(path):
-        shown = str(path) if len(str(path)) <= 120 else str(path)[:117] + "..."
-        if _is_dir(path):
-            raise InvalidInputError(f"photo {shown} is a directory", "give the path of one image file")
-        raise NotFoundError(f"photo {shown} does not exist", f"check the path, or send the photo as {FORMS}")
-    return path.resolve()

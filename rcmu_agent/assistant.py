@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.messages import human_turn
@@ -74,15 +74,21 @@ class Assistant:
         user = self.settings.user if user is None else user  # "" is an invalid id, not the default
         category = normalize_category(category)
         references: list[ReferencePhoto] = []
-        for source in photos:
-            data, suffix = _photo_bytes(source)
-            image = load_image(data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
+        for number, source in enumerate(photos, start=1):
             label = str(source) if isinstance(source, str | Path) else "photo"
+            which = f" (photo {number} of {len(photos)})" if len(photos) > 1 else ""
+            try:
+                data, suffix = _photo_bytes(source)
+                image = load_image(
+                    data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+                )
+            except RcmuError as exc:  # among several photos, say which one is bad
+                raise type(exc)(exc.problem.replace("image bytes", label) + which, exc.fix) from None
             if category == "person":
                 faces = self.parts.face_detector.detect(image)
                 if not faces:
                     raise InvalidInputError(
-                        f"no face found in {label}",
+                        f"no face found in {label}{which}",
                         "use a photo where the face is visible, frontal and at least ~80 pixels wide",
                     )
                 if len(faces) > 1:
@@ -104,17 +110,9 @@ class Assistant:
         return self.parts.memory.entities(self._known_user(user))
 
     def _known_user(self, user: str | None) -> str:
-        """The default user always exists; any other must have taught something first."""
-        if user is None or user == self.settings.user:
-            return self.settings.user
-        memory = self.parts.memory
-        if not memory.has_user(user):
-            known = ", ".join(memory.users()) or "none yet"
-            raise NotFoundError(
-                f"user {user!r} has no memory (known users: {known})",
-                f"teach someone first with `rcmu remember NAME --photo P --info TEXT --user {user}`",
-            )
-        return user
+        """A checked user id. A user who taught nothing has an empty memory, not an error: an error
+        would tell a stranger which ids exist (and once listed them all)."""
+        return self._user(user)
 
     # ---- photo library -------------------------------------------------------------------------
     @property
@@ -291,7 +289,10 @@ def _photo_bytes(source: ImageSource) -> tuple[bytes, str]:
         path = Path(str(source).removeprefix("file://")).expanduser()
         if not path.is_file():
             raise NotFoundError(f"photo {path} does not exist", "check the path")
-        return path.read_bytes(), path.suffix or ".img"
+        try:
+            return path.read_bytes(), path.suffix or ".img"
+        except OSError as exc:  # /proc files, permissions: one line, not a traceback
+            raise InvalidInputError(f"photo {path} cannot be read ({exc.strerror})", "check the path") from None
     import io
 
     buffer = io.BytesIO()

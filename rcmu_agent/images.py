@@ -1,30 +1,122 @@
 """Loading photos safely: one place that turns paths, bytes or PIL images into a checked RGB image.
 
 Everything downstream (boxes, the 0..999 grid, face detection) assumes the image as displayed, so
-EXIF orientation is applied here, once.
+EXIF orientation is applied here, once. Model-facing entry points (tools, graph messages, servers)
+first pass a path through `resolve_allowed_photo`, which decides whether it may be read at all.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import stat
+import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import unquote
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 
-__all__ = ["ImageSource", "image_to_data_url", "load_image"]
+__all__ = [
+    "PHOTO_SUFFIXES",
+    "ImageSource",
+    "image_to_data_url",
+    "load_image",
+    "register_openers",
+    "resolve_allowed_photo",
+]
 
 ImageSource = str | Path | bytes | Image.Image
 
+# Every file type a photo may arrive as: what `rcmu index` lists and what the decoder opens.
+PHOTO_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
+# Files whose extra frames are not an animation: the first (primary) image is the photo itself
+# (HEIF depth maps and bursts, MPO's second eye or depth image).
+_PRIMARY_IMAGE_FORMATS = frozenset({"HEIF", "HEIC", "MPO"})
+_SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
+_OUTSIDE = "send the photo as base64, or put it under one of the folders in RCMU_ALLOWED_ROOTS"
+_registered = threading.Lock()
+_REGISTERED: list[bool] = []
+
+
+def register_openers() -> None:
+    """Teach Pillow HEIC/HEIF (iPhone photos) through pillow-heif; AVIF is built into Pillow ≥ 11.2."""
+    with _registered:
+        if _REGISTERED:
+            return
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:  # pragma: no cover - a core dependency, absent only in a broken install
+            pass
+        else:
+            register_heif_opener()
+        _REGISTERED.append(True)
+
+
+def resolve_allowed_photo(path: str | Path, roots: Sequence[Path]) -> Path:
+    """The real path of a photo file inside one of `roots`, or an `InvalidInputError`.
+
+    For entry points that read paths chosen by a model or a stranger. The answer reveals nothing about
+    the machine outside the roots: the path is first normalised without touching the disk (`..`
+    removed, `file://` stripped) and refused unless it lies inside a root; only then are symlinks
+    resolved (a link out of a root is refused the same way) and the file checked to be a regular file
+    (devices, FIFOs, sockets, directories, `/proc` and `/sys` are never opened). Both refusals are one
+    fixed sentence, without file content or the reason a path outside was refused.
+    """
+    text = os.fspath(path)
+    if text.startswith("file://"):
+        text = unquote(text.removeprefix("file://").removeprefix("localhost"))
+    shown = _shown(text)
+    outside = InvalidInputError(f"photo {shown} is outside the allowed folders", _OUTSIDE)
+    unreadable = InvalidInputError(f"photo {shown} is not a readable photo", "give the path of one image file")
+    try:
+        lexical = _normal(text)
+        written = [_normal(os.fspath(r)) for r in roots]
+        real_roots = [Path(os.path.realpath(r)) for r in written]
+    except (ValueError, OSError):  # NUL bytes, names over the length limit
+        raise outside from None
+    if not any(_inside(lexical, r) for r in (*written, *real_roots)):
+        raise outside  # decided without touching the disk: nothing outside is ever looked at
+    try:
+        real = Path(os.path.realpath(lexical))
+    except (ValueError, OSError):
+        raise outside from None
+    if not any(_inside(real, r) for r in real_roots) or any(_inside(real, t) for t in _SYSTEM_TREES):
+        raise outside
+    try:
+        mode = os.stat(real).st_mode
+    except (ValueError, OSError):
+        raise unreadable from None
+    if not stat.S_ISREG(mode):
+        raise unreadable
+    return real
+
+
+def _normal(text: str) -> Path:
+    """Absolute, `~` expanded and `..` removed by text alone (no symlink is followed yet)."""
+    return Path(os.path.normpath(os.path.abspath(os.path.expanduser(text))))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def _shown(text: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return repr(text if len(text) <= 120 else text[:117] + "...")
+
 
 def load_image(source: ImageSource, *, max_bytes: int = 50 << 20, max_pixels: int = 80_000_000) -> Image.Image:
-    """Open, fully decode and check a photo; return it as RGB, upright.
+    """Open, fully decode and check a photo; return it as 8-bit RGB, upright.
 
-    Corrupt, truncated, non-image and oversized inputs raise `InvalidInputError` naming the file and
-    the limit, before anything is written anywhere.
+    Corrupt, truncated, non-image, animated and oversized inputs raise `InvalidInputError` naming the
+    file and the limit, before anything is written anywhere. Messages never quote the file's bytes.
     """
     if isinstance(source, Image.Image):
         name, img = "image", source
@@ -33,8 +125,37 @@ def load_image(source: ImageSource, *, max_bytes: int = 50 << 20, max_pixels: in
     else:
         name, data = _read_bytes(source, max_bytes)
         img = _decode(name, data, max_pixels)
-    img = ImageOps.exif_transpose(img) or img
-    return img if img.mode == "RGB" else img.convert("RGB")
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a malformed EXIF orientation block: the pixels are fine as stored
+        pass
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB that looks like the photo: 16-bit and float greys are rescaled, not clipped to white;
+    transparency is laid on white rather than on whatever colour the hidden pixels hold."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        import numpy as np
+
+        values = np.asarray(img, dtype=np.float64)
+        high = float(values.max(initial=0))
+        top = 65535.0 if img.mode.startswith("I;16") else 255.0 if 0 <= high <= 255 and img.mode == "I" else 0.0
+        if not top and img.mode == "I" and 0 <= high <= 65535:
+            top = 65535.0
+        if not top:  # wider integers or floats: stretch what is there
+            low = float(values.min(initial=0))
+            values, top = values - low, (high - low) or 1.0
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img.convert("RGB")
 
 
 def _read_bytes(source: str | Path | bytes, max_bytes: int) -> tuple[str, bytes]:
@@ -46,15 +167,27 @@ def _read_bytes(source: str | Path | bytes, max_bytes: int) -> tuple[str, bytes]
             )
         return "image bytes", source
     path = Path(str(source).removeprefix("file://")).expanduser()
-    if not path.is_file():
-        raise NotFoundError(f"photo {path} does not exist", "check the path")
-    size = path.stat().st_size
-    if size > max_bytes:
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        raise NotFoundError(f"photo {path} does not exist", "check the path") from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block forever, a device never end
+        raise InvalidInputError(f"photo {path} is not a regular file", "give the path of one image file")
+    if info.st_size > max_bytes:
         raise InvalidInputError(
-            f"{path} is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit",
+            f"{path} is {info.st_size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit",
             "resize it, or raise RCMU_MAX_IMAGE_BYTES",
         )
-    return str(path), path.read_bytes()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise InvalidInputError(f"photo {path} cannot be read ({exc.strerror})", "check its permissions") from None
+    if len(data) > max_bytes:
+        raise InvalidInputError(
+            f"{path} is over the {max_bytes / 2**20:.0f} MiB limit", "resize it, or raise RCMU_MAX_IMAGE_BYTES"
+        )
+    return str(path), data
 
 
 def _check_pixels(name: str, size: tuple[int, int], max_pixels: int) -> None:
@@ -69,23 +202,38 @@ def _check_pixels(name: str, size: tuple[int, int], max_pixels: int) -> None:
 
 
 def _decode(name: str, data: bytes, max_pixels: int) -> Image.Image:
+    """Decode with every failure mapped to one fixed sentence: decoder messages can quote the file's
+    first bytes (PIL: "Token too long in file header: b'SECRET...'"), so none is ever passed on."""
+    register_openers()
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plugin warnings about a damaged file are noise in a log
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             _check_pixels(name, img.size, max_pixels)  # before decoding: a bomb never gets allocated
+            _check_frames(name, img)
             img.load()
     except InvalidInputError:
         raise
-    except UnidentifiedImageError as exc:
-        raise InvalidInputError(f"{name} is not an image PIL can read", "give a JPEG, PNG or WebP file") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInputError(f"{name} is too large to decode safely ({exc})", "downscale it") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
         raise InvalidInputError(
-            f"{name} is corrupt or truncated ({exc})", "re-export or re-download the photo"
-        ) from exc
+            f"{name} is not an image rcmu can read", "give a JPEG, PNG, WebP, HEIC or AVIF file"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInputError(f"{name} is too large to decode safely", "downscale it") from None
+    except Exception:  # OSError, SyntaxError, ValueError, struct.error, ... from any plugin
+        raise InvalidInputError(f"{name} is corrupt or truncated", "re-export or re-download the photo") from None
     return img
+
+
+def _check_frames(name: str, img: Image.Image) -> None:
+    """An animation has no single photo to answer about: refuse it rather than silently use frame 1."""
+    frames = getattr(img, "n_frames", 1)
+    if isinstance(frames, int) and frames > 1 and (img.format or "") not in _PRIMARY_IMAGE_FORMATS:
+        raise InvalidInputError(
+            f"{name} has {frames} frames (an animation or a multi-page file)",
+            "export the frame you mean as a still JPEG or PNG",
+        )
 
 
 def image_to_data_url(img: Image.Image) -> str:

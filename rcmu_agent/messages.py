@@ -15,7 +15,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from rcmu_agent._photos import FORMS, PhotoSource, to_photo
+from rcmu_agent._photos import FORMS, NO_PATHS, PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.schema import Answer
 
@@ -33,10 +33,10 @@ class Turn:
     photo: PhotoSource | None = None
 
 
-def read_turn(messages: Sequence[BaseMessage] | None) -> Turn:
+def read_turn(messages: Sequence[BaseMessage] | None, access: PhotoAccess = NO_PATHS) -> Turn:
     """The last message, which must be the human's: its text joined, its one image (if any) decoded.
 
-    Paths come back as they were written; whether the caller may read them is the graph's decision.
+    An image given as a path or `file://` URL is read only where `access` allows (by default nowhere).
     """
     if not messages:
         raise InvalidInputError("there is no message to answer", "send a human message with the question")
@@ -67,7 +67,7 @@ def read_turn(messages: Sequence[BaseMessage] | None) -> Turn:
             f"the message holds {len(images)} images; a question is about one photo",
             "send one image per message (ask about each photo in turn)",
         )
-    photo = to_photo(images[0]) if images else None
+    photo = to_photo(images[0], access) if images else None
     return Turn(question="\n".join(t for t in texts if t.strip()), photo=photo)
 
 

@@ -64,30 +64,40 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+def _config(model: str, hub: dict[str, Any] | None = None) -> Any:
+    """The checkpoint's config, checked to be a supported detector; every failure is a `ModelLoadError`."""
+    if model.startswith((".", "~", "/")) and not Path(model).expanduser().is_dir():
+        raise ModelLoadError(f"object detector directory {model!r} does not exist", DETECTOR_FIX)
+    from transformers import AutoConfig
+
+    try:
+        if hub is None:
+            hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
+        config = AutoConfig.from_pretrained(model, **hub)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # hub, IO and config errors all mean the same thing to a user
+        raise ModelLoadError(f"cannot load object detector {model!r}: {first_line(exc)}", DETECTOR_FIX) from exc
+    if str(config.model_type) not in SUPPORTED_DETECTORS:
+        raise ModelLoadError(
+            f"{model!r} is a {config.model_type!r} model, not an open-vocabulary detector (OWLv2 or Grounding DINO)",
+            DETECTOR_FIX,
+        )
+    return config
+
+
 def _load(model: str, device: str) -> _Loaded:
     """Load (or fetch from the cache) the checkpoint, mapping every failure to `ModelLoadError`."""
     with _LOCK:
         cached = _CACHE.get((model, device))
         if cached is not None:
             return cached
-        if model.startswith((".", "~", "/")) and not Path(model).expanduser().is_dir():
-            raise ModelLoadError(f"object detector directory {model!r} does not exist", DETECTOR_FIX)
         import torch
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+        from transformers import AutoImageProcessor, AutoTokenizer
 
-        try:
-            hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
-            config = AutoConfig.from_pretrained(model, **hub)
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # hub, IO and config errors all mean the same thing to a user
-            raise ModelLoadError(f"cannot load object detector {model!r}: {first_line(exc)}", DETECTOR_FIX) from exc
+        hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
+        config = _config(model, hub)
         kind = str(config.model_type)
-        if kind not in SUPPORTED_DETECTORS:
-            raise ModelLoadError(
-                f"{model!r} is a {kind!r} model, not an open-vocabulary detector (OWLv2 or Grounding DINO)",
-                DETECTOR_FIX,
-            )
         if kind == "owlv2":
             from transformers import Owlv2ForObjectDetection as model_class
         else:
@@ -155,6 +165,13 @@ class ObjectDetector:
         if not settings.object_detector:
             return None
         return cls(settings.object_detector, device=settings.device, score_threshold=settings.object_score_threshold)
+
+    def check(self) -> None:
+        """Raise `ModelLoadError` now if the checkpoint cannot load; cheap (its config only)."""
+        with _LOCK:
+            if (self.model, self.device) in _CACHE:
+                return
+        _config(self.model)
 
     def __repr__(self) -> str:
         return f"ObjectDetector({self.model!r}, device={self.device!r}, score_threshold={self.score_threshold})"

@@ -7,6 +7,7 @@ dlib and Chroma.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from rcmu_agent.objects import ObjectDetector
 
 __all__ = ["Parts"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -92,19 +95,21 @@ class Parts:
 
     @_part
     def object_detector(self) -> ObjectDetector | None:
+        """None when turned off, or when it cannot load (offline, say): faces still work, with a warning."""
         if not self.settings.object_detector:
             return None
         from rcmu_agent.objects import ObjectDetector
 
-        return ObjectDetector.from_settings(self.settings)
+        return _optional("object detection (pets and things taught by photo)", ObjectDetector.from_settings, self)
 
     @_part
     def image_embedder(self) -> ImageEmbedder | None:
+        """None when turned off or unloadable, like the detector: objects are then not recognised."""
         if not self.settings.image_embedding_model:
             return None
         from rcmu_agent.memory.image_embedder import ImageEmbedder
 
-        return ImageEmbedder.from_settings(self.settings)
+        return _optional("object recognition and photo search by look", ImageEmbedder.from_settings, self)
 
     @_part
     def library(self) -> PhotoLibrary:
@@ -138,3 +143,18 @@ class Parts:
             while len(self._images) > 4:
                 self._images.popitem(last=False)
         return img
+
+
+def _optional(what: str, build: Callable[[Settings], Any], parts: Parts) -> Any:
+    """An optional part, checked to load (cheaply, its config); if it cannot, one warning line saying
+    what is skipped and how to enable it, and None: the face path never depends on it."""
+    from rcmu_agent.errors import ModelLoadError
+
+    try:
+        part = build(parts.settings)
+        if part is not None:
+            part.check()
+        return part
+    except ModelLoadError as exc:
+        log.warning("%s skipped: %s", what, exc)
+        return None

@@ -19,6 +19,7 @@ __all__ = [
     "build_prompt",
     "clean_text",
     "format_box",
+    "neutralise",
     "normalize_box",
     "number_entries",
     "resolve_placeholders",
@@ -37,6 +38,10 @@ MEMORY_INSTRUCTION = (
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PLACEHOLDER = re.compile(r"<region(\d+)>", re.IGNORECASE)
+# "[2]" (also with full-width or lenticular brackets, spaces or zero-width characters inside): in an
+# entry's text it could pose as the header of another entry, or as a citation the model repeats.
+_GAP = r"[\s\u200b-\u200f\u2060\ufeff]*"
+_BRACKETED_NUMBER = re.compile(rf"[\[［【〔〖]{_GAP}(\d+){_GAP}[\]］】〕〗]")
 
 
 def clean_text(text: str, what: str, *, max_chars: int = 4000, single_line: bool = True) -> str:
@@ -55,6 +60,13 @@ def clean_text(text: str, what: str, *, max_chars: int = 4000, single_line: bool
     if len(text) > max_chars:
         raise InvalidInputError(f"{what} is {len(text)} characters, over the {max_chars} limit", f"shorten the {what}")
     return text
+
+
+def neutralise(text: str) -> str:
+    """Text that goes inside one context entry, made unable to open another: bracketed numbers
+    ("[2]: The information of the person located at ...") become "(2)". Special tokens and line
+    breaks are already gone (`clean_text`), so an entry stays one line with one header."""
+    return _BRACKETED_NUMBER.sub(lambda m: f"({m.group(1)})", text)
 
 
 def normalize_box(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -91,15 +103,20 @@ def number_entries(entries: Sequence[ContextEntry]) -> list[ContextEntry]:
 
 def _info_sentence(info: str) -> str:
     # The template appends the full stop itself; an info that already ends with one keeps a single one.
-    sentence = clean_text(info, "info").rstrip(". ")
+    sentence = neutralise(clean_text(info, "info")).rstrip(". ")
     if not sentence:
         raise InvalidInputError("info has no words, only full stops", "give a non-empty info")
     return sentence
 
 
+def _label(text: str, what: str) -> str:
+    """A category or a name as it may appear in an entry's header."""
+    return neutralise(clean_text(text, what, max_chars=100)).rstrip(":")
+
+
 def context_line(index: int, category: str, box: Box, size: tuple[int, int], info: str) -> str:
     return (
-        f"[{index}]: The information of the {category} located at {format_box(box, size)} "
+        f"[{index}]: The information of the {_label(category, 'category')} located at {format_box(box, size)} "
         f"in the image: {_info_sentence(info)}."
     )
 
@@ -117,11 +134,12 @@ def build_prompt(entries: Sequence[ContextEntry], question: str, size: tuple[int
 
 def build_memory_prompt(entries: Sequence[ContextEntry], question: str) -> str:
     """Text-only variant for questions without a photo: entries cite memory, not regions."""
-    lines = [
-        f"[{e.index}]: The information of the {e.category}{f' {e.name}' if e.name else ''}: "
-        f"{_info_sentence(e.info or '')}."
-        for e in sorted((e for e in entries if e.index is not None), key=lambda e: e.index or 0)
-    ]
+    lines = []
+    for e in sorted((e for e in entries if e.index is not None), key=lambda e: e.index or 0):
+        name = f" {_label(e.name, 'name')}" if e.name else ""
+        lines.append(
+            f"[{e.index}]: The information of the {_label(e.category, 'category')}{name}: {_info_sentence(e.info or '')}."
+        )
     lines += [MEMORY_INSTRUCTION, question]
     return "\n".join(lines)
 

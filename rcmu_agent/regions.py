@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 
+MAX_MASK_PIXELS = 80_000_000  # as RCMU_MAX_IMAGE_PIXELS by default
+
+
 def _runs(flat: np.ndarray) -> list[int]:
     """Run lengths of a flat 0/1 array, starting with a (possibly empty) run of zeros."""
     changes = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
@@ -81,6 +84,10 @@ def encode_rle(mask: np.ndarray) -> RLE:
 def decode_rle(rle: RLE) -> np.ndarray:
     """A COCO RLE (compressed or not) as a boolean (height, width) array."""
     height, width = rle.size
+    if height * width > MAX_MASK_PIXELS:  # the counts of a few bytes could otherwise claim gigabytes
+        raise InvalidInputError(
+            f"mask is {height}x{width}, over the {MAX_MASK_PIXELS / 1e6:.0f} MP limit", "give the photo's own size"
+        )
     try:
         counts = _decompress(rle.counts) if isinstance(rle.counts, str) else list(rle.counts)
     except (IndexError, ValueError) as exc:  # a truncated counts string, or a character outside the alphabet
@@ -118,8 +125,10 @@ def to_rle(mask: Any) -> RLE:
             source = io.BytesIO(mask) if isinstance(mask, bytes) else Path(mask)
             with Image.open(source) as img:
                 return encode_rle(np.asarray(img.convert("L")) > 0)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InvalidInputError(f"cannot read mask image: {exc}", "give a PNG with 0 outside the region") from exc
+        except (OSError, UnidentifiedImageError, ValueError) as exc:  # the decoder's text may quote the file
+            raise InvalidInputError(
+                f"cannot read the mask image ({type(exc).__name__})", "give a PNG with 0 outside the region"
+            ) from None
     raise InvalidInputError(f"unsupported mask type {type(mask).__name__}", "give a PNG, numpy array or COCO RLE")
 
 

@@ -6,11 +6,12 @@ single `Settings(...)` and the CLI only translates flags into it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_MODEL", "Settings"]
 
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
     library_min_similarity: float = Field(default=0.2, ge=-1, le=1)  # text search: minimum MiniLM cosine
     library_collage_cell: int = Field(default=448, ge=64, le=2048)  # pixels per photo in the collage a question sees
 
+    # Folders whose photos model-facing entry points (LangChain tools, graph messages, MCP, web) may read
+    # by path; empty: none, they take only inline images (bytes, base64). The CLI reads what its user
+    # types. Environment: os.pathsep-separated (`/srv/photos:/tmp/uploads`). `{user}` in a folder is
+    # replaced by the asking user's id, so each user can be given a folder of their own.
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
     # input limits
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=80_000_000, gt=0)
@@ -89,6 +96,23 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str | os.PathLike):
+            return [part for part in os.fspath(value).split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("allowed_roots", mode="after")
+    @classmethod
+    def _expand_roots(cls, value: list[Path]) -> list[Path]:
+        return [root.expanduser() for root in value]
+
+    def roots_for(self, user: str) -> list[Path]:
+        """The allowed folders for `user` (`{user}` replaced by the id, which `check_user` keeps
+        to one path segment without `..`)."""
+        return [Path(str(root).replace("{user}", user)) for root in self.allowed_roots]
 
     def processor_source(self) -> str:
         """Where the tokenizer and image processor come from."""

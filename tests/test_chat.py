@@ -184,13 +184,25 @@ def test_user_comes_from_auth_or_the_deployment_never_the_request(home: Path, sc
         assert alice["citations"][0]["name"] == "Barack Obama"
 
 
-def test_server_graph_reads_no_paths_but_local_callers_do(home: Path, faces_dir: Path) -> None:
+def test_server_graph_reads_paths_only_inside_allowed_roots(home: Path, faces_dir: Path) -> None:
     scene = faces_dir / "scenes" / "two_people.jpg"
     block = {"type": "image", "url": scene.as_uri()}
     with serve() as server:
         server.default = Reply(text=REPLY)
-        with pytest.raises(InvalidInputError, match="does not read photos from its own disk"):
-            server_graph(home, server.url).invoke({"messages": [ask("Who?", block)]})
+        for hostile in (scene.as_uri(), "/etc/passwd", "file:///proc/self/environ", str(home / "chroma")):
+            with pytest.raises(InvalidInputError, match="outside the allowed folders|not an image rcmu can read"):
+                server_graph(home, server.url).invoke({"messages": [ask("Who?", {"type": "image", "url": hostile})]})
+        settings = Settings(
+            home=home,
+            user="alice",
+            backend="openai",
+            base_url=server.url,
+            model="m",
+            allowed_roots=[faces_dir],
+            **NO_MODEL,
+        )
+        allowed = build_graph(Parts(settings)).invoke({"messages": [ask("Who is on the left?", block)]})["answer"]
+        assert allowed["image"] == str(scene) and allowed["citations"][0]["name"] == "Barack Obama"
         settings = Settings(home=home, backend="openai", base_url=server.url, model="m", **NO_MODEL)
         local = build_graph(Parts(settings), local_caller=True)
         answer = local.invoke({"messages": [ask("Who?", block)]}, context=Context(user="alice"))["answer"]

@@ -93,7 +93,7 @@ def test_answer_with_a_local_tiny_model(taught: Path, faces_dir: Path, tmp_path:
         (["ask", "{scene}", "Who?", "--region", "0,0,5000,10:person:x"], "outside the 1126x661 image"),
         (["ask", "{scene}", "Who?", "--region", "300,10,100,50"], "inverted"),
         (["ask", "{scene}", "   "], "question is empty"),
-        (["ask", "{scene}", "Who?", "--user", "nobody"], "user 'nobody' has no memory"),
+        (["forget", "Barack Obama", "--user", "nobody"], "user 'nobody' has no entity 'Barack Obama'"),
         (["remember", "X", "--photo", "{data}/objects/rocket.jpg", "--info", "a rocket fan"], "no face found"),
         (["remember", "  ", "--photo", "{ref}/obama_obama.jpg", "--info", "x"], "name is empty"),
         (["forget", "Nobody Known"], "has no entity"),

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import Field, ValidationError, model_validator
 
+from rcmu_agent._photos import PhotoSource, to_photo, user_access
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory import check_user
@@ -72,6 +73,11 @@ class RcmuTool(BaseTool):
     @property
     def scope(self) -> str:
         return self.user or self.assistant.settings.user
+
+    def photo(self, value: Any) -> PhotoSource:
+        """A photo argument as bytes or an allowed path: `RCMU_ALLOWED_ROOTS` (with `{user}` as this
+        tool's user), never the rcmu home except the user's own reference photos."""
+        return to_photo(value, user_access(self.assistant.settings, self.scope))
 
 
 def _box(entry: ContextEntry) -> str:

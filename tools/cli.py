@@ -58,7 +58,13 @@ def index(
     report = run(work)
     if as_json:
         out.print_json(report.model_dump_json())
-        return
+    else:
+        _print_report(report)
+    if report.photos == 0:  # a silent success would leave search and `ask --library` answering nothing
+        run(lambda: _nothing_indexed(folder, bool(report.skipped)))
+
+
+def _print_report(report: Any) -> None:
     out.print(
         f"{report.photos} photo(s) indexed: {report.added} added, {report.unchanged} unchanged, "
         f"{report.moved} moved, {report.duplicates} duplicate(s), {report.removed} removed, "
@@ -67,6 +73,18 @@ def index(
     )
     for skipped in report.skipped:
         err.print(f"skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False)
+
+
+def _nothing_indexed(folder: Path, skipped: bool) -> None:
+    from rcmu_agent.errors import InvalidInputError
+    from rcmu_agent.images import PHOTO_SUFFIXES
+
+    fix = (
+        "fix or remove the skipped files listed, then run `rcmu index` again"
+        if skipped
+        else f"point `rcmu index` at the folder holding your photos ({' '.join(sorted(PHOTO_SUFFIXES))})"
+    )
+    raise InvalidInputError(f"no photo was indexed under {folder}", fix)
 
 
 def search(

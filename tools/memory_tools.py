@@ -13,8 +13,8 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field
 
-from rcmu_agent._photos import FORMS, to_photo
-from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent._photos import FORMS
+from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.schema import Answer, Entity, normalize_category
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
 from rcmu_agent.tools.photo_tools import Photo
@@ -86,7 +86,7 @@ class RememberTool(RcmuTool):
     def _remember(
         self, name: str, info: str | None, photos: list[Any], category: str | None
     ) -> tuple[str, dict[str, Any]]:
-        sources = [to_photo(p) for p in photos]  # every photo checked before anything is written
+        sources = [self._photo(p, k, len(photos)) for k, p in enumerate(photos, start=1)]  # all before any write
         old = self._existing(name)
         if old is None and info is None:
             raise NotFoundError(
@@ -113,6 +113,12 @@ class RememberTool(RcmuTool):
             f"photo(s), {added} new. Info: {entity.info}"
         )
         return text, {"entity": entity.model_dump(mode="json"), "created": old is None, "photos_added": added}
+
+    def _photo(self, value: Any, number: int, count: int) -> Any:
+        try:
+            return self.photo(value)
+        except RcmuError as exc:  # among several photos, say which one is bad
+            raise type(exc)(exc.problem + (f" (photo {number} of {count})" if count > 1 else ""), exc.fix) from None
 
     def _existing(self, name: str) -> Entity | None:
         try:

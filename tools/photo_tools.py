@@ -12,7 +12,6 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
-from rcmu_agent._photos import to_photo
 from rcmu_agent.assistant import DESCRIBE_QUESTION
 from rcmu_agent.schema import Answer, Region
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
@@ -109,7 +108,7 @@ class AskAboutPhotoTool(RcmuTool):
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
         with failures():
-            answer = self.assistant.ask(question, to_photo(photo), regions=_regions(regions), user=self.scope)
+            answer = self.assistant.ask(question, self.photo(photo), regions=_regions(regions), user=self.scope)
         return _reply(answer)
 
     async def _arun(
@@ -120,7 +119,7 @@ class AskAboutPhotoTool(RcmuTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
         with failures():
-            answer = await self.assistant.aask(question, to_photo(photo), regions=_regions(regions), user=self.scope)
+            answer = await self.assistant.aask(question, self.photo(photo), regions=_regions(regions), user=self.scope)
         return _reply(answer)
 
 
@@ -136,14 +135,14 @@ class DescribePhotoTool(RcmuTool):
 
     def _run(self, photo: Any, run_manager: CallbackManagerForToolRun | None = None) -> tuple[str, dict[str, Any]]:
         with failures():
-            answer = self.assistant.ask(DESCRIBE_QUESTION, to_photo(photo), user=self.scope)
+            answer = self.assistant.ask(DESCRIBE_QUESTION, self.photo(photo), user=self.scope)
         return _reply(answer)
 
     async def _arun(
         self, photo: Any, run_manager: AsyncCallbackManagerForToolRun | None = None
     ) -> tuple[str, dict[str, Any]]:
         with failures():
-            answer = await self.assistant.aask(DESCRIBE_QUESTION, to_photo(photo), user=self.scope)
+            answer = await self.assistant.aask(DESCRIBE_QUESTION, self.photo(photo), user=self.scope)
         return _reply(answer)
 
 

@@ -8,6 +8,7 @@ answer names exactly what recognition put in the context; tests also read what i
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,9 +69,20 @@ def home(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
     return home
 
 
-def openai_settings(home: Path, url: str) -> Settings:
+def openai_settings(home: Path, url: str, roots: list[Path] | None = None) -> Settings:
+    """`roots`: the folders tools may read photos from; by default the shared photos and pytest's temp
+    folders (which hold the home too: the tools must still refuse what lies under it)."""
+    if roots is None:
+        shared = Path(os.environ.get("RCMU_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+        roots = [shared, home.parent.parent]
     return Settings(
-        home=home, backend="openai", base_url=url, model="rc-qwen2-vl", api_key=SecretStr("sk-test"), **NO_MODELS
+        home=home,
+        backend="openai",
+        base_url=url,
+        model="rc-qwen2-vl",
+        api_key=SecretStr("sk-test"),
+        allowed_roots=roots,
+        **NO_MODELS,
     )
 
 

@@ -15,8 +15,8 @@ from langchain_core.messages import ToolMessage
 from PIL import Image
 
 from rcmu_agent import Assistant
-from rcmu_agent._photos import to_photo
-from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
+from rcmu_agent._photos import PhotoAccess, to_photo
+from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
@@ -94,8 +94,8 @@ def test_bytes_are_recognised_and_saved_once_under_the_home_inbox(assistant: Ass
         ("ftp://host/cat.jpg", InvalidInputError, "is a remote URL"),
         ("gopher://host/cat.jpg", InvalidInputError, "scheme 'gopher' is not supported"),
         ("file://otherhost/tmp/cat.jpg", InvalidInputError, "names another host (otherhost)"),
-        ("file:///no/such/cat.jpg", NotFoundError, "photo /no/such/cat.jpg does not exist"),
-        ("cat.jpg", NotFoundError, "photo cat.jpg does not exist"),
+        ("file:///no/such/cat.jpg", InvalidInputError, "photo '/no/such/cat.jpg' is outside the allowed folders"),
+        ("cat.jpg", InvalidInputError, "photo 'cat.jpg' is outside the allowed folders"),
         ("", InvalidInputError, "photo is empty"),
         (b"", InvalidInputError, "photo is empty (0 bytes)"),
         ("data:text/plain;base64,aGVsbG8=", InvalidInputError, "holds text/plain, not an image"),
@@ -116,7 +116,7 @@ def test_bytes_are_recognised_and_saved_once_under_the_home_inbox(assistant: Ass
         ({"type": "image"}, InvalidInputError, "image block has no data"),
         ({"type": "image", "base64": 42}, InvalidInputError, "image block has no base64 data"),
         (12345, InvalidInputError, "photo of type int is not understood"),
-        ("A" * 5000 + "!", NotFoundError, "does not exist"),  # too long for a file name, not base64 either
+        ("A" * 5000 + "!", InvalidInputError, "is outside the allowed folders"),  # not base64 either
     ],
 )
 def test_unusable_photo_forms_are_refused_with_a_fix(photo: Any, error: type[RcmuError], message: str) -> None:
@@ -127,18 +127,31 @@ def test_unusable_photo_forms_are_refused_with_a_fix(photo: Any, error: type[Rcm
 
 
 def test_a_directory_is_not_a_photo(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="is a directory"):
-        to_photo(str(tmp_path))
+    with pytest.raises(InvalidInputError, match="is not a readable photo"):
+        to_photo(str(tmp_path), PhotoAccess(roots=[tmp_path]))
 
 
-def test_a_typo_in_a_real_folder_is_a_missing_file_not_base64(tmp_path: Path) -> None:
-    """Folder names can be all base64 characters; an existing parent folder says it is a path."""
-    with pytest.raises(NotFoundError, match="does not exist"):
-        to_photo(str(tmp_path / "IMG_0001-holiday_photo_of_the_beach"))
+def test_a_typo_in_a_real_folder_is_not_a_readable_photo_nor_base64(tmp_path: Path) -> None:
+    """Folder names can be all base64 characters; inside an allowed folder it is a path with a typo."""
+    with pytest.raises(InvalidInputError, match="is not a readable photo"):
+        to_photo(str(tmp_path / "IMG_0001.holiday_photo_of_the_beach"), PhotoAccess(roots=[tmp_path]))
 
 
 def test_a_path_that_exists_wins_over_base64(tmp_path: Path, scene: Path) -> None:
     """A file whose name happens to be valid base64 is still read as a file."""
     name = tmp_path / ("QUJD" * 10)
     name.write_bytes(scene.read_bytes())
-    assert to_photo(str(name)) == name.resolve()
+    assert to_photo(str(name), PhotoAccess(roots=[tmp_path])) == name.resolve()
+    assert isinstance(to_photo(str(name)), bytes)  # no folder allowed: the text can only be data
+
+
+def test_paths_are_read_only_inside_the_allowed_folders(tmp_path: Path, scene: Path) -> None:
+    inside = tmp_path / "ok" / "scene.jpg"
+    inside.parent.mkdir()
+    inside.write_bytes(scene.read_bytes())
+    access = PhotoAccess(roots=[tmp_path / "ok"])
+    assert to_photo(inside, access) == inside.resolve()
+    assert to_photo(inside.as_uri(), access) == inside.resolve()
+    for path in (scene, str(tmp_path / "ok" / ".." / "x.jpg"), "/etc/passwd", "/proc/self/environ"):
+        with pytest.raises(InvalidInputError, match="is outside the allowed folders"):
+            to_photo(path, access)

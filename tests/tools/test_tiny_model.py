@@ -13,9 +13,16 @@ from rcmu_agent.tools import rcmu_tools
 
 
 @pytest.fixture(scope="module")
-def tiny_assistant(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+def tiny_assistant(home: Path, scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Assistant:
     model = build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / "qwen")
-    settings = Settings(home=home, model=str(model), max_new_tokens=8, object_detector=None, image_embedding_model=None)
+    settings = Settings(
+        home=home,
+        model=str(model),
+        max_new_tokens=8,
+        object_detector=None,
+        image_embedding_model=None,
+        allowed_roots=[scene.parent],
+    )
     return Assistant(settings)
 
 

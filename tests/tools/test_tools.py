@@ -189,7 +189,7 @@ def test_caller_regions_skip_detection_and_resolve_placeholders(
         (
             "ask_about_photo",
             {"photo": "/no/such/photo.jpg", "question": "Who?"},
-            "photo /no/such/photo.jpg does not exist — check the path",
+            "photo '/no/such/photo.jpg' is outside the allowed folders — send the photo as base64",
         ),
         (
             "ask_about_photo",
@@ -204,7 +204,7 @@ def test_caller_regions_skip_detection_and_resolve_placeholders(
         (
             "describe_photo",
             {"photo": "data:image/png;base64,SGVsbG8sIHRoaXMgaXMgbm90IGFuIGltYWdlIGF0IGFsbA=="},
-            "image bytes is not an image PIL can read — give a JPEG, PNG or WebP file",
+            "image bytes is not an image rcmu can read — give a JPEG, PNG, WebP, HEIC or AVIF file",
         ),
         (
             "describe_photo",
@@ -227,7 +227,7 @@ def test_caller_regions_skip_detection_and_resolve_placeholders(
         (
             "remember",
             {"name": "Rex", "info": "A dog", "photos": ["SCENE_DIR"]},
-            "is a directory — give the path of one image file",
+            "is not a readable photo — give the path of one image file",
         ),
         (
             "ask_about_photo",

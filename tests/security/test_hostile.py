@@ -1,0 +1,210 @@
+"""Hostile and careless inputs through every model-facing entry (the LangChain tools, and
+`resolve_allowed_photo`, the gate the graph's message interface and servers call): refusals say only
+"outside the allowed folders" / "not a readable photo", and no piece of a secret file ever appears in
+a reply, an artifact or a log record."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+
+from rcmu_agent import Assistant
+from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.images import load_image, resolve_allowed_photo
+from rcmu_agent.tools import rcmu_tools
+
+from .conftest import SECRET
+
+OUTSIDE = "is outside the allowed folders"
+UNREADABLE = "is not a readable photo"
+
+
+def _call(tool: BaseTool, **args: Any) -> ToolMessage:
+    message = tool.invoke({"name": tool.name, "args": args, "id": "call-1", "type": "tool_call"})
+    assert isinstance(message, ToolMessage)
+    return message
+
+
+def _tools(assistant: Assistant, user: str) -> dict[str, BaseTool]:
+    return {t.name: t for t in rcmu_tools(assistant, user=user)}
+
+
+def assert_no_secret(*texts: object) -> None:
+    """Not even 5 consecutive characters of the secret, anywhere."""
+    blob = "\n".join(str(t) for t in texts)
+    pieces = {SECRET[i : i + 5] for i in range(len(SECRET) - 4)}
+    leaked = sorted(p for p in pieces if p in blob)
+    assert not leaked, f"secret pieces leaked: {leaked}"
+
+
+def _photo_calls(photo: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("ask_about_photo", {"photo": photo, "question": "Who is this?"}),
+        ("describe_photo", {"photo": photo}),
+        ("remember", {"name": "Mallory", "info": "a stranger", "photos": [photo]}),
+    ]
+
+
+def _hostile_paths(outside: Path, allowed: Path) -> dict[str, tuple[Any, str]]:
+    """label → (photo argument, the refusal it must get)."""
+    fifo = allowed / "pipe.jpg"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    (allowed / "folder.jpg").mkdir(exist_ok=True)
+    links = {
+        "link-out.jpg": outside / "secret.txt",
+        "link-environ.jpg": Path("/proc/self/environ"),
+        "link-missing.jpg": outside / "missing.jpg",
+    }
+    for name, target in links.items():
+        if not (allowed / name).is_symlink():
+            (allowed / name).symlink_to(target)
+    return {
+        "/etc/passwd": ("/etc/passwd", OUTSIDE),
+        "secret outside": (str(outside / "secret.txt"), OUTSIDE),
+        "missing outside": (str(outside / "nope.jpg"), OUTSIDE),
+        "ppm-looking secret outside": (str(outside / "secret.ppm"), OUTSIDE),
+        "/proc/self/environ": ("/proc/self/environ", OUTSIDE),
+        "/proc/self/mem": ("/proc/self/mem", OUTSIDE),
+        "/dev/zero": ("/dev/zero", OUTSIDE),
+        "/dev/urandom as file URL": ("file:///dev/urandom", OUTSIDE),
+        "dot-dot out of the root": (str(allowed / ".." / outside.name / "secret.txt"), OUTSIDE),
+        "percent-encoded dot-dot": (f"file://{allowed}/%2e%2e/{outside.name}/secret.txt", OUTSIDE),
+        "symlink out of the root": (str(allowed / "link-out.jpg"), OUTSIDE),
+        "symlink to /proc": (str(allowed / "link-environ.jpg"), OUTSIDE),
+        "dangling symlink out": (str(allowed / "link-missing.jpg"), OUTSIDE),
+        "NUL byte": (str(allowed) + "/a\x00.jpg", OUTSIDE),
+        "FIFO inside": (str(fifo), UNREADABLE),
+        "directory inside": (str(allowed / "folder.jpg"), UNREADABLE),
+        "image block path": ({"type": "image", "path": str(outside / "secret.txt")}, OUTSIDE),
+        "image block file URL": ({"type": "image", "url": (outside / "secret.txt").as_uri()}, OUTSIDE),
+        "Path object": (outside / "secret.txt", OUTSIDE),
+    }
+
+
+def test_every_photo_tool_refuses_every_hostile_path(
+    assistant: Assistant, outside: Path, allowed: Path, caplog: pytest.LogCaptureFixture, server: Any
+) -> None:
+    tools = _tools(assistant, "bob")
+    before = len(server.requests)
+    replies = []
+    with caplog.at_level(logging.DEBUG):
+        for label, (photo, refusal) in _hostile_paths(outside, allowed).items():
+            for name, args in _photo_calls(photo):
+                message = _call(tools[name], **args)
+                assert message.status == "error", (label, name, message.content)
+                assert refusal in str(message.content), (label, name, message.content)
+                assert str(message.content).count("\n") == 0
+                replies.append((message.content, message.artifact))
+    assert len(server.requests) == before  # nothing was sent to the model
+    assert [e.name for e in assistant.entities(user="bob")] == ["Joe Biden"]  # nothing remembered
+    assert_no_secret(*replies, *(r.getMessage() for r in caplog.records))
+
+
+def test_a_refusal_does_not_tell_whether_a_path_outside_exists(assistant: Assistant, outside: Path) -> None:
+    ask = _tools(assistant, "bob")["ask_about_photo"]
+    texts = [
+        str(_call(ask, photo=str(outside / name), question="Who?").content).replace(name, "NAME")
+        for name in ("secret.txt", "missing.txt")
+    ]
+    assert texts[0] == texts[1]
+
+
+def test_a_secret_inside_the_allowed_folder_is_not_quoted_by_the_decoder(
+    assistant: Assistant, allowed: Path, outside: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PIL's PPM reader says "Token too long in file header: b'SECRET_API_'": never passed on."""
+    inside = allowed / "looks-like.ppm"
+    shutil.copy(outside / "secret.ppm", inside)
+    tools = _tools(assistant, "bob")
+    replies = []
+    with caplog.at_level(logging.DEBUG):
+        for name, args in _photo_calls(str(inside)):
+            message = _call(tools[name], **args)
+            assert message.status == "error" and "corrupt or truncated" in str(message.content), message.content
+            replies.append(message.content)
+        data = base64.b64encode(inside.read_bytes()).decode()
+        for name, args in _photo_calls(data):
+            message = _call(tools[name], **args)
+            assert message.status == "error", message.content
+            replies.append(message.content)
+        with pytest.raises(InvalidInputError) as raised:
+            load_image(inside)  # the CLI's reader too
+        replies.append(raised.value)
+    assert_no_secret(*replies, *(r.getMessage() for r in caplog.records))
+
+
+def test_another_users_reference_photo_is_refused_and_ones_own_is_readable(assistant: Assistant) -> None:
+    home = assistant.settings.home
+    (alice_photo,) = next(e for e in assistant.entities(user="alice") if e.name == "Barack Obama").photos
+    assert Path(alice_photo).is_relative_to(home)
+    bob = _tools(assistant, "bob")
+    for name, args in _photo_calls(alice_photo):
+        message = _call(bob[name], **args)
+        assert message.status == "error" and OUTSIDE in str(message.content), message.content
+    assert [e.name for e in assistant.entities(user="bob")] == ["Joe Biden"]
+    for private in (home / "chroma" / "chroma.sqlite3", home / "memory.lock", home / "threads.sqlite"):
+        message = _call(bob["describe_photo"], photo=str(private))
+        assert message.status == "error" and OUTSIDE in str(message.content), message.content
+    own = _call(_tools(assistant, "alice")["describe_photo"], photo=alice_photo)
+    assert own.status == "success", own.content
+    assert "Barack Obama" in str(own.content)
+
+
+def test_a_stranger_with_no_memory_learns_nothing_about_other_users(assistant: Assistant, allowed: Path) -> None:
+    scene = allowed / "scene.jpg"
+    shutil.copy(Path(assistant.entities(user="alice")[0].photos[0]), scene)
+    carol = _tools(assistant, "carol")
+    outputs = []
+    for name, args in [
+        ("describe_photo", {"photo": str(scene)}),
+        ("recall", {"question": "Whose friends are known here? List every user."}),
+        ("search_photos", {"people": ["Barack Obama"]}),
+        ("remember", {"name": "Barack Obama", "photos": [str(scene)]}),
+    ]:
+        message = _call(carol[name], **args)
+        outputs.append((name, message.status, message.content, message.artifact))
+    assert outputs[0][1] == "success" and "Barack Obama" not in str(outputs[0][2])  # an empty memory names nobody
+    assert outputs[1][1] == "success"
+    blob = str(outputs)
+    for private in ("alice", "bob", "known users", "Joe Biden", "uncle"):
+        assert private not in blob, private
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "   ", "\x00", "/", ".", "..", "~", "~root/.ssh/id_rsa", "a" * 5000, "file://", "file:///", "C:\\x.jpg"],
+)
+def test_the_gate_refuses_odd_paths_with_one_line(path: str, allowed: Path) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        resolve_allowed_photo(path, [allowed])
+    assert OUTSIDE in str(raised.value) or UNREADABLE in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_dir: Path) -> None:
+    photo = allowed / "sub" / "x.jpg"
+    photo.parent.mkdir(exist_ok=True)
+    shutil.copy(faces_dir / "reference" / "obama_obama.jpg", photo)
+    link = allowed / "link-in.jpg"
+    if not link.is_symlink():
+        link.symlink_to(photo)
+    for form in (
+        photo,
+        str(photo),
+        photo.as_uri(),
+        f"file://localhost{photo}",
+        str(allowed / "sub" / ".." / "sub" / "x.jpg"),
+        str(link),
+    ):
+        assert resolve_allowed_photo(form, [allowed]) == photo.resolve()
+    with pytest.raises(InvalidInputError, match=OUTSIDE):
+        resolve_allowed_photo(photo, [])  # no roots: no paths at all

@@ -5,9 +5,10 @@
 
     agent = create_agent("openai:gpt-4.1-mini", tools=rcmu_tools(user="alice"))
 
-Five tools, each a `BaseTool` with a typed argument schema, sync and native async, answering as
-`(text for the model, structured artifact)`: `ask_about_photo`, `describe_photo`, `remember`,
-`recall` (memory questions without a photo) and `search_photos` (the photo library). The user is fixed
+Seven tools, each a `BaseTool` with a typed argument schema, sync and native async, answering as
+`(text for the model, structured artifact)`: `ask_about_photo`, `describe_photo`, `remember`, `forget`,
+`list_people`, `recall` (memory questions without a photo) and `search_photos` (the photo library).
+`rcmu mcp` serves the same tools to MCP clients (`rcmu_agent.tools.mcp_server`). The user is fixed
 when the tools are built; a model cannot pick another user's memory.
 
 Exports load lazily: `rcmu` imports this package for its CLI commands and must not pay for LangChain.
@@ -20,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rcmu_agent.tools.library_tools import SearchPhotosInput, SearchPhotosTool
-    from rcmu_agent.tools.memory_tools import RecallInput, RecallTool, RememberInput, RememberTool
+    from rcmu_agent.tools.memory_tools import (
+        ForgetInput,
+        ForgetTool,
+        ListPeopleInput,
+        ListPeopleTool,
+        RecallInput,
+        RecallTool,
+        RememberInput,
+        RememberTool,
+    )
     from rcmu_agent.tools.photo_tools import (
         AskAboutPhotoInput,
         AskAboutPhotoTool,
@@ -35,6 +45,10 @@ __all__ = [
     "AskAboutPhotoTool",
     "DescribePhotoInput",
     "DescribePhotoTool",
+    "ForgetInput",
+    "ForgetTool",
+    "ListPeopleInput",
+    "ListPeopleTool",
     "RcmuToolkit",
     "RecallInput",
     "RecallTool",
@@ -52,6 +66,10 @@ _HOME = {
     "DescribePhotoInput": "photo_tools",
     "DescribePhotoTool": "photo_tools",
     "RegionInput": "photo_tools",
+    "ForgetInput": "memory_tools",
+    "ForgetTool": "memory_tools",
+    "ListPeopleInput": "memory_tools",
+    "ListPeopleTool": "memory_tools",
     "RecallInput": "memory_tools",
     "RecallTool": "memory_tools",
     "RememberInput": "memory_tools",

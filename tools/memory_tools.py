@@ -19,7 +19,16 @@ from rcmu_agent.schema import Answer, Entity, normalize_category
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
 from rcmu_agent.tools.photo_tools import Photo
 
-__all__ = ["RecallInput", "RecallTool", "RememberInput", "RememberTool"]
+__all__ = [
+    "ForgetInput",
+    "ForgetTool",
+    "ListPeopleInput",
+    "ListPeopleTool",
+    "RecallInput",
+    "RecallTool",
+    "RememberInput",
+    "RememberTool",
+]
 
 
 class RememberInput(BaseModel):
@@ -47,6 +56,30 @@ class RecallInput(BaseModel):
     question: str = Field(
         description="A question answered from what the user taught, with no photo, e.g. 'When did we adopt Bella?'"
     )
+
+
+class ForgetInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The name (or id) of the person, pet or thing to forget, as `list_people` shows it.")
+
+
+class ListPeopleInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: str | None = Field(default=None, description="Only this category (person, dog, ...); omit for all.")
+
+
+def _entry(entity: Entity) -> dict[str, Any]:
+    """What a caller sees of a memory entry: never the stored photos' paths, only how many there are."""
+    return {
+        "id": entity.id,
+        "name": entity.name,
+        "category": entity.category,
+        "info": entity.info,
+        "photos": len(entity.photos),
+        "created_at": entity.created_at.isoformat(),
+    }
 
 
 class RememberTool(RcmuTool):
@@ -151,3 +184,58 @@ class RecallTool(RcmuTool):
 
 def _reply(answer: Answer) -> tuple[str, dict[str, Any]]:
     return answer_text(answer), answer.summary()
+
+
+class ForgetTool(RcmuTool):
+    """Remove someone or something from memory, with their reference photos."""
+
+    name: str = "forget"
+    description: str = (
+        "Remove a person, pet or thing from the user's personal memory, with the reference photos it was "
+        "taught with. They are no longer recognised in photos or used in answers. Returns what was removed."
+    )
+    args_schema: ArgsSchema | None = ForgetInput
+
+    def _run(self, name: str, run_manager: CallbackManagerForToolRun | None = None) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return self._forget(name)
+
+    async def _arun(
+        self, name: str, run_manager: AsyncCallbackManagerForToolRun | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return await asyncio.to_thread(self._forget, name)
+
+    def _forget(self, name: str) -> tuple[str, dict[str, Any]]:
+        entity = self.assistant.forget(name, user=self.scope)
+        return f"forgot {entity.name} ({entity.category}, id {entity.id})", {"entity": _entry(entity)}
+
+
+class ListPeopleTool(RcmuTool):
+    """Who and what the user's memory holds, so a model can refer to them by name."""
+
+    name: str = "list_people"
+    description: str = (
+        "List the people, pets and things in the user's personal memory: name, category, what is known about "
+        "them and how many reference photos they have. Use it before `forget`, or to see who can be recognised."
+    )
+    args_schema: ArgsSchema | None = ListPeopleInput
+
+    def _run(
+        self, category: str | None = None, run_manager: CallbackManagerForToolRun | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return self._list(category)
+
+    async def _arun(
+        self, category: str | None = None, run_manager: AsyncCallbackManagerForToolRun | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        with failures():
+            return await asyncio.to_thread(self._list, category)
+
+    def _list(self, category: str | None) -> tuple[str, dict[str, Any]]:
+        wanted = normalize_category(category) if category else None
+        entities = [e for e in self.assistant.entities(user=self.scope) if wanted is None or e.category == wanted]
+        lines = [f"{e.name} ({e.category}, id {e.id}, {len(e.photos)} photo(s)): {e.info}" for e in entities]
+        text = "\n".join(lines) if lines else "memory holds nobody" + (f" of category {wanted!r}" if wanted else "")
+        return text, {"people": [_entry(e) for e in entities]}

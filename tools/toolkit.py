@@ -1,4 +1,4 @@
-"""The five tools as one toolkit, bound to one assistant and one user."""
+"""The seven tools as one toolkit, bound to one assistant and one user."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.tools._common import default_assistant
 from rcmu_agent.tools.library_tools import SearchPhotosTool
-from rcmu_agent.tools.memory_tools import RecallTool, RememberTool
+from rcmu_agent.tools.memory_tools import ForgetTool, ListPeopleTool, RecallTool, RememberTool
 from rcmu_agent.tools.photo_tools import AskAboutPhotoTool, DescribePhotoTool
 
 __all__ = ["TOOL_CLASSES", "RcmuToolkit", "rcmu_tools"]
@@ -17,6 +17,8 @@ TOOL_CLASSES: tuple[type[BaseTool], ...] = (
     AskAboutPhotoTool,
     DescribePhotoTool,
     RememberTool,
+    ForgetTool,
+    ListPeopleTool,
     RecallTool,
     SearchPhotosTool,
 )
@@ -36,7 +38,8 @@ class RcmuToolkit(BaseToolkit):
 
 
 def rcmu_tools(assistant: Assistant | None = None, user: str | None = None) -> list[BaseTool]:
-    """The five rcmu tools for a host agent: ask_about_photo, describe_photo, remember, recall, search_photos.
+    """The rcmu tools for a host agent: ask_about_photo, describe_photo, remember, forget, list_people, recall,
+    search_photos.
 
     `assistant` defaults to one built from the `RCMU_*` environment; `user` to its `RCMU_USER`.
     """

@@ -16,7 +16,15 @@ from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from rcmu_agent import Assistant
-from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool, RecallTool, RememberTool, SearchPhotosTool
+from rcmu_agent.tools import (
+    AskAboutPhotoTool,
+    DescribePhotoTool,
+    ForgetTool,
+    ListPeopleTool,
+    RecallTool,
+    RememberTool,
+    SearchPhotosTool,
+)
 
 
 class _Bound:
@@ -66,6 +74,23 @@ class _Remember(_Bound):
     @property
     def tool_invoke_params_example(self) -> dict[str, Any]:
         return {**self.example, "photos": [self._paths["obama"]]}
+
+
+class _Forget(_Bound):
+    tool_class = ForgetTool
+    user = "frank"
+    example: ClassVar[dict[str, Any]] = {"name": "Joe Biden"}
+
+    @pytest.fixture(autouse=True)
+    def _taught(self, assistant: Assistant, faces_dir: Path) -> None:
+        """Someone to forget in every test (frank's memory is this suite's alone)."""
+        biden = faces_dir / "reference" / "biden_biden.jpg"
+        assistant.remember("Joe Biden", info="Frank's neighbour", photos=[biden], user="frank")
+
+
+class _ListPeople(_Bound):
+    tool_class = ListPeopleTool
+    example: ClassVar[dict[str, Any]] = {"category": "person"}
 
 
 class _Recall(_Bound):
@@ -122,4 +147,20 @@ class TestSearchPhotosUnit(_Search, ToolsUnitTests):
 
 
 class TestSearchPhotosIntegration(_Search, ToolsIntegrationTests):
+    pass
+
+
+class TestForgetUnit(_Forget, ToolsUnitTests):
+    pass
+
+
+class TestForgetIntegration(_Forget, ToolsIntegrationTests):
+    pass
+
+
+class TestListPeopleUnit(_ListPeople, ToolsUnitTests):
+    pass
+
+
+class TestListPeopleIntegration(_ListPeople, ToolsIntegrationTests):
     pass

@@ -43,9 +43,10 @@ async def acall(tool: Any, **args: Any) -> ToolMessage:
     return message
 
 
-def test_toolkit_gives_five_tools_sharing_one_assistant(assistant: Assistant) -> None:
+def test_toolkit_gives_seven_tools_sharing_one_assistant(assistant: Assistant) -> None:
     tools = RcmuToolkit(assistant=assistant, user="alice").get_tools()
-    assert [t.name for t in tools] == ["ask_about_photo", "describe_photo", "remember", "recall", "search_photos"]
+    names = ["ask_about_photo", "describe_photo", "remember", "forget", "list_people", "recall", "search_photos"]
+    assert [t.name for t in tools] == names
     assert all(t.assistant is assistant and t.user == "alice" for t in tools)
     for tool in tools:
         schema = tool.tool_call_schema.model_json_schema()
@@ -260,3 +261,19 @@ def test_bad_input_becomes_an_error_message_the_model_can_act_on(
     assert str(message.content).startswith("error: ") and " — " in str(message.content)
     assert expected in str(message.content)
     assert len(server.requests) == before  # refused before any model call
+
+
+def test_list_people_and_forget_stay_in_the_users_scope(assistant: Assistant, faces_dir: Path) -> None:
+    tools = tools_for(assistant, "grace")
+    assert call(tools["list_people"]).artifact == {"people": []}  # grace is new: an empty memory
+    photo = str(faces_dir / "reference" / "obama_obama.jpg")
+    call(tools["remember"], name="Barack Obama", info="Grace's coach", photos=[photo])
+    listed = call(tools["list_people"]).artifact["people"]
+    assert [(p["name"], p["photos"]) for p in listed] == [("Barack Obama", 1)]
+    assert "photos/" not in str(listed)  # stored file paths never leave the memory
+    assert "Grace's coach" not in str(call(tools_for(assistant, "alice")["list_people"]).artifact)
+    gone = call(tools["forget"], name="barack obama")
+    assert gone.artifact["entity"]["name"] == "Barack Obama"
+    again = call(tools["forget"], name="Barack Obama")
+    assert again.status == "error" and str(again.content).startswith("error: ")
+    assert call(tools["list_people"]).artifact == {"people": []}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, ToolException
@@ -60,6 +62,10 @@ class RcmuTool(BaseTool):
     user: str | None = None
     """Whose memory the tool reads and writes; `None` means the settings' user (`RCMU_USER`)."""
 
+    roots: list[Path] | None = Field(default=None, exclude=True)
+    """Folders photo paths may come from; `None` means `RCMU_ALLOWED_ROOTS`. An MCP server sets its
+    client's declared roots here. Never the rcmu home either way, except the user's own photos."""
+
     response_format: Any = "content_and_artifact"
     handle_tool_error: Any = tool_error_text
     handle_validation_error: Any = validation_error_text
@@ -77,7 +83,10 @@ class RcmuTool(BaseTool):
     def photo(self, value: Any) -> PhotoSource:
         """A photo argument as bytes or an allowed path: `RCMU_ALLOWED_ROOTS` (with `{user}` as this
         tool's user), never the rcmu home except the user's own reference photos."""
-        return to_photo(value, user_access(self.assistant.settings, self.scope))
+        access = user_access(self.assistant.settings, self.scope)
+        if self.roots is not None:
+            access = replace(access, roots=tuple(self.roots))
+        return to_photo(value, access)
 
 
 def _box(entry: ContextEntry) -> str:

@@ -1,0 +1,245 @@
+"""`rcmu mcp` as a real subprocess, driven by the official MCP SDK's client over stdio and streamable HTTP.
+
+Answers come from the loopback OpenAI-compatible server (a fixed reply, so citations can be checked)
+and, once, from the tiny Qwen2-VL through transformers. Photos are read from the shared data folder,
+which is the allowed root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from PIL import Image
+
+from rcmu_agent.fake_openai import Reply, serve
+from rcmu_agent.testing import build_tiny_qwen2vl
+
+REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."
+OBAMA_FACE, BIDEN_FACE = (253, 47, 409, 203), (778, 57, 965, 243)
+RCMU = str(Path(sys.executable).with_name("rcmu"))
+
+
+def _env(home: Path, shared_data: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "RCMU_HOME": str(home / "rcmu"),
+        "RCMU_OBJECT_DETECTOR": "",
+        "RCMU_IMAGE_EMBEDDING_MODEL": "",
+        "RCMU_ALLOWED_ROOTS": str(shared_data),
+        "HF_HUB_OFFLINE": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def stdio_session(env: dict[str, str], stdout_copy: Path) -> AsyncIterator[ClientSession]:
+    """`rcmu mcp` over stdio, its stdout also copied to a file so the test can check every byte of it."""
+    command = f"{RCMU} mcp | tee {stdout_copy}"
+    params = StdioServerParameters(command="sh", args=["-c", command], env=env)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def _png(data: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def _drawn_on(drawn: np.ndarray, original: np.ndarray, box: tuple[int, ...]) -> bool:
+    """The box's outline differs from the photo; the middle of the face does not."""
+    x1, y1, x2, y2 = box
+    edge = np.abs(drawn[y1 - 1 : y1 + 2, x1:x2] - original[y1 - 1 : y1 + 2, x1:x2]).sum()
+    middle = np.abs(drawn[y1 + 40 : y2 - 40, x1 + 40 : x2 - 40] - original[y1 + 40 : y2 - 40, x1 + 40 : x2 - 40])
+    return bool(edge > 0 and middle.mean() < 1.0)
+
+
+def test_stdio_tools_answers_images_errors_and_resources(tmp_path: Path, shared_data: Path, faces_dir: Path) -> None:
+    reference, scene = faces_dir / "reference", faces_dir / "scenes" / "two_people.jpg"
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(scene.read_bytes()[:3000])
+
+    async def session(url: str) -> None:
+        env = _env(tmp_path, shared_data, RCMU_USER="alice", RCMU_BACKEND="openai", RCMU_BASE_URL=url, RCMU_MODEL="m")
+        env["RCMU_ALLOWED_ROOTS"] = os.pathsep.join([str(shared_data), str(tmp_path)])
+        async with stdio_session(env, tmp_path / "stdout.jsonl") as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert set(tools) == {
+                "ask_about_photo",
+                "describe_photo",
+                "remember",
+                "forget",
+                "list_people",
+                "recall",
+                "search_photos",
+            }
+            for tool in tools.values():
+                assert tool.description and tool.output_schema and "user" not in tool.input_schema["properties"]
+                assert all(p.get("description") for p in tool.input_schema["properties"].values())
+            assert tools["ask_about_photo"].input_schema["required"] == ["photo", "question"]
+
+            for name, photo in [("Barack Obama", "obama_obama.jpg"), ("Joe Biden", "biden_biden.jpg")]:
+                taught = await client.call_tool(
+                    "remember", {"name": name, "info": f"{name} info", "photos": [str(reference / photo)]}
+                )
+                assert not taught.is_error and taught.structured_content["entity"]["name"] == name
+
+            progress: list[tuple[float, str | None]] = []
+
+            async def heard(done: float, total: float | None, message: str | None) -> None:
+                progress.append((done, message))
+
+            question = {"photo": str(scene), "question": "Who is on the left?"}
+            asked = await client.call_tool("ask_about_photo", question, progress_callback=heard)
+            assert not asked.is_error
+            assert [p[0] for p in progress] == [0, 1] and "ask_about_photo" in str(progress[0][1])
+            structured = asked.structured_content
+            assert structured["answer"] == REPLY
+            cited = {c["name"]: tuple(round(v) for v in c["box"]) for c in structured["citations"]}
+            assert cited == {"Barack Obama": OBAMA_FACE, "Joe Biden": BIDEN_FACE}
+            assert "image" not in structured  # the server's paths stay on the server
+            text, image = asked.content
+            assert text.type == "text" and "[1] = Barack Obama" in text.text
+            original = np.asarray(Image.open(scene).convert("RGB")).astype(int)
+            drawn = _png(image.data)
+            assert image.mime_type == "image/png" and drawn.shape == original.shape
+            assert _drawn_on(drawn, original, OBAMA_FACE) and _drawn_on(drawn, original, BIDEN_FACE)
+
+            bad = await client.call_tool("ask_about_photo", {"photo": str(corrupt), "question": "Who?"})
+            assert bad.is_error and "corrupt.jpg" in bad.content[0].text and " — " in bad.content[0].text
+            outside = await client.call_tool("ask_about_photo", {"photo": "/etc/passwd", "question": "Who?"})
+            assert outside.is_error and "outside the allowed folders" in outside.content[0].text
+            assert "root:" not in outside.content[0].text
+
+            people = (await client.call_tool("list_people", {})).structured_content["people"]
+            assert sorted(p["name"] for p in people) == ["Barack Obama", "Joe Biden"]
+            listed = {r.name: str(r.uri) for r in (await client.list_resources()).resources}
+            read = await client.read_resource(listed["Barack Obama"])
+            person = json.loads(read.contents[0].text)
+            assert person["name"] == "Barack Obama" and person["thumbnails"][0].startswith("data:image/jpeg;base64,")
+
+    with serve() as fake:
+        fake.default = Reply(text=REPLY)
+        asyncio.run(session(fake.url))
+    lines = (tmp_path / "stdout.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)  # nothing but the protocol
+
+
+def test_stdio_with_the_tiny_qwen2vl(tmp_path: Path, shared_data: Path, faces_dir: Path) -> None:
+    model = build_tiny_qwen2vl(tmp_path / "qwen")
+
+    async def session() -> None:
+        env = _env(tmp_path, shared_data, RCMU_USER="alice", RCMU_MODEL=str(model), RCMU_MAX_NEW_TOKENS="8")
+        async with stdio_session(env, tmp_path / "stdout.jsonl") as client:
+            photo = str(faces_dir / "reference" / "obama_obama.jpg")
+            await client.call_tool("remember", {"name": "Barack Obama", "info": "44th president", "photos": [photo]})
+            scene = str(faces_dir / "scenes" / "two_people.jpg")
+            asked = await client.call_tool("describe_photo", {"photo": scene})
+            assert not asked.is_error, asked.content
+            names = {r["name"] for r in asked.structured_content["regions"]}
+            assert names == {"Barack Obama", None}  # Biden was never taught
+            assert [c.type for c in asked.content] == ["text", "image"]
+
+    asyncio.run(session())
+    lines = (tmp_path / "stdout.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)
+
+
+@pytest.fixture()
+def http_server(tmp_path: Path, shared_data: Path) -> Iterator[str]:
+    with serve() as fake:
+        fake.default = Reply(text="I cannot tell from the information given.")
+        yield from _http_server(tmp_path, shared_data, fake.url)
+
+
+def _http_server(tmp_path: Path, shared_data: Path, model_url: str) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"alice-token": "alice", "bob-token": "bob"}))
+    env = _env(tmp_path, shared_data, RCMU_BACKEND="openai", RCMU_BASE_URL=model_url, RCMU_MODEL="m")
+    args = [RCMU, "mcp", "--http", f"127.0.0.1:{port}", "--tokens-file", str(tokens)]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError((tmp_path / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def test_http_needs_a_token_and_keeps_users_apart(http_server: str, faces_dir: Path) -> None:
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    assert httpx.post(http_server, json=hello, timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert httpx.post(http_server, json=hello, headers=wrong, timeout=10).status_code == 401
+
+    async def run() -> None:
+        photo = str(faces_dir / "reference" / "obama_obama.jpg")
+        async with http_session(http_server, "alice-token") as alice:
+            taught = await alice.call_tool(
+                "remember", {"name": "Barack Obama", "info": "Alice's uncle", "photos": [photo]}
+            )
+            assert not taught.is_error, taught.content
+            uri = next(str(r.uri) for r in (await alice.list_resources()).resources if r.name == "Barack Obama")
+            assert "Alice's uncle" in (await alice.read_resource(uri)).contents[0].text
+        async with http_session(http_server, "bob-token") as bob:
+            assert (await bob.call_tool("list_people", {})).structured_content == {"people": []}
+            assert not [r for r in (await bob.list_resources()).resources if r.name == "Barack Obama"]
+            with pytest.raises(Exception, match="no person"):
+                await bob.read_resource(uri)
+            recalled = await bob.call_tool("recall", {"question": "Who is Barack Obama?"})
+            assert not recalled.is_error and recalled.structured_content["citations"] == []
+            assert "Alice's uncle" not in json.dumps(recalled.structured_content)
+            forgot = await bob.call_tool("forget", {"name": "Barack Obama"})
+            assert forgot.is_error  # not his to forget
+        async with http_session(http_server, "alice-token") as alice:
+            people = (await alice.call_tool("list_people", {})).structured_content["people"]
+            assert [p["name"] for p in people] == ["Barack Obama"]
+
+    asyncio.run(run())

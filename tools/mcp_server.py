@@ -1,0 +1,275 @@
+"""`rcmu mcp`: the rcmu tools as a Model Context Protocol server, the plugin form chat assistants load.
+
+Every MCP tool is one of the LangChain tools (`rcmu_agent.tools`), called as a LangChain tool call: the
+same argument schema (it becomes the MCP input schema), the same code, the same `problem — fix` errors.
+The MCP layer adds what MCP clients expect: `structuredContent` validated against an output schema, a
+short text for the model, the photo redrawn with numbered boxes as image content, errors as tool
+errors (`isError: true`), progress notifications, and the people in memory as `rcmu://people/{id}`
+resources.
+
+Users: over stdio the server serves the one user it was started for; over streamable HTTP each request
+carries a bearer token, and the token's user (from a tokens file, see `rcmu_agent.tokens`) is the only
+memory that request can touch. No tool argument names a user. Photo paths are read only inside the
+allowed folders: the client's declared roots over stdio (it runs on the user's own machine), else
+`RCMU_ALLOWED_ROOTS`; over HTTP only `RCMU_ALLOWED_ROOTS`, since a remote client's roots describe its
+own disk, not this server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from langchain_core.messages import ToolMessage
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp_types import CallToolResult, ImageContent, Resource, TextContent
+from pydantic import BaseModel, ConfigDict
+
+from rcmu_agent.assistant import Assistant
+from rcmu_agent.errors import NotFoundError, RcmuError
+from rcmu_agent.schema import ContextEntry, Region
+from rcmu_agent.tokens import load_tokens, user_for_token
+from rcmu_agent.tools._common import RcmuTool
+from rcmu_agent.tools.toolkit import TOOL_CLASSES
+
+__all__ = ["TokenFileVerifier", "build_server"]
+
+log = logging.getLogger(__name__)
+PEOPLE_URI = "rcmu://people/{entity_id}"
+_DRAWN = {"ask_about_photo", "describe_photo"}  # answers about a photo come back with the photo annotated
+_PREVIEW_SIDE = 1600  # the annotated photo a chat shows; a 12 MP PNG would be ~20 MB of base64
+
+
+class _Output(BaseModel):
+    """The structured part of a tool's result: the LangChain tool's artifact (see its docs)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AnswerOutput(_Output):
+    """An answer with citations: `citations[i]` has `index`, `entity_id`, `name`, `box` (pixels)."""
+
+    answer: str
+    unanswerable: bool
+    citations: list[dict[str, Any]]
+    regions: list[dict[str, Any]]
+
+
+class EntityOutput(_Output):
+    entity: dict[str, Any]
+
+
+class PeopleOutput(_Output):
+    people: list[dict[str, Any]]
+
+
+class PhotosOutput(_Output):
+    """Photos found in the library (and, for a question, the answer over them)."""
+
+
+OUTPUTS: dict[str, type[_Output]] = {
+    "ask_about_photo": AnswerOutput,
+    "describe_photo": AnswerOutput,
+    "recall": AnswerOutput,
+    "remember": EntityOutput,
+    "forget": EntityOutput,
+    "list_people": PeopleOutput,
+    "search_photos": PhotosOutput,
+}
+
+
+class TokenFileVerifier:
+    """Bearer tokens from the tokens file (re-read per request: revoking needs no restart)."""
+
+    def __init__(self, path: Path | None = None, *, token: str | None = None, user: str | None = None) -> None:
+        self.path, self.token, self.user = path, token, user
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        tokens = await asyncio.to_thread(load_tokens, self.path) if self.path else {}
+        if self.token and self.user:
+            tokens = {**tokens, self.token: self.user}
+        user = user_for_token(token, tokens)
+        return AccessToken(token=token, client_id=user, scopes=[], subject=user) if user else None
+
+
+class _Bridge:
+    """Binds MCP calls to LangChain tools: which user, which folders, and the result's MCP shape."""
+
+    def __init__(self, assistant: Assistant, user: str | None) -> None:
+        self.assistant = assistant
+        self.user = user  # stdio: the one user; None: from the request's bearer token
+
+    def current_user(self) -> str:
+        if self.user is not None:
+            return self.user
+        token = get_access_token()
+        if token is None or not token.subject:
+            raise ToolError("error: this request carries no valid token — send Authorization: Bearer <token>")
+        return token.subject
+
+    async def roots(self, ctx: Context) -> list[Path] | None:
+        """The client's declared roots (stdio only), or None for RCMU_ALLOWED_ROOTS."""
+        if self.user is None:
+            return None
+        capabilities = ctx.client_capabilities
+        if capabilities is None or capabilities.roots is None:
+            return None
+        try:
+            listed = await ctx.session.list_roots()
+        except Exception as exc:  # a client that declared roots but cannot list them: the setting decides
+            log.warning("the client declared roots but listing them failed (%s); using RCMU_ALLOWED_ROOTS", exc)
+            return None
+        return [
+            Path(unquote(urlsplit(str(root.uri)).path)) for root in listed.roots if str(root.uri).startswith("file:")
+        ]
+
+    async def call(self, tool_class: type[RcmuTool], name: str, arguments: dict[str, Any], ctx: Context) -> Any:
+        user = self.current_user()
+        tool = tool_class(assistant=self.assistant, user=user, roots=await self.roots(ctx))
+        await ctx.report_progress(0, 1, f"{name} started")
+        args = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in arguments.items()}
+        args = {
+            k: [i.model_dump(mode="json") if isinstance(i, BaseModel) else i for i in v] if isinstance(v, list) else v
+            for k, v in args.items()
+        }
+        message = await tool.ainvoke({"type": "tool_call", "name": name, "args": args, "id": "mcp"})
+        await ctx.report_progress(1, 1, f"{name} done")
+        assert isinstance(message, ToolMessage)
+        if message.status == "error":
+            log.info("%s refused: %s", name, message.content)
+            raise ToolError(str(message.content).removeprefix("error: "))
+        artifact: dict[str, Any] = message.artifact or {}
+        content: list[Any] = [TextContent(type="text", text=str(message.content))]
+        if name in _DRAWN and artifact.get("image"):
+            drawn = await asyncio.to_thread(self._drawn, artifact)
+            content.append(ImageContent(type="image", data=drawn, mime_type="image/png"))
+        structured = {k: v for k, v in artifact.items() if k != "image"}  # a server path means nothing to a client
+        return CallToolResult(content=content, structured_content=structured)
+
+    def _drawn(self, artifact: dict[str, Any]) -> str:
+        """The photo the answer is about, with each region's box and number, as base64 PNG."""
+        from rcmu_agent.annotate import annotate
+
+        entries = [
+            ContextEntry(region=Region(box=r["box"], category=r["category"]), index=r["index"], name=r["name"])
+            for r in artifact.get("regions", [])
+            if r.get("box")
+        ]
+        image = annotate(self.assistant.parts.image(str(artifact["image"])), entries)
+        image.thumbnail((_PREVIEW_SIDE, _PREVIEW_SIDE))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def person(self, entity_id: str) -> str:
+        """One memory entry as JSON, with small JPEG thumbnails of its reference photos."""
+        from PIL import Image
+
+        user = self.current_user()
+        try:
+            entity = self.assistant.parts.memory.get(user, entity_id)
+        except (NotFoundError, RcmuError):
+            raise ResourceError(
+                f"no person {entity_id!r} in your memory — list them with the list_people tool"
+            ) from None
+        thumbnails = []
+        for photo in entity.photos:
+            with Image.open(photo) as img:
+                img.thumbnail((160, 160))
+                buffer = io.BytesIO()
+                img.convert("RGB").save(buffer, format="JPEG", quality=85)
+            thumbnails.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
+        entry = {"id": entity.id, "name": entity.name, "category": entity.category, "info": entity.info}
+        return json.dumps({**entry, "thumbnails": thumbnails})
+
+
+class _RcmuServer(MCPServer[Any]):
+    """Lists the caller's own people as resources (each request sees only its user's)."""
+
+    bridge: _Bridge
+
+    async def list_resources(self) -> list[Resource]:
+        listed = await super().list_resources()
+        user = self.bridge.current_user()
+        entities = await asyncio.to_thread(self.bridge.assistant.entities, user=user)
+        return listed + [
+            Resource(
+                uri=f"rcmu://people/{e.id}",
+                name=e.name,
+                description=f"{e.category}: {e.info}"[:200],
+                mime_type="application/json",
+            )
+            for e in entities
+        ]
+
+
+def _tool(bridge: _Bridge, tool_class: type[RcmuTool]) -> Tool:
+    """An MCP tool over a LangChain tool class: its argument model is the MCP input schema."""
+    template = tool_class.model_fields
+    name = str(template["name"].default)
+    schema = template["args_schema"].default
+    arg_model: type[ArgModelBase] = type(
+        f"{schema.__name__}Arguments", (schema, ArgModelBase), {"__module__": __name__}
+    )
+    output = OUTPUTS[name]
+
+    async def run(ctx: Context, **arguments: Any) -> Any:
+        return await bridge.call(tool_class, name, arguments, ctx)
+
+    return Tool(
+        fn=run,
+        name=name,
+        title=None,
+        annotations=None,
+        description=str(template["description"].default),
+        parameters=arg_model.model_json_schema(by_alias=True),
+        fn_metadata=FuncMetadata(arg_model=arg_model, output_model=output),
+        is_async=True,
+        context_kwarg="ctx",
+    )
+
+
+def build_server(
+    assistant: Assistant,
+    *,
+    user: str | None,
+    verifier: TokenFileVerifier | None = None,
+    url: str | None = None,
+) -> MCPServer[Any]:
+    """The MCP server over `assistant`. `user` for stdio; `verifier` and the public `url` for HTTP."""
+    bridge = _Bridge(assistant, user)
+    auth = None
+    if verifier is not None:
+        if not url:
+            raise ValueError("an HTTP server needs its public url for token audiences")
+        auth = AuthSettings(issuer_url=url, resource_server_url=f"{url}/mcp")  # type: ignore[arg-type]
+    server = _RcmuServer(
+        name="rcmu",
+        instructions=(
+            "Personal photo memory: recognise the people and things the user taught in a photo and answer "
+            "with [n] citations to them. Teach with `remember`, ask with `ask_about_photo`."
+        ),
+        tools=[_tool(bridge, cast(type[RcmuTool], cls)) for cls in TOOL_CLASSES],
+        token_verifier=verifier,
+        auth=auth,
+    )
+    server.bridge = bridge
+
+    @server.resource(PEOPLE_URI, name="person", mime_type="application/json")
+    async def person(entity_id: str) -> str:
+        """A person, pet or thing in your memory: name, category, info and reference thumbnails."""
+        return await asyncio.to_thread(bridge.person, entity_id)
+
+    return server

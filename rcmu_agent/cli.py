@@ -282,9 +282,10 @@ def _register_subcommands() -> None:
     from rcmu_agent.evals.cli import register as register_evals
     from rcmu_agent.tools.cli import register as register_tools
     from rcmu_agent.tools.mcp_cli import register as register_mcp
+    from rcmu_agent.tools.web_cli import register as register_web
     from rcmu_agent.train.cli import register as register_train
 
-    for register in (register_tools, register_mcp, register_train, register_evals):
+    for register in (register_tools, register_mcp, register_web, register_train, register_evals):
         register(app)
 
 

@@ -1,0 +1,193 @@
+"""What the web app's buttons do, as plain functions over one `Assistant` and one user.
+
+Kept apart from the page layout (`web_app.py`) so each action reads top to bottom and raises the
+library's `RcmuError` on bad input; the page turns those into a readable message. Every function takes
+the user explicitly: the page derives it from the login, never from a form field.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rcmu_agent.assistant import Assistant
+from rcmu_agent.errors import InvalidInputError, ModelLoadError, NotFoundError
+from rcmu_agent.regions import parse_region_spec
+from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
+from rcmu_agent.tools._common import answer_text
+
+__all__ = [
+    "NO_MODEL_NOTE",
+    "ChatSession",
+    "Labelled",
+    "allowed_folder",
+    "check_reference",
+    "labelled",
+    "people_rows",
+    "stream_answer",
+]
+
+NO_MODEL_NOTE = (
+    "No model answered: this shows what recognition found and the exact context a model would receive. "
+    "To get answers, start with a model: RCMU_MODEL=/path/to/RC-Qwen2VL-2b, or RCMU_BACKEND=openai "
+    "RCMU_BASE_URL=http://host:8000/v1 for a vLLM server."
+)
+Labelled = tuple[Any, list[tuple[tuple[int, int, int, int], str]]]
+
+
+@dataclass
+class ChatSession:
+    """One conversation about one photo: a new photo starts a new thread, follow-ups stay on it."""
+
+    thread: str = field(default_factory=lambda: uuid.uuid4().hex)
+    photo: str | None = None
+    sent: bool = False  # whether the photo has gone to the thread yet
+
+    def new_photo(self, photo: str | None) -> ChatSession:
+        return ChatSession(photo=photo)
+
+
+def labelled(image: Any, regions: Sequence[ContextEntry]) -> Labelled:
+    """The photo with one labelled box per region, for `gr.AnnotatedImage` (hovering a label lights its box)."""
+    boxes = []
+    for entry in sorted(regions, key=lambda e: (e.index is None, e.index or 0)):
+        if entry.box is None:
+            continue
+        number = f"[{entry.index}] " if entry.index else ""
+        name = entry.name or (entry.category if entry.info else f"unknown {entry.category}")
+        x1, y1, x2, y2 = (round(v) for v in entry.box)
+        boxes.append(((x1, y1, x2, y2), f"{number}{name}"))
+    return image, boxes
+
+
+def stream_answer(
+    assistant: Assistant,
+    user: str,
+    session: ChatSession,
+    question: str,
+    regions_text: str,
+    context_only: bool,
+) -> Iterator[tuple[str, Answer | None]]:
+    """The answer as it is written: (text so far, None) per token, then (final text, the answer).
+
+    The model runs in a worker thread that hands tokens over a queue, so the page updates live. Without a
+    usable model the turn is answered with the context alone and a note on how to configure one.
+    """
+    regions: list[Region] = [parse_region_spec(line) for line in regions_text.splitlines() if line.strip()]
+    photo = session.photo if not session.sent else None
+    if regions and session.photo is None:
+        raise InvalidInputError("regions were given without a photo", "upload the photo the boxes belong to")
+    if regions:
+        photo = session.photo  # boxes are checked against the photo itself
+    pieces: queue.Queue[str | None] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def work(only_context: bool) -> None:
+        try:
+            outcome["answer"] = assistant.ask(
+                question,
+                photo,
+                regions=regions or None,
+                user=user,
+                thread_id=f"web-{session.thread}",
+                context_only=only_context,
+                on_token=pieces.put,
+            )
+        except BaseException as exc:  # handed to the page's thread below
+            outcome["error"] = exc
+        finally:
+            pieces.put(None)
+
+    def run(only_context: bool) -> Iterator[str]:
+        worker = threading.Thread(target=work, args=(only_context,), daemon=True)
+        worker.start()
+        text = ""
+        while (piece := pieces.get()) is not None:
+            text += piece
+            yield text
+        worker.join()
+
+    yield from ((t, None) for t in run(context_only))
+    if isinstance(outcome.get("error"), ModelLoadError):
+        outcome.clear()
+        yield from ((t, None) for t in run(True))
+        context_only = True
+    if "error" in outcome:
+        raise outcome["error"]
+    answer: Answer = outcome["answer"]
+    session.sent = session.sent or photo is not None
+    text = answer_text(answer) if not answer.context_only else f"{NO_MODEL_NOTE}\n\n{answer_text(answer)}"
+    yield text, answer
+
+
+def check_reference(assistant: Assistant, photos: Sequence[str], category: str) -> tuple[list[Labelled], list[str]]:
+    """Each reference photo with the face that would be remembered, and a warning per doubtful photo."""
+    from rcmu_agent.images import load_image
+
+    settings, shown, warnings = assistant.settings, [], []
+    for number, photo in enumerate(photos, start=1):
+        name = Path(photo).name
+        image = load_image(photo, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        if category.strip().lower() != "person":
+            shown.append((photo, [((0, 0, image.width, image.height), f"photo {number}: the whole photo")]))
+            continue
+        faces = assistant.parts.face_detector.detect(image)
+        if not faces:
+            warnings.append(f"photo {number} ({name}): no face found — use a photo with a clear, frontal face")
+        elif len(faces) > 1:
+            warnings.append(f"photo {number} ({name}) holds {len(faces)} faces; the largest will be used")
+        boxes = [(tuple(round(v) for v in f.box), "this face" if i == 0 else "ignored") for i, f in enumerate(faces)]
+        shown.append((photo, boxes))  # type: ignore[arg-type]
+    return shown, warnings
+
+
+def people_rows(entities: Sequence[Entity]) -> list[list[Any]]:
+    return [[e.name, e.category, e.info, len(e.photos)] for e in entities]
+
+
+def allowed_folder(folder: str, roots: Sequence[Path]) -> Path:
+    """A folder to index, only inside the allowed folders (symlinks and `..` resolved first)."""
+    if not folder.strip():
+        raise InvalidInputError("no folder given", "type the path of a folder of photos")
+    if not roots:
+        raise InvalidInputError(
+            "indexing from the web needs RCMU_ALLOWED_ROOTS", "start `rcmu web` with RCMU_ALLOWED_ROOTS=/photos/folder"
+        )
+    real = Path(os.path.realpath(Path(folder.strip()).expanduser()))
+    if not any(real.is_relative_to(os.path.realpath(root)) for root in roots):
+        raise InvalidInputError(
+            f"folder {folder.strip()!r} is outside the allowed folders", "pick a folder inside them"
+        )
+    if not real.is_dir():
+        raise NotFoundError(f"folder {folder.strip()!r} is not a folder here", "check the path")
+    return real
+
+
+def parse_day(value: str, what: str) -> date | None:
+    if not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInputError(f"{what} {value.strip()!r} is not a date", "use YYYY-MM-DD, e.g. 2024-05-01") from None
+
+
+def numbers(text: str, what: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise InvalidInputError(f"{what} {text!r} are not numbers", "give numbers separated by spaces") from None
+
+
+def progress_callback(report: Callable[[float, str], Any]) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        report(done / total if total else 0.0, f"{done}/{total} photos")
+
+    return progress

@@ -1,0 +1,132 @@
+"""The web app's Library tab: index a folder, name the faces nobody has named, search, ask over photos.
+
+Folders are indexed only inside the allowed folders (`RCMU_ALLOWED_ROOTS`, `{user}` expanded per login).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from rcmu_agent.assistant import Assistant
+from rcmu_agent.tools import _web_handlers as act
+
+__all__ = ["library_tab"]
+
+
+def _drawn(path: str, regions: list[Any], matched: list[int]) -> Any:
+    """A search hit with the matched people outlined (others thinner), shrunk for the gallery."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    with Image.open(path) as img:
+        out = ImageOps.exif_transpose(img).convert("RGB")
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 250))
+    for i, region in enumerate(regions):
+        color = (0, 160, 0) if i in matched else (120, 120, 120)
+        draw.rectangle(region.box, outline=color, width=width if i in matched else max(1, width // 2))
+    out.thumbnail((640, 640))
+    return out
+
+
+def _image(path: str) -> Any:
+    """Pixels, not a path: the page never gets a URL into the home, where other users' files live."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], readable: Callable[..., Any]) -> None:
+    with gr.Row():
+        folder = gr.Textbox(label="Folder of photos (inside the allowed folders)", elem_id="library-folder")
+        index = gr.Button("Index", variant="primary", elem_id="library-index")
+    report = gr.Markdown(elem_id="library-report")
+    gr.Markdown("### Faces nobody has named yet")
+    clusters = gr.Gallery(label="Clusters (largest first)", columns=6, height=220, elem_id="library-clusters")
+    with gr.Row():
+        cluster_id = gr.Number(label="Cluster", precision=0)
+        cluster_name = gr.Textbox(label="Name them")
+        cluster_info = gr.Textbox(label="Info (optional)")
+        name_it = gr.Button("Name")
+    with gr.Row():
+        merge_ids = gr.Textbox(label="Merge clusters (ids)")
+        merge = gr.Button("Merge")
+        split_id = gr.Number(label="Split cluster", precision=0)
+        split_faces = gr.Textbox(label="Face ids to move out")
+        split = gr.Button("Split")
+    gr.Markdown("### Search and ask")
+    with gr.Row():
+        people = gr.Textbox(label="People (comma separated, all together)", elem_id="search-people")
+        text = gr.Textbox(label="Text", elem_id="search-text")
+        since = gr.Textbox(label="Since (YYYY-MM-DD)")
+        until = gr.Textbox(label="Until (YYYY-MM-DD)")
+        search = gr.Button("Search", elem_id="search-go")
+    hits = gr.Gallery(label="Photos", columns=4, height=320, elem_id="search-hits")
+    question = gr.Textbox(label="Ask about your photos", placeholder="When was I last with Rose and Kit?")
+    answer = gr.Markdown(elem_id="library-answer")
+
+    @readable
+    def indexed(path: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[str, list[Any]]:
+        user = user_of(request)
+        root = act.allowed_folder(path, assistant.settings.roots_for(user))
+        done = assistant.index_library(root, user=user, progress=act.progress_callback(progress))
+        skipped = f", {len(done.skipped)} skipped" if done.skipped else ""
+        summary = (
+            f"{done.photos} photos indexed ({done.added} new, {done.unchanged} unchanged{skipped}), {done.faces} faces"
+        )
+        return summary, shown_clusters(request)
+
+    @readable
+    def shown_clusters(request: gr.Request) -> list[Any]:
+        found = assistant.people(user=user_of(request))
+        return [
+            (_image(c.crops[0]), f"cluster {c.id}: {c.size} face(s), faces {c.faces[:8]}") for c in found if c.crops
+        ]
+
+    @readable
+    def named(number: float | None, who: str, info: str, request: gr.Request) -> tuple[str, list[Any]]:
+        c = assistant.name_cluster(int(number or 0), who, info=info or None, user=user_of(request))
+        return f"named cluster {c.id} **{c.name}** ({c.size} faces)", shown_clusters(request)
+
+    @readable
+    def merged(ids: str, request: gr.Request) -> tuple[str, list[Any]]:
+        c = assistant.merge_clusters(act.numbers(ids, "cluster ids"), user=user_of(request))
+        return f"merged into cluster {c.id} ({c.size} faces)", shown_clusters(request)
+
+    @readable
+    def splitted(number: float | None, faces: str, request: gr.Request) -> tuple[str, list[Any]]:
+        c = assistant.split_cluster(int(number or 0), act.numbers(faces, "face ids"), user=user_of(request))
+        return f"new cluster {c.id} ({c.size} faces)", shown_clusters(request)
+
+    @readable
+    def searched(who: str, words: str, start: str, end: str, request: gr.Request) -> list[Any]:
+        found = assistant.search_photos(
+            people=[p.strip() for p in who.split(",") if p.strip()],
+            text=words.strip() or None,
+            since=act.parse_day(start, "since"),
+            until=act.parse_day(end, "until"),
+            user=user_of(request),
+        )
+        return [(_drawn(h.path, h.regions, h.matched_regions), ", ".join(h.people) or h.path) for h in found]
+
+    @readable
+    def asked(q: str, request: gr.Request) -> str:
+        from rcmu_agent.tools._common import answer_text
+
+        result = assistant.ask_library(q, user=user_of(request))
+        cited = [
+            f"- [{c.index}] {c.name or 'photo'} in `{c.path}`"
+            + (f" at {tuple(round(v) for v in c.box)}" if c.box else "")
+            for c in result.photo_citations
+        ]
+        return answer_text(result) + ("\n\n" + "\n".join(cited) if cited else "")
+
+    index.click(indexed, folder, [report, clusters])
+    name_it.click(named, [cluster_id, cluster_name, cluster_info], [report, clusters])
+    merge.click(merged, merge_ids, [report, clusters])
+    split.click(splitted, [split_id, split_faces], [report, clusters])
+    search.click(searched, [people, text, since, until], hits)
+    question.submit(asked, question, answer)

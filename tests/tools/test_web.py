@@ -193,3 +193,35 @@ def test_logins_have_separate_memories_and_no_model_says_so(
                 expect(log).not_to_contain_text("is a friend")
             page.screenshot(path=tmp_path / f"{login}.png")
     assert outside == []
+
+
+def test_library_tab_indexes_names_and_searches(
+    tmp_path: Path, faces_dir: Path, browser_page: tuple[Page, list[str]]
+) -> None:
+    page, outside = browser_page
+    env = {"RCMU_ALLOWED_ROOTS": str(faces_dir)}
+    for url in _start(tmp_path / "home", env, "--context-only"):
+        page.goto(url)
+        page.get_by_role("tab", name="Library").click()
+        _fill(page, "library-folder", "/etc")
+        page.locator("#library-index").click()
+        expect(page.get_by_text("outside the allowed folders")).to_be_visible(timeout=30_000)
+
+        _fill(page, "library-folder", str(faces_dir / "scenes"))
+        page.locator("#library-index").click()
+        expect(page.locator("#library-report")).to_contain_text("3 photos indexed", timeout=120_000)
+        clusters = page.locator("#library-clusters")
+        expect(clusters).to_contain_text("cluster", timeout=30_000)
+        page.screenshot(path=tmp_path / "library.png")
+
+        first = clusters.inner_text().split("cluster ", 1)[1].split(":", 1)[0]
+        page.get_by_label("Cluster", exact=True).fill(first)
+        page.get_by_label("Name them").fill("Someone Known")
+        page.get_by_role("button", name="Name").click()
+        expect(page.locator("#library-report")).to_contain_text("Someone Known", timeout=30_000)
+
+        _fill(page, "search-people", "Someone Known")
+        page.locator("#search-go").click()
+        expect(page.locator("#search-hits")).to_contain_text("Someone Known", timeout=30_000)
+        page.screenshot(path=tmp_path / "search.png")
+    assert outside == []

@@ -71,7 +71,8 @@ def test_host_agent_asks_who_is_in_the_photo(
         )
     )
     assert example.main(["--teach", "--user", "alice", f"Who is in {photo}?"], model=host) == 0
-    assert host.bound == ["ask_about_photo", "describe_photo", "remember", "recall", "search_photos"]
+    tools = ["ask_about_photo", "describe_photo", "remember", "forget", "list_people", "recall", "search_photos"]
+    assert host.bound == tools
     # the host model's second turn was shown the tool's result, with the structured answer attached
     result = next(m for m in host.seen[1] if isinstance(m, ToolMessage))
     assert result.name == "ask_about_photo" and result.status == "success"

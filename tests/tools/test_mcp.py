@@ -243,3 +243,30 @@ def test_http_needs_a_token_and_keeps_users_apart(http_server: str, faces_dir: P
             assert [p["name"] for p in people] == ["Barack Obama"]
 
     asyncio.run(run())
+
+
+def test_stdio_reads_photos_inside_the_clients_roots(tmp_path: Path, shared_data: Path, faces_dir: Path) -> None:
+    """A client that declares roots decides what its local server may read; RCMU_ALLOWED_ROOTS otherwise."""
+    import mcp_types as types
+
+    mine = tmp_path / "my-photos"
+    mine.mkdir()
+    (mine / "obama.jpg").write_bytes((faces_dir / "reference" / "obama_obama.jpg").read_bytes())
+
+    async def roots(context: object) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=mine.as_uri(), name="my photos")])  # type: ignore[arg-type]
+
+    async def session() -> None:
+        env = _env(tmp_path, shared_data, RCMU_USER="alice")  # RCMU_ALLOWED_ROOTS is the shared data, not `mine`
+        params = StdioServerParameters(command=RCMU, args=["mcp"], env=env)
+        async with stdio_client(params) as (read, write), ClientSession(read, write, list_roots_callback=roots) as c:
+            await c.initialize()
+            inside = await c.call_tool(
+                "remember", {"name": "Barack Obama", "info": "44th", "photos": [str(mine / "obama.jpg")]}
+            )
+            assert not inside.is_error, inside.content
+            elsewhere = str(faces_dir / "reference" / "biden_biden.jpg")  # allowed by the setting, not the client
+            outside = await c.call_tool("remember", {"name": "Joe Biden", "info": "46th", "photos": [elsewhere]})
+            assert outside.is_error and "outside the allowed folders" in outside.content[0].text
+
+    asyncio.run(session())

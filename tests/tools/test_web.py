@@ -151,8 +151,8 @@ def test_teach_ask_and_errors_in_the_browser(
             page.screenshot(path=shots / "4-corrupt.png")
     assert outside == []
     assert sorted(p.name for p in shots.iterdir()) == [
-        "1-check-photos.png",
-        "2-memory.png",
+        "1-memory.png",
+        "2-check-photos.png",
         "3-answer.png",
         "4-corrupt.png",
     ]

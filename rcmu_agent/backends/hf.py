@@ -115,7 +115,6 @@ class TransformersVLM(VisionLanguageModel):
         with self._lock:
             if self._model is not None:
                 return
-            import torch
             from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
             processor_fix = (

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=4, ge=0)
 
     # detection
-    face_model: Literal["hog", "cnn"] = "hog"
+    face_model: Literal["auto", "hog", "cnn"] = "auto"  # auto: the CNN where dlib has a GPU, else HOG
     face_upsample: int = Field(default=1, ge=0, le=3)  # the most; large photos need fewer (see faces.py)
     object_detector: str | None = "google/owlv2-base-patch16-ensemble"  # "" disables
     object_score_threshold: float = Field(default=0.3, ge=0, le=1)

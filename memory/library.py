@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+MIN_PHOTOS_PER_WORKER = 3  # fewer new photos than this per worker: one process is done sooner
 
 
 @dataclass
@@ -132,7 +133,9 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
         known, bad = self.db.paths_under(user, root), self.db.bad_under(user, root)
         clusters = ClusterIndex.load(self.db, user, self.settings.library_cluster_threshold)
         categories = [c for c in self.parts.memory.categories(user) if c != "person"]
-        pool = PixelPool(self.parts, workers if len(files) > 1 else 1)
+        changed = sum(1 for p in files if _changed(p, known.get(_rel(p, folder)), bad.get(_rel(p, folder))))
+        # starting workers costs seconds (a fresh interpreter, dlib and CLIP loaded in each): only for enough work
+        pool = PixelPool(self.parts, workers if changed >= MIN_PHOTOS_PER_WORKER * workers else 1)
         waiting: deque[_Waiting] = deque()
         seen: set[str] = set()
         done = 0
@@ -156,7 +159,7 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
 
         try:
             for path in files:
-                rel = path.relative_to(folder).as_posix()
+                rel = _rel(path, folder)
                 seen.add(rel)
                 try:
                     item = self._triage(user, root, rel, path, known.get(rel), bad.get(rel), report)
@@ -187,10 +190,10 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
         """None when the path needs nothing (unchanged, or failed before and unchanged since); else its
         bytes and hash, to be matched against known content."""
         stat = path.stat()
-        if old is not None and (old["size"], old["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+        if _same_file(stat, old):
             report.unchanged += 1
             return None
-        if bad is not None and (bad["size"], bad["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+        if _same_file(stat, bad):
             report.skipped.append(SkippedFile(path=str(path), reason=bad["reason"]))
             return None
         if stat.st_size > self.settings.max_image_bytes:
@@ -371,6 +374,23 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
             "INSERT OR REPLACE INTO bad_files VALUES (?, ?, ?, ?, ?, ?)",
             (user, root, rel, stat.st_size, stat.st_mtime_ns, reason),
         )
+
+
+def _rel(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
+
+
+def _same_file(stat: Any, row: Any) -> bool:
+    """The path still has the size and mtime a sidecar row recorded: its bytes are not read again."""
+    return row is not None and (row["size"], row["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+
+
+def _changed(path: Path, old: Any, bad: Any) -> bool:
+    try:
+        stat = path.stat()
+    except OSError:
+        return False  # reported when the walk reaches it
+    return not _same_file(stat, old) and not _same_file(stat, bad)
 
 
 def _json_list(items: set[str]) -> str:

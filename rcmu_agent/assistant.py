@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Answer, Entity, Region, normalize_category
@@ -44,6 +43,9 @@ class Assistant:
     def graph(self) -> Any:
         """The compiled graph with SQLite checkpoints under `RCMU_HOME`, built on first use."""
         if self._graph is None:
+            # LangGraph costs ~1 s of imports: loaded on the first question, so `rcmu list` never pays it
+            from rcmu_agent.graph import build_graph, checkpointer
+
             self._graph = build_graph(self.parts, checkpointer=checkpointer(self.settings.home / "threads.sqlite"))
         return self._graph
 
@@ -52,6 +54,8 @@ class Assistant:
         if thread_id:
             return self.graph
         if self._plain is None:
+            from rcmu_agent.graph import build_graph
+
             self._plain = build_graph(self.parts)
         return self._plain
 
@@ -224,6 +228,8 @@ class Assistant:
         detection and recall run in worker threads so the event loop never blocks on dlib."""
         state = await asyncio.to_thread(self._state, question, photo, regions, user, context_only)
         if thread_id:
+            from rcmu_agent.graph import async_checkpointer, build_graph
+
             async with async_checkpointer(self.settings.home / "threads.sqlite") as saver:
                 graph = build_graph(self.parts, checkpointer=saver)
                 result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}})

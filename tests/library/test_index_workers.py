@@ -37,18 +37,20 @@ def snapshot(assistant: Assistant) -> dict[str, Any]:
             {"photos": photos, "regions": regions, "paths": paths, "bad": bad}.items()}  # fmt: skip
 
 
-def index(tmp_path: Path, root: Path, faces_dir: Path, workers: int) -> tuple[Any, dict[str, Any]]:
+def index(tmp_path: Path, root: Path, faces_dir: Path, workers: int) -> tuple[Any, dict[str, Any], Assistant]:
     assistant = Assistant(settings(tmp_path / f"home-{workers}"))
     assistant.remember("Obama", info="44th president", photos=[faces_dir / "reference" / "obama_obama.jpg"])
     report = assistant.library.index(root, user="default", workers=workers)
-    return report, snapshot(assistant)
+    return report, snapshot(assistant), assistant
 
 
 def test_workers_build_the_same_index_as_one_process(tmp_path: Path, faces_dir: Path) -> None:
     root = tmp_path / "photos"
     build(root, faces_dir)
-    alone, one = index(tmp_path, root, faces_dir, 1)
-    pooled, two = index(tmp_path, root, faces_dir, 2)
+    alone, one, first = index(tmp_path, root, faces_dir, 1)
+    pooled, two, second = index(tmp_path, root, faces_dir, 2)
+    assert "face_detector" in first.parts.__dict__
+    assert "face_detector" not in second.parts.__dict__  # every photo was detected in a worker
     assert (pooled.added, pooled.duplicates, pooled.faces) == (alone.added, alone.duplicates, alone.faces)
     assert (pooled.added, pooled.duplicates) == (5, 1)
     assert [s.reason for s in pooled.skipped] == [s.reason for s in alone.skipped]

@@ -129,7 +129,7 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
         workers: int,
     ) -> set[str]:
         """Walk order in, walk order out: new content goes to the pool, and photos are committed in the
-        order they were submitted, with at most two per worker waiting."""
+        order they were submitted, with at most two per worker waiting (none when working alone)."""
         known, bad = self.db.paths_under(user, root), self.db.bad_under(user, root)
         clusters = ClusterIndex.load(self.db, user, self.settings.library_cluster_threshold)
         categories = [c for c in self.parts.memory.categories(user) if c != "person"]
@@ -171,7 +171,7 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
                         item.future = pool.submit(rel, item.data, categories)
                         item.data = b""
                         waiting.append(item)
-                        if len(waiting) > 2 * max(pool.workers, 1) - 1:
+                        if len(waiting) >= (2 * pool.workers if pool.workers > 1 else 1):
                             land()
                         continue
                 except (RcmuError, OSError) as exc:

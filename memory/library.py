@@ -15,13 +15,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.memory._clusters import ClusterIndex
-from rcmu_agent.memory._exif import read_exif
 from rcmu_agent.memory._library_base import IMAGE_COLLECTION, PENDING, context_text
 from rcmu_agent.memory._library_db import encode_vector
 from rcmu_agent.memory._library_edit import ClusterEdits
@@ -36,13 +38,11 @@ from rcmu_agent.memory._library_models import (
 )
 from rcmu_agent.memory._library_search import LibrarySearch
 from rcmu_agent.memory._library_walk import walk_library
+from rcmu_agent.memory._library_workers import PixelPool, Pixels, worker_count
 from rcmu_agent.memory._records import check_user, name_key
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from rcmu_agent.parts import Parts
-    from rcmu_agent.schema import Region
 
 __all__ = [
     "Cluster",
@@ -56,6 +56,20 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+MIN_PHOTOS_PER_WORKER = 3  # fewer new photos than this per worker: one process is done sooner
+
+
+@dataclass
+class _Waiting:
+    """A path whose content is new to the index, on its way through the pixel pool."""
+
+    rel: str
+    path: Path
+    old: Any
+    path_row: tuple[Any, ...]
+    digest: str
+    data: bytes = b""
+    future: Future[Pixels] = field(default_factory=Future)
 
 
 class PhotoLibrary(LibrarySearch, ClusterEdits):
@@ -65,8 +79,19 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
         super().__init__(parts)
         self.decodes = 0  # photos decoded by this instance: re-indexing must not add to it
 
-    def index(self, root: Path | str, *, user: str, progress: Callable[[int, int], None] | None = None) -> IndexReport:
-        """Bring the user's index of `root` up to date; see the module docstring for what is recomputed."""
+    def index(
+        self,
+        root: Path | str,
+        *,
+        user: str,
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> IndexReport:
+        """Bring the user's index of `root` up to date; see the module docstring for what is recomputed.
+
+        `workers` processes (default `RCMU_LIBRARY_WORKERS`, 0 = one per core) do the pixel work; this
+        process commits each photo, in walk order, as it did alone.
+        """
         check_user(user)
         folder = Path(str(root)).expanduser()
         if not folder.is_dir():
@@ -84,21 +109,8 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
                     files.append(path)
                 else:
                     report.skipped.append(SkippedFile(path=str(path), reason=reason))
-            known, bad = self.db.paths_under(user, root_key), self.db.bad_under(user, root_key)
-            clusters = ClusterIndex.load(self.db, user, self.settings.library_cluster_threshold)
-            seen: set[str] = set()
-            for done, path in enumerate(files, start=1):
-                rel = path.relative_to(folder).as_posix()
-                seen.add(rel)
-                try:
-                    self._index_file(user, root_key, rel, path, known.get(rel), bad.get(rel), report, clusters)
-                except (RcmuError, OSError) as exc:
-                    reason = exc.problem if isinstance(exc, RcmuError) else f"unreadable ({exc.strerror or exc})"
-                    report.skipped.append(SkippedFile(path=str(path), reason=reason))
-                    self._remember_bad(user, root_key, rel, path, reason, known.get(rel))
-                self._embed_pending(user, at_least=PENDING)
-                if progress is not None:
-                    progress(done, len(files))
+            count = worker_count(self.settings.library_workers if workers is None else workers)
+            seen = self._index_files(user, root_key, folder, files, report, progress, count)
             self._embed_pending(user)
             report.removed = self._remove_missing(user, root_key, seen)
         report.photos = self.db.count_photos(user)
@@ -106,25 +118,84 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
         log.info("indexed %s for %s: %s", root_key, user, report.model_dump(exclude={"skipped"}))
         return report
 
-    # ---- one file --------------------------------------------------------------------------------
-    def _index_file(
+    def _index_files(
         self,
         user: str,
         root: str,
-        rel: str,
-        path: Path,
-        old: Any,
-        bad: Any,
+        folder: Path,
+        files: list[Path],
         report: IndexReport,
-        clusters: ClusterIndex,
-    ) -> None:
+        progress: Callable[[int, int], None] | None,
+        workers: int,
+    ) -> set[str]:
+        """Walk order in, walk order out: new content goes to the pool, and photos are committed in the
+        order they were submitted, with at most two per worker waiting (none when working alone)."""
+        known, bad = self.db.paths_under(user, root), self.db.bad_under(user, root)
+        clusters = ClusterIndex.load(self.db, user, self.settings.library_cluster_threshold)
+        categories = [c for c in self.parts.memory.categories(user) if c != "person"]
+        changed = sum(1 for p in files if _changed(p, known.get(_rel(p, folder)), bad.get(_rel(p, folder))))
+        # starting workers costs seconds (a fresh interpreter, dlib and CLIP loaded in each): only for enough work
+        pool = PixelPool(self.parts, workers if changed >= MIN_PHOTOS_PER_WORKER * workers else 1)
+        waiting: deque[_Waiting] = deque()
+        seen: set[str] = set()
+        done = 0
+
+        def finished() -> None:
+            nonlocal done
+            done += 1
+            self._embed_pending(user, at_least=PENDING)
+            if progress is not None:
+                progress(done, len(files))
+
+        def land() -> None:
+            item = waiting.popleft()
+            try:
+                pixels = item.future.result()
+                self.decodes += 1
+                self._commit_pixels(user, root, item, pixels, clusters, report)
+            except (RcmuError, OSError) as exc:
+                self._skip(user, root, item.rel, item.path, exc, item.old, report)
+            finished()
+
+        try:
+            for path in files:
+                rel = _rel(path, folder)
+                seen.add(rel)
+                try:
+                    item = self._triage(user, root, rel, path, known.get(rel), bad.get(rel), report)
+                    while item is not None and any(w.digest == item.digest for w in waiting):
+                        land()  # the same content is on its way: let it land, then this path is a duplicate
+                    if item is not None and self.db.has_photo(user, item.path_row[3]):
+                        self._known_content(user, root, rel, item.old, item.path_row, report)
+                    elif item is not None:
+                        item.future = pool.submit(rel, item.data, categories)
+                        item.data = b""
+                        waiting.append(item)
+                        if len(waiting) >= (2 * pool.workers if pool.workers > 1 else 1):
+                            land()
+                        continue
+                except (RcmuError, OSError) as exc:
+                    self._skip(user, root, rel, path, exc, known.get(rel), report)
+                finished()
+            while waiting:
+                land()
+        finally:
+            pool.close()
+        return seen
+
+    # ---- one file --------------------------------------------------------------------------------
+    def _triage(
+        self, user: str, root: str, rel: str, path: Path, old: Any, bad: Any, report: IndexReport
+    ) -> _Waiting | None:
+        """None when the path needs nothing (unchanged, or failed before and unchanged since); else its
+        bytes and hash, to be matched against known content."""
         stat = path.stat()
-        if old is not None and (old["size"], old["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+        if _same_file(stat, old):
             report.unchanged += 1
-            return
-        if bad is not None and (bad["size"], bad["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            return None
+        if _same_file(stat, bad):
             report.skipped.append(SkippedFile(path=str(path), reason=bad["reason"]))
-            return
+            return None
         if stat.st_size > self.settings.max_image_bytes:
             raise InvalidInputError(
                 f"{path} is {stat.st_size / 2**20:.1f} MiB, over the {self.settings.max_image_bytes / 2**20:.0f} MiB"
@@ -133,15 +204,13 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
             )
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        photo_id = digest[:24]
-        path_row = (user, root, rel, photo_id, stat.st_size, stat.st_mtime_ns)
-        if self.db.has_photo(user, photo_id):
-            self._known_content(user, root, rel, old, path_row, report)
-            return
-        computed = self._compute(user, rel, data, photo_id)
-        self._commit_new(user, root, rel, old, path_row, digest, computed, clusters)
-        report.added += 1
-        report.faces += sum(1 for r in computed["regions"] if r.category == "person")
+        path_row = (user, root, rel, digest[:24], stat.st_size, stat.st_mtime_ns)
+        return _Waiting(rel=rel, path=path, old=old, path_row=path_row, digest=digest, data=data)
+
+    def _skip(self, user: str, root: str, rel: str, path: Path, exc: Exception, old: Any, report: IndexReport) -> None:
+        reason = exc.problem if isinstance(exc, RcmuError) else f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+        report.skipped.append(SkippedFile(path=str(path), reason=reason))
+        self._remember_bad(user, root, rel, path, reason, old)
 
     def _known_content(
         self, user: str, root: str, rel: str, old: Any, path_row: tuple[Any, ...], report: IndexReport
@@ -168,62 +237,39 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
             conn.execute("INSERT OR REPLACE INTO paths VALUES (?, ?, ?, ?, ?, ?)", path_row)
             conn.execute("DELETE FROM bad_files WHERE user=? AND root=? AND rel=?", (user, root, rel))
 
-    def _compute(self, user: str, rel: str, data: bytes, photo_id: str) -> dict[str, Any]:
-        """Everything derived from the pixels: decode, faces, objects, recognition, embeddings."""
-        from rcmu_agent.images import load_image
-
-        parts, settings = self.parts, self.settings
-        try:
-            image = load_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-        except InvalidInputError as exc:  # decoded from bytes: put the file's name where it says "image bytes"
-            raise InvalidInputError(exc.problem.replace("image bytes", rel, 1), exc.fix) from exc
-        self.decodes += 1
-        taken_at, place = read_exif(data)
-        faces = parts.face_encoder.encode(image, parts.face_detector.detect(image))
-        face_matches = parts.memory.match_faces(user, [f.descriptor or [] for f in faces], settings.face_threshold)
-        objects, object_matches = self._objects(user, image)
-        regions = faces + objects
-        named = [(m.entity.id, m.entity.name, m.distance) if m else None for m in face_matches + object_matches]
+    def _commit_pixels(
+        self, user: str, root: str, item: _Waiting, px: Pixels, clusters: ClusterIndex, report: IndexReport
+    ) -> None:
+        """Recognition against the memory (here, the single reader of it), then one commit."""
+        memory, settings = self.parts.memory, self.settings
+        face_matches = memory.match_faces(user, [f.descriptor or [] for f in px.faces], settings.face_threshold)
+        object_matches: list[Any] = [None] * len(px.objects)
+        if px.objects and all(o.descriptor for o in px.objects):
+            object_matches = list(
+                memory.match_objects(
+                    user, [o.descriptor or [] for o in px.objects], [o.category for o in px.objects],
+                    settings.object_threshold,
+                )
+            )  # fmt: skip
+        regions = px.faces + px.objects
+        named = [(m.entity.id, m.entity.name, m.distance) if m else None for m in [*face_matches, *object_matches]]
         rows = [
-            {
-                "x1": r.box[0],
-                "y1": r.box[1],
-                "x2": r.box[2],
-                "y2": r.box[3],
-                "category": r.category,
-                "name": n[1] if n else None,
-            }
+            {"x1": r.box[0], "y1": r.box[1], "x2": r.box[2], "y2": r.box[3], "category": r.category,
+             "name": n[1] if n else None}
             for r, n in zip(regions, named, strict=True)
-        ]
-        context = context_text(rel, image.width, taken_at, place, rows)
-        image_vector = None
-        if parts.image_embedder is not None:
-            image_vector = parts.image_embedder.embed([image])[0].tolist()
-        return {
-            "image": image,
-            "taken_at": taken_at,
-            "place": place,
+        ]  # fmt: skip
+        computed = {
+            "size": (px.width, px.height),
+            "taken_at": px.taken_at,
+            "place": px.place,
             "regions": regions,
             "named": named,
-            "context": context,
-            "image_vector": image_vector,
+            "context": context_text(item.rel, px.width, px.taken_at, px.place, rows),
+            "image_vector": px.image_vector,
         }
-
-    def _objects(self, user: str, image: Image.Image) -> tuple[list[Region], list[Any]]:
-        """Objects of the categories the user taught, when an object detector is configured."""
-        parts = self.parts
-        categories = [c for c in parts.memory.categories(user) if c != "person"]
-        if parts.object_detector is None or not categories:
-            return [], []
-        found = parts.object_detector.detect(image, categories)
-        if not found or parts.image_embedder is None:
-            return found, [None] * len(found)
-        vectors = parts.image_embedder.embed([parts.image_embedder.crop(image, r.box) for r in found])
-        found = [r.model_copy(update={"descriptor": v.tolist()}) for r, v in zip(found, vectors, strict=True)]
-        matches = parts.memory.match_objects(
-            user, [r.descriptor or [] for r in found], [r.category for r in found], self.settings.object_threshold
-        )
-        return found, list(matches)
+        self._commit_new(user, root, item.rel, item.old, item.path_row, item.digest, computed, clusters)
+        report.added += 1
+        report.faces += len(px.faces)
 
     def _commit_new(
         self,
@@ -237,7 +283,8 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
         clusters: ClusterIndex,
     ) -> None:
         """Image vector first, then the photo's rows in one transaction; text vectors follow in batches."""
-        photo_id, image = path_row[3], c["image"]
+        photo_id = path_row[3]
+        width, height = c["size"] if "size" in c else c["image"].size
         given = c.get("text_vectors")  # imports and benchmarks bring their own
         if given is not None:
             self._write_text_vectors(user, [photo_id], [c["context"]], given)
@@ -258,7 +305,7 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
             conn.execute(
                 "INSERT OR REPLACE INTO photos (user, id, sha256, width, height, bytes, taken_at, lat, lon, rel, "
                 "context, embedded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (user, photo_id, digest, image.width, image.height, path_row[4],
+                (user, photo_id, digest, width, height, path_row[4],
                  taken.isoformat() if taken else None, place[0] if place else None, place[1] if place else None,
                  rel, c["context"], given is not None),
             )  # fmt: skip
@@ -327,6 +374,23 @@ class PhotoLibrary(LibrarySearch, ClusterEdits):
             "INSERT OR REPLACE INTO bad_files VALUES (?, ?, ?, ?, ?, ?)",
             (user, root, rel, stat.st_size, stat.st_mtime_ns, reason),
         )
+
+
+def _rel(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
+
+
+def _same_file(stat: Any, row: Any) -> bool:
+    """The path still has the size and mtime a sidecar row recorded: its bytes are not read again."""
+    return row is not None and (row["size"], row["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+
+
+def _changed(path: Path, old: Any, bad: Any) -> bool:
+    try:
+        stat = path.stat()
+    except OSError:
+        return False  # reported when the walk reaches it
+    return not _same_file(stat, old) and not _same_file(stat, bad)
 
 
 def _json_list(items: set[str]) -> str:

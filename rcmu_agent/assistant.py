@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
-from rcmu_agent.graph import async_checkpointer, build_graph, checkpointer
 from rcmu_agent.images import ImageSource, load_image
-from rcmu_agent.messages import human_turn
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Answer, Entity, Region, normalize_category
 from rcmu_agent.settings import Settings
-from rcmu_agent.state import Context
 
 if TYPE_CHECKING:
     from rcmu_agent.memory.library import Cluster, IndexReport, LibraryAnswer, PhotoHit, PhotoLibrary
+    from rcmu_agent.state import Context
 
 __all__ = ["DESCRIBE_QUESTION", "Assistant"]
 
@@ -46,6 +44,9 @@ class Assistant:
     def graph(self) -> Any:
         """The compiled graph with SQLite checkpoints under `RCMU_HOME`, built on first use."""
         if self._graph is None:
+            # LangGraph costs ~1 s of imports: loaded on the first question, so `rcmu list` never pays it
+            from rcmu_agent.graph import build_graph, checkpointer
+
             saver = checkpointer(self.settings)
             self._graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
         return self._graph
@@ -55,6 +56,8 @@ class Assistant:
         if thread_id:
             return self.graph
         if self._plain is None:
+            from rcmu_agent.graph import build_graph
+
             self._plain = build_graph(self.parts, local_caller=True)
         return self._plain
 
@@ -151,12 +154,12 @@ class Assistant:
         from rcmu_agent.memory.library import LibraryAnswer
 
         state = {
-            "messages": [human_turn(question)],
+            "messages": [_human(question)],
             "context_only": context_only,
             "library": True,
             "library_limit": limit,
         }
-        result = self._graph_for(None).invoke(state, context=Context(user=self._user(user)))
+        result = self._graph_for(None).invoke(state, context=_context(self._user(user)))
         return LibraryAnswer.model_validate(result["answer"])
 
     def people(self, *, user: str | None = None, include_named: bool = False) -> list[Cluster]:
@@ -230,6 +233,8 @@ class Assistant:
         detection and recall run in worker threads so the event loop never blocks on dlib."""
         state, context = await asyncio.to_thread(self._turn, question, photo, regions, user, context_only)
         if thread_id:
+            from rcmu_agent.graph import async_checkpointer, build_graph
+
             async with async_checkpointer(self.settings) as saver:
                 graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
                 result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}}, context=context)
@@ -250,11 +255,11 @@ class Assistant:
         user = self._known_user(user)
         path = self._photo_path(photo, user) if photo is not None else None
         state = {
-            "messages": [human_turn(question, path)],
+            "messages": [_human(question, path)],
             "regions": [r.model_dump(mode="json") for r in regions] if regions else None,
             "context_only": context_only,
         }
-        return state, Context(user=user)
+        return state, _context(user)
 
     def describe(self, photo: ImageSource, **kwargs: Any) -> Answer:
         """Region-level context-aware description (the RCID task)."""
@@ -280,6 +285,18 @@ class Assistant:
             tmp.write_bytes(data)
             tmp.replace(target)
         return str(target)
+
+
+def _human(question: str, photo: str | None = None) -> Any:
+    from rcmu_agent.messages import human_turn  # LangChain loads with the first question, not with `rcmu list`
+
+    return human_turn(question, photo)
+
+
+def _context(user: str) -> Context:
+    from rcmu_agent.state import Context
+
+    return Context(user=user)
 
 
 def _photo_bytes(source: ImageSource) -> tuple[bytes, str]:

@@ -211,14 +211,15 @@ def _answer(
             from rcmu_agent.annotate import save_annotated
 
             save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
-        return answer
+        return answer, _visual_tokens(assistant, answer)
 
-    answer = run(work)
+    answer, tokens = run(work)
     if as_json:
-        out.print_json(json.dumps(answer.summary()))
+        out.print_json(json.dumps({**answer.summary(), "visual_tokens": tokens}))
         return
     if context_only:
         out.print(answer.prompt, markup=False, highlight=False)
+        _print_tokens(tokens)
     elif streamed:
         out.print()  # end the streamed line
     else:
@@ -237,14 +238,15 @@ def _answer_library(
             from rcmu_agent.annotate import save_annotated
 
             save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
-        return answer
+        return answer, _visual_tokens(assistant, answer)
 
-    answer = run(work)
+    answer, tokens = run(work)
     if as_json:
-        out.print_json(json.dumps(answer.summary(), default=str))
+        out.print_json(json.dumps({**answer.summary(), "visual_tokens": tokens}, default=str))
         return
     if context_only:
         out.print(answer.prompt, markup=False, highlight=False)
+        _print_tokens(tokens)
     else:
         out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
     for n, photo in enumerate(answer.photos, start=1):
@@ -254,6 +256,22 @@ def _answer_library(
         err.print(f"[{c.index}] {c.path} — {where}", markup=False, highlight=False)
     if answer.invalid_citations:
         err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
+
+
+def _visual_tokens(assistant: Any, answer: Any) -> int | None:
+    """Image tokens the model sees (or would see) for the answer's photo, from the token budget alone."""
+    if not answer.image:
+        return None
+    from rcmu_agent.visual_budget import visual_tokens
+
+    settings = assistant.settings
+    size = assistant.parts.image(answer.image).size
+    return visual_tokens(*size, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
+
+
+def _print_tokens(tokens: int | None) -> None:
+    if tokens is not None:
+        err.print(f"visual tokens: {tokens} (budget RCMU_MAX_PIXELS)", markup=False, highlight=False)
 
 
 _STEPS = {

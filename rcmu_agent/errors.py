@@ -29,6 +29,10 @@ class RcmuError(Exception):
     def __str__(self) -> str:
         return f"{self.problem} — {self.fix}" if self.fix else self.problem
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Crosses process boundaries (index workers) with problem and fix kept apart."""
+        return type(self), (self.problem, self.fix)
+
 
 class InvalidInputError(RcmuError, ValueError):
     """A photo, box, mask, name, question or user id that cannot be used as given."""

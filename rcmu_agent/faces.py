@@ -24,9 +24,13 @@ if TYPE_CHECKING:
 
     from rcmu_agent.settings import Settings
 
-__all__ = ["FACE_DESCRIPTOR_MODEL", "FaceDetector", "FaceEncoder", "model_file"]
+__all__ = ["FACE_DESCRIPTOR_MODEL", "LARGE_SIDE", "FaceDetector", "FaceEncoder", "model_file"]
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1"
+# dlib's detectors find faces from ~80 px; each upsampling halves that at 4x the work. Once a photo's
+# short side reaches this, an 80-px face is under 4% of it and a 12 MP photo costs 4.6 s at
+# upsample 1 against 1.0 s at 0 with the same faces: upsampling stops here.
+LARGE_SIDE = 2000
 _lock = threading.Lock()
 # dlib's detectors, aligner and ResNet are not safe to call from two threads at once (concurrent calls
 # returned hundreds of bogus faces, then corrupted the heap). Async callers run detection in worker
@@ -68,12 +72,29 @@ def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-class FaceDetector:
-    """dlib face detection: HOG (fast, frontal) by default, the CNN (MMOD) detector on request."""
+def _cuda_dlib() -> bool:
+    import dlib
 
-    def __init__(self, model: Literal["hog", "cnn"] = "hog", upsample: int = 1) -> None:
-        self.model = model
+    return bool(getattr(dlib, "DLIB_USE_CUDA", False)) and dlib.cuda.get_num_devices() > 0
+
+
+class FaceDetector:
+    """dlib face detection: HOG (fast, frontal) on CPUs, the CNN (MMOD) detector on a GPU or on request.
+
+    `upsample` is the most upsampling used: small photos get all of it (small faces stay findable),
+    large ones less or none (see `LARGE_SIDE`).
+    """
+
+    def __init__(self, model: Literal["auto", "hog", "cnn"] = "hog", upsample: int = 1) -> None:
+        self.model: Literal["hog", "cnn"] = ("cnn" if _cuda_dlib() else "hog") if model == "auto" else model
         self.upsample = upsample
+
+    def upsample_for(self, width: int, height: int) -> int:
+        """Upsampling for a photo this size: double while the short side is under `LARGE_SIDE`."""
+        levels, side = 0, min(width, height)
+        while levels < self.upsample and side < LARGE_SIDE:
+            levels, side = levels + 1, side * 2
+        return levels
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FaceDetector:
@@ -84,12 +105,13 @@ class FaceDetector:
         array = _rgb_array(image)
         height, width = array.shape[:2]
         detector = _dlib_models(self.model)
+        upsample = self.upsample_for(width, height)
         found: list[tuple[Any, float]] = []
         with _calls:
             if self.model == "cnn":
-                found = [(d.rect, float(d.confidence)) for d in detector(array, self.upsample)]
+                found = [(d.rect, float(d.confidence)) for d in detector(array, upsample)]
             else:
-                rects, scores, _ = detector.run(array, self.upsample, 0.0)
+                rects, scores, _ = detector.run(array, upsample, 0.0)
                 found = list(zip(rects, (float(s) for s in scores), strict=True))
         regions = []
         for rect, score in found:

@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FACTOR
 
 __all__ = ["DEFAULT_MODEL", "Settings"]
 
@@ -41,14 +43,18 @@ class Settings(BaseSettings):
     adapter: str | None = None  # a peft LoRA adapter (hub id or directory)
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
+    # visual token budget: pixels the model sees per photo (28x28 = one token); Qwen2-VL card's range
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=FACTOR * FACTOR)
+    min_pixels: int = Field(default=DEFAULT_MIN_PIXELS, ge=FACTOR * FACTOR)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPUs with it, else fp32
     base_url: str | None = None  # OpenAI-compatible server, e.g. http://localhost:8000/v1 for vLLM
     api_key: SecretStr | None = None  # falls back to OPENAI_API_KEY
     request_timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
 
     # detection
-    face_model: Literal["hog", "cnn"] = "hog"
-    face_upsample: int = Field(default=1, ge=0, le=3)
+    face_model: Literal["auto", "hog", "cnn"] = "auto"  # auto: the CNN where dlib has a GPU, else HOG
+    face_upsample: int = Field(default=1, ge=0, le=3)  # the most; large photos need fewer (see faces.py)
     object_detector: str | None = "google/owlv2-base-patch16-ensemble"  # "" disables
     object_score_threshold: float = Field(default=0.3, ge=0, le=1)
 
@@ -65,6 +71,7 @@ class Settings(BaseSettings):
     # photo library (`rcmu index`, `rcmu search`, `rcmu ask --library`)
     library_cluster_threshold: float = Field(default=0.55, gt=0)  # dlib distance joining an unnamed face to a cluster
     library_min_similarity: float = Field(default=0.2, ge=-1, le=1)  # text search: minimum MiniLM cosine
+    library_workers: int = Field(default=0, ge=0)  # `rcmu index` worker processes; 0: one per core
     library_collage_cell: int = Field(default=448, ge=64, le=2048)  # pixels per photo in the collage a question sees
 
     # Folders whose photos model-facing entry points (LangChain tools, graph messages, MCP, web) may read
@@ -91,6 +98,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _budget_is_a_range(self) -> Settings:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(
+                f"min_pixels ({self.min_pixels}) is above max_pixels ({self.max_pixels}): "
+                "lower RCMU_MIN_PIXELS or raise RCMU_MAX_PIXELS"
+            )
+        return self
 
     @field_validator("home", mode="after")
     @classmethod

@@ -26,6 +26,7 @@ from rcmu_agent.errors import BackendError
 from rcmu_agent.fake_openai import FakeServer, Recorded, Reply, completion, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.settings import Settings
+from rcmu_agent.visual_budget import fit_to_budget
 
 MODEL = "weihongliang/RC-Qwen2VL-2b"
 KEY = "sk-test-0123456789abcdef"
@@ -45,13 +46,18 @@ def vlm(server: FakeServer, **overrides: Any) -> OpenAICompatibleVLM:
 
 
 def pixels_of_data_url(url: str) -> np.ndarray:
-    prefix = "data:image/png;base64,"
+    prefix = "data:image/jpeg;base64,"
     assert url.startswith(prefix)
     data = base64.b64decode(url[len(prefix) :], validate=True)
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    with Image.open(io.BytesIO(data)) as png:
-        assert png.format == "PNG"
-        return np.asarray(png.convert("RGB"))
+    with Image.open(io.BytesIO(data)) as jpeg:
+        assert jpeg.format == "JPEG"
+        return np.asarray(jpeg.convert("RGB"))
+
+
+def same_photo(sent: np.ndarray, image: Image.Image) -> bool:
+    """The photo at the visual token budget's size, through JPEG at quality 92 (close, not exact)."""
+    expected = np.asarray(fit_to_budget(image), dtype=np.float32)
+    return sent.shape == expected.shape and float(np.abs(sent.astype(np.float32) - expected).mean()) < 3
 
 
 TEXT = (
@@ -75,7 +81,7 @@ def assert_request_shape(sent: Recorded, text: str, *, image: Image.Image | None
         assert content == [{"type": "text", "text": text}]
         return
     assert [part["type"] for part in content] == ["image_url", "text"]
-    assert np.array_equal(pixels_of_data_url(content[0]["image_url"]["url"]), np.asarray(image))
+    assert same_photo(pixels_of_data_url(content[0]["image_url"]["url"]), image)
     assert content[1] == {"type": "text", "text": text}
 
 

@@ -23,6 +23,7 @@ from rcmu_agent.images import load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Region
 from rcmu_agent.testing import build_tiny_lora_adapter, build_tiny_qwen2vl
+from rcmu_agent.visual_budget import fit_to_budget
 
 OBAMA_INFO = "Barack Obama was the 44th president of the United States and loves basketball"
 BIDEN_INFO = "Joe Biden was the 46th president and enjoys ice cream"
@@ -72,7 +73,9 @@ def reference_generate(model_dir: Path, text: str, image: Image.Image, adapter: 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    vision = processor(images=[image], return_tensors="pt")
+    budget = Settings()  # the visual token budget the agent applies (RCMU_MIN_PIXELS/RCMU_MAX_PIXELS)
+    size = {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}
+    vision = processor(images=[image], size=size, return_tensors="pt")
     pads = int(vision["image_grid_thw"][0].prod()) // 4
     chat = (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
@@ -117,9 +120,9 @@ def test_adapter_changes_the_answer(home: Path, scene: Path, tiny: dict[str, Pat
 
 
 def _pixels(data_url: str) -> np.ndarray:
-    assert data_url.startswith("data:image/png;base64,")
-    with Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))) as png:
-        return np.asarray(png.convert("RGB"))
+    assert data_url.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))) as jpeg:
+        return np.asarray(jpeg.convert("RGB"), dtype=np.float32)
 
 
 def openai_settings(home: Path, url: str) -> Settings:
@@ -135,7 +138,8 @@ def test_openai_backend_end_to_end_with_citations(home: Path, scene: Path) -> No
     assert message["role"] == "user" and sent.body["model"] == "rc-qwen2-vl"
     image_part, text_part = message["content"]
     assert text_part == {"type": "text", "text": EXPECTED_PROMPT}
-    assert np.array_equal(_pixels(image_part["image_url"]["url"]), np.asarray(load_image(scene)))
+    sent, expected = _pixels(image_part["image_url"]["url"]), np.asarray(fit_to_budget(load_image(scene)))
+    assert sent.shape == expected.shape and np.abs(sent - expected).mean() < 3  # the budget's size, JPEG q92
     assert [c.name for c in answer.citations if c.valid] == ["Barack Obama", "Joe Biden"]
     assert answer.citations[0].box is not None and answer.citations[0].box[0] < 300
     assert answer.invalid_citations == [5]

@@ -14,6 +14,7 @@ import typer
 
 from rcmu_agent._cli import JsonOpt, UserOpt, err, out, run
 from rcmu_agent._cli import assistant as make_assistant
+from rcmu_agent._cli import settings as make_settings
 
 __all__ = ["register"]
 
@@ -33,6 +34,10 @@ def index(
     folder: Annotated[Path, typer.Argument(help="The folder holding your photos (searched recursively).")],
     user: UserOpt = None,
     as_json: JsonOpt = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Processes for detection and embedding [env RCMU_LIBRARY_WORKERS; 0: one per core]."),
+    ] = None,
 ) -> None:
     """Index the photos under FOLDER: faces, who they are, date, place. Run it again after changes:
     only new or changed files are read (moves and duplicates are recognised by content)."""
@@ -45,7 +50,9 @@ def index(
             return Text(f"{task.speed or 0:.2f} photos/s")
 
     def work() -> Any:
-        assistant = make_assistant()
+        from rcmu_agent.assistant import Assistant
+
+        assistant = Assistant(make_settings(library_workers=workers))
         columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), Rate(""), TextColumn("ETA"))
         with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("index", total=None)

@@ -25,6 +25,8 @@ TRAIN_HELP = {
     "data": "Instruction records (JSONL; see `rcmu data validate`).",
     "model": "Base Qwen2-VL id or directory.",
     "processor": "Tokenizer + image processor source (default: the model's).",
+    "min_pixels": "Fewest pixels an image is resized to (28x28 per visual token) [env RCMU_MIN_PIXELS].",
+    "max_pixels": "Most pixels an image is resized to (28x28 per visual token) [env RCMU_MAX_PIXELS].",
     "output_dir": "Checkpoints, metrics.jsonl and the final `adapter/`.",
     "eval_data": "Held-out records for the eval loss (default: hold out --eval-fraction of --data).",
     "eval_fraction": "Share of --data held out when --eval-data is not given.",

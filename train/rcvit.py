@@ -66,10 +66,23 @@ class TrainConfig:
     resume: bool = False
     cpu: bool = False
     encode_cache: int = 4096
+    # visual token budget; None: RCMU_MIN_PIXELS / RCMU_MAX_PIXELS, so training sees what answering will
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     stop_at_step: int | None = None  # checkpoint and stop here (time-boxed jobs); `resume` continues
 
     def __post_init__(self) -> None:
         self.data, self.output_dir = Path(self.data), Path(self.output_dir)
+        if self.min_pixels is None or self.max_pixels is None:
+            from rcmu_agent.settings import Settings
+
+            answering = Settings()
+            self.min_pixels = answering.min_pixels if self.min_pixels is None else self.min_pixels
+            self.max_pixels = answering.max_pixels if self.max_pixels is None else self.max_pixels
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise InvalidInputError(
+                f"the pixel budget {self.min_pixels}..{self.max_pixels} is not a range", "fix --min-pixels/--max-pixels"
+            )
         self.eval_data = Path(self.eval_data) if self.eval_data else None
         counts = ("lora_r", "global_batch", "per_device_batch", "max_steps", "eval_every", "save_every", "log_every")
         for name in counts:
@@ -158,7 +171,13 @@ def train(config: TrainConfig) -> TrainResult:
         held = int(len(records) * config.eval_fraction)
         eval_records, records = records[:held], records[held:]
 
-    vlm = TransformersVLM(config.model, processor=config.processor, device=str(acc.device))
+    vlm = TransformersVLM(
+        config.model,
+        processor=config.processor,
+        device=str(acc.device),
+        min_pixels=config.min_pixels or 0,
+        max_pixels=config.max_pixels or 0,  # both set by __post_init__
+    )
     model = _peft_model(vlm.model, config)
     start = ckpt.latest_checkpoint(out) if config.resume else None
     if start is not None:
@@ -340,7 +359,8 @@ def merge(adapter: Path, out: Path, *, base: str | None = None, processor: str |
         raise InvalidInputError(f"{config_file} does not name its base model", "pass --base MODEL")
     from rcmu_agent.settings import Settings
 
-    source = Settings(model=base, processor=processor).processor_source()
+    settings = Settings(model=base, processor=processor)
+    source = settings.processor_source()
     vlm = TransformersVLM(base, processor=source, adapter=str(adapter), device="cpu")
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -349,6 +369,8 @@ def merge(adapter: Path, out: Path, *, base: str | None = None, processor: str |
         shutil.rmtree(tmp)
     vlm.model.save_pretrained(str(tmp))
     AutoTokenizer.from_pretrained(source).save_pretrained(str(tmp))
-    AutoImageProcessor.from_pretrained(source).save_pretrained(str(tmp))
+    # the budget travels with the model, so a server (vLLM) resizes as the agent does
+    budget = {"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels}
+    AutoImageProcessor.from_pretrained(source, **budget).save_pretrained(str(tmp))
     ckpt.atomic_replace_dir(tmp, out)
     return out

@@ -66,10 +66,12 @@ _cache_lock = threading.Lock()
 
 def load_backend(settings: Settings) -> VisionLanguageModel:
     """The backend the settings describe; built once per process and reused."""
+    budget = (settings.min_pixels, settings.max_pixels)
     if settings.backend == "openai":
-        key: tuple[object, ...] = ("openai", settings.model, settings.base_url, settings.request_timeout)
+        key: tuple[object, ...] = ("openai", settings.model, settings.base_url, settings.request_timeout, budget)
     else:
-        key = ("transformers", settings.model, settings.processor_source(), settings.adapter, settings.device)
+        key = ("transformers", settings.model, settings.processor_source(), settings.adapter, settings.device, budget)
+        key += (settings.dtype,)
     with _cache_lock:
         backend = _cache.get(key)
         if backend is None:

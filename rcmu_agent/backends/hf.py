@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent._hub import hub_kwargs
 from rcmu_agent.backends import VisionLanguageModel
 from rcmu_agent.errors import ModelLoadError, first_line
+from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from rcmu_agent.settings import Settings
 
-__all__ = ["QWEN2VL_CHAT_FALLBACK", "TransformersVLM"]
+__all__ = ["QWEN2VL_CHAT_FALLBACK", "TransformersVLM", "pick_dtype"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,19 @@ def pick_device(device: str) -> str:
     return "cpu"
 
 
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """`auto`: bf16 on a GPU that supports it (half the memory, same speed or better), else fp32 —
+    CPUs and MPS run bf16 matmuls slowly or not at all. An explicit name is taken as given."""
+    import torch
+
+    if dtype != "auto":
+        chosen: torch.dtype = getattr(torch, dtype)
+        return chosen
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 class TransformersVLM(VisionLanguageModel):
     """Qwen2VLForConditionalGeneration from a hub id or a directory; greedy decoding."""
 
@@ -65,12 +79,19 @@ class TransformersVLM(VisionLanguageModel):
         adapter: str | None = None,
         device: str = "auto",
         max_new_tokens: int = 128,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        dtype: str = "auto",
     ) -> None:
+        """`min_pixels`/`max_pixels` replace the processor's own resize range (see `visual_budget`), so
+        every image `encode` sees, for answering or for training, gets the same bounded token count."""
         self.model_id = model
         self.processor_id = processor or model
         self.adapter = adapter
         self.device = pick_device(device)
         self.max_new_tokens = max_new_tokens
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.dtype = dtype
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -84,6 +105,9 @@ class TransformersVLM(VisionLanguageModel):
             adapter=settings.adapter,
             device=settings.device,
             max_new_tokens=settings.max_new_tokens,
+            min_pixels=settings.min_pixels,
+            max_pixels=settings.max_pixels,
+            dtype=settings.dtype,
         )
 
     # ---- loading -------------------------------------------------------------------------------
@@ -92,7 +116,6 @@ class TransformersVLM(VisionLanguageModel):
         with self._lock:
             if self._model is not None:
                 return
-            import torch
             from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
             processor_fix = (
@@ -109,12 +132,13 @@ class TransformersVLM(VisionLanguageModel):
                 raise ModelLoadError(
                     f"cannot load the processor from {self.processor_id!r}: {first_line(exc)}", processor_fix
                 ) from exc
-            use_bf16 = self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
-            dtype = torch.bfloat16 if use_bf16 else torch.float32
+            dtype = pick_dtype(self.dtype, self.device)
             log.info("loading %s on %s (%s)", self.model_id, self.device, dtype)
             try:
                 hub = hub_kwargs(self.model_id, what="model", fix=LOAD_FIX)
-                model: Any = Qwen2VLForConditionalGeneration.from_pretrained(self.model_id, dtype=dtype, **hub)
+                model: Any = Qwen2VLForConditionalGeneration.from_pretrained(
+                    self.model_id, dtype=dtype, **self._placement(), **hub
+                )
             except ModelLoadError:
                 raise
             except Exception as exc:
@@ -123,6 +147,16 @@ class TransformersVLM(VisionLanguageModel):
                 model = self._with_adapter(model)
             self._model = model.to(self.device).eval()
             self._tokenizer, self._image_processor = tokenizer, image_processor
+
+    def _placement(self) -> dict[str, Any]:
+        """Weights straight onto an accelerator, never staged in CPU memory first (one copy, not two).
+
+        On the CPU transformers already builds the model empty and fills it from the memory-mapped
+        checkpoint, so nothing is needed there.
+        """
+        if self.device == "cpu":
+            return {}
+        return {"device_map": {"": self.device}}
 
     def _with_adapter(self, model: Any) -> Any:
         from peft import PeftModel
@@ -173,7 +207,8 @@ class TransformersVLM(VisionLanguageModel):
         prompt = self.render_chat(text, image is not None)
         inputs: dict[str, torch.Tensor] = {}
         if image is not None:
-            vision = self._image_processor(images=[image], return_tensors="pt")
+            budget = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+            vision = self._image_processor(images=[image], size=budget, return_tensors="pt")
             grid = vision["image_grid_thw"]
             merge = int(getattr(self._image_processor, "merge_size", 2))
             prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * (int(grid[0].prod()) // merge**2), 1)

@@ -1,7 +1,8 @@
 """RC-Qwen2-VL (or any vision chat model) behind an OpenAI-compatible endpoint, e.g. vLLM.
 
-The request carries exactly what the in-process backend would see: one user turn, the image first
-(as a lossless PNG, so the server gets the same pixels), then the text block, decoded greedily.
+The request carries what the in-process backend would see: one user turn, the image first (resized
+to the visual token budget and sent as a quality-92 JPEG, so a phone photo costs the server ~1,000
+tokens and the wire a fraction of a megabyte), then the text block, decoded greedily.
 Retries are ours (tenacity) rather than the SDK's, so there is one policy to reason about and
 every failure that survives it reaches the user as a `BackendError` they can act on.
 """
@@ -21,7 +22,7 @@ from tenacity import AsyncRetrying, Retrying, retry_if_exception_type, stop_afte
 
 from rcmu_agent.backends import VisionLanguageModel
 from rcmu_agent.errors import BackendError
-from rcmu_agent.images import image_to_data_url
+from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, fit_to_budget, jpeg_data_url
 
 if TYPE_CHECKING:
     from openai import AsyncStream, Stream
@@ -67,6 +68,8 @@ class OpenAICompatibleVLM(VisionLanguageModel):
         max_retries: int = 4,
         max_new_tokens: int = 128,
         retry_wait_max: float = 20.0,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         """Fail here, not at the first question, when api.openai.com is targeted without a key.
 
@@ -83,6 +86,7 @@ class OpenAICompatibleVLM(VisionLanguageModel):
         self.max_retries = max_retries
         self.max_new_tokens = max_new_tokens
         self.retry_wait_max = retry_wait_max
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self._api_key = key
         self._lock = threading.Lock()
         self._client: openai.OpenAI | None = None
@@ -101,6 +105,8 @@ class OpenAICompatibleVLM(VisionLanguageModel):
             timeout=settings.request_timeout,
             max_retries=settings.max_retries,
             max_new_tokens=settings.max_new_tokens,
+            min_pixels=settings.min_pixels,
+            max_pixels=settings.max_pixels,
         )
 
     def __repr__(self) -> str:
@@ -130,7 +136,7 @@ class OpenAICompatibleVLM(VisionLanguageModel):
         self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
     ) -> tuple[str, TokenUsage]:
         client = await self._async_client()
-        # PNG-encoding a photo takes ~100 ms of CPU: done in a thread, it no longer stalls the
+        # Resizing and encoding a photo takes ~100 ms of CPU: done in a thread, it no longer stalls the
         # other requests in flight on this loop.
         kwargs = await asyncio.to_thread(self._request, text, image, max_new_tokens)
         retrying = AsyncRetrying(**self._retry_policy())
@@ -256,7 +262,7 @@ class OpenAICompatibleVLM(VisionLanguageModel):
             if hit is not None and hit[0] is image:
                 self._urls.move_to_end(id(image))
                 return hit[1]
-        url = image_to_data_url(image)
+        url = jpeg_data_url(fit_to_budget(image, min_pixels=self.min_pixels, max_pixels=self.max_pixels))
         with self._lock:
             self._urls[id(image)] = (image, url)
             while len(self._urls) > 8:

@@ -20,6 +20,7 @@ from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
+from rcmu_agent.visual_budget import fit_to_budget, jpeg_data_url
 
 
 def forms(scene: Path) -> dict[str, Any]:
@@ -50,8 +51,8 @@ def forms(scene: Path) -> dict[str, Any]:
 
 
 def _pixels(data_url: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))) as png:
-        return np.asarray(png.convert("RGB"))
+    with Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))) as sent:
+        return np.asarray(sent.convert("RGB"))
 
 
 def test_every_photo_form_reaches_the_model_as_the_same_pixels(
@@ -61,7 +62,7 @@ def test_every_photo_form_reaches_the_model_as_the_same_pixels(
     checked below and in test_tools (base64 blocks teach, paths ask)."""
     tool = AskAboutPhotoTool(assistant=assistant, user="alice")
     region = {"box": [253, 47, 409, 203], "info": "A man in a suit"}
-    expected = np.asarray(load_image(scene))
+    expected = _pixels(jpeg_data_url(fit_to_budget(load_image(scene))))  # the budget-sized JPEG, every time
     for label, photo in forms(scene).items():
         before = len(server.requests)
         args = {"photo": photo, "question": "Who is <region1>?", "regions": [region]}

@@ -195,6 +195,16 @@ def built(source_records: list[SourceRecord], tmp_path_factory: pytest.TempPathF
 
 
 # ---- a tiny Qwen2-VL whose logits can become confident -------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def tiny_visual_budget() -> Iterator[None]:
+    """The tiny model's own 4..64 visual tokens, for training and answering alike (both read
+    RCMU_MIN_PIXELS / RCMU_MAX_PIXELS); at the defaults (~1,000 tokens a photo) every step is ~15x slower."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RCMU_MIN_PIXELS", str(4 * 28 * 28))
+        patch.setenv("RCMU_MAX_PIXELS", str(64 * 28 * 28))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`build_tiny_qwen2vl`, with the final norm scaled up.

@@ -253,16 +253,15 @@ class TransformersVLM(VisionLanguageModel):
     def stream(
         self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None
     ) -> Iterator[str]:
-        """Decoded text as `generate` produces it, through transformers' `TextIteratorStreamer`.
+        """Decoded text as `generate` produces it, token by token (`_token_streamer`).
 
-        Generation runs in its own thread and hands words over a queue; an error there ends the
+        Generation runs in its own thread and hands text over a queue; an error there ends the
         stream and is raised here, so a caller never waits on a queue nobody will fill.
         """
         import torch
-        from transformers import TextIteratorStreamer
 
         kwargs = self._generation(text, image, max_new_tokens)
-        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _token_streamer(self._tokenizer)
         failed: list[BaseException] = []
 
         def run() -> None:
@@ -285,3 +284,30 @@ class TransformersVLM(VisionLanguageModel):
         worker.join()
         if failed:
             raise failed[0]
+
+
+def _token_streamer(tokenizer: Any) -> Any:
+    """transformers' `TextIteratorStreamer`, but handing text over per token rather than per word.
+
+    The stock streamer waits for a space before releasing text, so a reply in a script without
+    spaces (or a long number) would arrive in one piece. This one releases whatever decodes to whole
+    characters, holding back only half a multi-byte character (decoded as U+FFFD) until it completes.
+    """
+    from transformers import TextIteratorStreamer
+
+    class TokenStreamer(TextIteratorStreamer):
+        def put(self, value: Any) -> None:
+            if len(value.shape) > 1:
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.token_cache.extend(value.tolist())
+            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            if text.endswith("\ufffd"):
+                return
+            printable, self.print_len = text[self.print_len :], len(text)
+            if printable:
+                self.on_finalized_text(printable)
+
+    return TokenStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

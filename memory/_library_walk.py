@@ -11,7 +11,6 @@ from rcmu_agent.images import PHOTO_SUFFIXES
 __all__ = ["PHOTO_SUFFIXES", "walk_library"]
 
 
-
 def walk_library(root: Path) -> Iterator[tuple[Path, str | None]]:
     """(path, None) for each photo file under `root`; (path, reason) for each entry refused.
 

@@ -36,9 +36,7 @@ class VectorCache:
         self._snapshots: dict[tuple[str, str], _Snapshot] = {}
         self._lock = threading.Lock()
 
-    def _snapshot(
-        self, collection: Any, user: str, stamp: str, committed: Callable[[], set[str]] | None
-    ) -> _Snapshot:
+    def _snapshot(self, collection: Any, user: str, stamp: str, committed: Callable[[], set[str]] | None) -> _Snapshot:
         key = (collection.name, user)
         with self._lock:
             snap = self._snapshots.get(key)

@@ -95,13 +95,13 @@ def test_remember_and_index_read_heic_and_sixteen_bit(face: Image.Image, tmp_pat
     assistant = Assistant(Settings(home=tmp_path / "home", **NO_MODELS))
 
     with pytest.raises(InvalidInputError) as raised:
-        assistant.remember("Barack Obama", info="44th president", photos=[photos / "iphone.heic", tmp_path / "broken.jpg"])
+        assistant.remember(
+            "Barack Obama", info="44th president", photos=[photos / "iphone.heic", tmp_path / "broken.jpg"]
+        )
     assert "broken.jpg" in raised.value.problem and "(photo 2 of 2)" in raised.value.problem
     assert assistant.entities() == []  # nothing half-written
 
-    entity = assistant.remember(
-        "Barack Obama", info="44th president", photos=sorted(photos.iterdir())
-    )
+    entity = assistant.remember("Barack Obama", info="44th president", photos=sorted(photos.iterdir()))
     assert len(entity.photos) == 3
     report = assistant.index_library(photos)
     assert report.added == 3 and not report.skipped, report

@@ -40,9 +40,7 @@ def _observe(store: Any, photos: int) -> dict[str, Any]:
     listed = {e.name: {"info": e.info, "photos": sorted(Path(p).stem for p in e.photos)} for e in entities}
     probes = [_vector(n) for n in range(photos)]
     matches = [store.match_faces(USER, [probe], THRESHOLD)[0] for probe in probes]  # one face per question
-    recognised = {
-        str(n): [m.entity.name, round(m.distance, 3)] for n, m in enumerate(matches) if m is not None
-    }
+    recognised = {str(n): [m.entity.name, round(m.distance, 3)] for n, m in enumerate(matches) if m is not None}
     found = store.search(USER, "person who likes", k=10)
     searched = {e.name: e.info for e, _ in found}
     return {"listed": listed, "recognised": recognised, "searched": searched}

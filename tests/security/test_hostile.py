@@ -197,7 +197,14 @@ def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_d
     link = allowed / "link-in.jpg"
     if not link.is_symlink():
         link.symlink_to(photo)
-    for form in (photo, str(photo), photo.as_uri(), f"file://localhost{photo}", str(allowed / "sub" / ".." / "sub" / "x.jpg"), str(link)):
+    for form in (
+        photo,
+        str(photo),
+        photo.as_uri(),
+        f"file://localhost{photo}",
+        str(allowed / "sub" / ".." / "sub" / "x.jpg"),
+        str(link),
+    ):
         assert resolve_allowed_photo(form, [allowed]) == photo.resolve()
     with pytest.raises(InvalidInputError, match=OUTSIDE):
         resolve_allowed_photo(photo, [])  # no roots: no paths at all

@@ -71,7 +71,9 @@ photo_arguments = st.one_of(
     st.binary(max_size=64),
     st.dictionaries(
         st.sampled_from(["type", "url", "base64", "data", "path", "mime_type", "source_type", "image_url", "source"]),
-        st.one_of(st.text(max_size=40), st.none(), st.integers(), st.dictionaries(st.text(max_size=5), st.text(max_size=5))),
+        st.one_of(
+            st.text(max_size=40), st.none(), st.integers(), st.dictionaries(st.text(max_size=5), st.text(max_size=5))
+        ),
         max_size=4,
     ),
     st.integers(),
@@ -95,7 +97,9 @@ coordinate = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.intege
 
 
 @FAST
-@given(st.tuples(coordinate, coordinate, coordinate, coordinate), st.integers(1, 5000), st.integers(1, 5000), st.booleans())
+@given(
+    st.tuples(coordinate, coordinate, coordinate, coordinate), st.integers(1, 5000), st.integers(1, 5000), st.booleans()
+)
 def test_any_box_is_fitted_inside_the_image_or_refused(
     box: tuple[float, float, float, float], width: int, height: int, strict: bool
 ) -> None:
@@ -132,7 +136,10 @@ region_json = st.fixed_dictionaries(
         "info": st.one_of(st.text(max_size=60), st.none(), json_values),
         "mask": st.one_of(
             st.fixed_dictionaries(
-                {"size": st.lists(st.integers(-5, 10**6), min_size=2, max_size=2), "counts": st.one_of(st.text(max_size=30), st.lists(st.integers(-(10**9), 10**9), max_size=6))}
+                {
+                    "size": st.lists(st.integers(-5, 10**6), min_size=2, max_size=2),
+                    "counts": st.one_of(st.text(max_size=30), st.lists(st.integers(-(10**9), 10**9), max_size=6)),
+                }
             ),
             json_values,
         ),
@@ -157,7 +164,11 @@ def test_any_region_json_validates_or_is_refused(data: dict[str, Any]) -> None:
 
 
 @FAST
-@given(st.text(alphabet="0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmno", max_size=40), st.integers(0, 50), st.integers(0, 50))
+@given(
+    st.text(alphabet="0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmno", max_size=40),
+    st.integers(0, 50),
+    st.integers(0, 50),
+)
 def test_any_rle_counts_decode_or_are_refused(counts: str, height: int, width: int) -> None:
     try:
         mask = decode_rle(RLE(size=(height, width), counts=counts))

@@ -15,7 +15,7 @@ from langchain_core.messages import ToolMessage
 from PIL import Image
 
 from rcmu_agent import Assistant
-from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
+from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool

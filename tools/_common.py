@@ -15,11 +15,12 @@ from typing import Any
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import Field, ValidationError, model_validator
 
+from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory import check_user
 from rcmu_agent.schema import Answer, ContextEntry
-from rcmu_agent.tools._photos import PhotoAccess, PhotoSource, to_photo
+from rcmu_agent.tools._photos import PhotoSource, to_photo
 
 __all__ = ["RcmuTool", "answer_text", "default_assistant", "failures", "tool_error_text", "validation_error_text"]
 
@@ -77,11 +78,7 @@ class RcmuTool(BaseTool):
     def photo(self, value: Any) -> PhotoSource:
         """A photo argument as bytes or an allowed path: `RCMU_ALLOWED_ROOTS` (with `{user}` as this
         tool's user), never the rcmu home except the user's own reference photos."""
-        settings = self.assistant.settings
-        access = PhotoAccess(
-            roots=settings.roots_for(self.scope), home=settings.home, own=settings.home / "photos" / self.scope
-        )
-        return to_photo(value, access)
+        return to_photo(value, PhotoAccess.for_user(self.assistant.settings, self.scope))
 
 
 def _box(entry: ContextEntry) -> str:

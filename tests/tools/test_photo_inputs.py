@@ -15,11 +15,12 @@ from langchain_core.messages import ToolMessage
 from PIL import Image
 
 from rcmu_agent import Assistant
+from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
-from rcmu_agent.tools._photos import PhotoAccess, to_photo
+from rcmu_agent.tools._photos import to_photo
 
 
 def forms(scene: Path) -> dict[str, Any]:

@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-def open_client(home: Path, chroma_url: str | None) -> Any:
-    """`HttpClient` when a Chroma server URL is set, else a `PersistentClient` under `home/chroma`."""
+def open_client(home: Path, chroma_url: str | None, *, generation: int = 0) -> Any:
+    """`HttpClient` when a Chroma server URL is set, else a `PersistentClient` under `home/chroma`.
+
+    Embedded Chroma keeps each process's view of the vectors in memory and does not see another
+    process's later writes (reads then fail with "Error finding id"). A reader that meets this opens a
+    fresh view with `generation` + 1: the same folder, spelled differently (`chroma/.`), which Chroma
+    treats as a new instance that reads the files anew, leaving other holders of the old one alone.
+    """
     import chromadb
 
     settings = chromadb.Settings(anonymized_telemetry=False)
@@ -43,7 +49,7 @@ def open_client(home: Path, chroma_url: str | None) -> Any:
     path = home / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+        return chromadb.PersistentClient(path=str(path) + "/." * generation, settings=settings)
     except Exception as exc:
         if "locked" in str(exc).lower():
             raise MemoryLockedError(

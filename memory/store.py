@@ -10,17 +10,18 @@ its photo) and the next write removes (they are listed in a journal first).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError, RcmuError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
 from rcmu_agent.memory._client import collection, open_client, write_lock
 from rcmu_agent.memory._records import (
@@ -47,6 +48,12 @@ if TYPE_CHECKING:
 __all__ = ["Match", "MemoryStore", "ReferencePhoto", "Teaching", "check_user"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _chroma_error(exc: Exception) -> bool:
+    """Chroma's own errors (a stale view reads "Error finding id"), not a bug of ours."""
+    return type(exc).__module__.startswith("chromadb")
 
 
 class MemoryStore:
@@ -69,6 +76,7 @@ class MemoryStore:
         self._cols_lock = threading.Lock()  # concurrent first use opened two clients and failed
         self._text = TextEmbedder()
         self._vectors = VectorCache()
+        self._generation = 0  # fresh views of embedded Chroma opened after another process wrote
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryStore:
@@ -87,7 +95,7 @@ class MemoryStore:
     def _open_col(self, name: str) -> Any:
         if name not in self._cols:
             if self._client is None:
-                self._client = open_client(self.home, self.chroma_url)
+                self._client = open_client(self.home, self.chroma_url, generation=self._generation)
             model, space = {
                 "entities": (self._text.model_name, "cosine"),
                 "faces": (FACE_DESCRIPTOR_MODEL, "l2"),
@@ -96,6 +104,32 @@ class MemoryStore:
             }[name]
             self._cols[name] = collection(self._client, name, model, space)
         return self._cols[name]
+
+    def _fresh(self, read: Callable[[], T]) -> T:
+        """`read()`, retried once on a fresh view of embedded Chroma if another process's writes made
+        this one's stale; if that fails too, a clear "busy" error instead of Chroma's internals."""
+        try:
+            return read()
+        except RcmuError:
+            raise
+        except Exception as exc:
+            if self.chroma_url or not _chroma_error(exc):
+                raise
+        with self._cols_lock:
+            old, self._client, self._cols = self._client, None, {}
+            self._generation += 1
+        with contextlib.suppress(Exception):
+            old.close()
+        try:
+            return read()
+        except RcmuError:
+            raise
+        except Exception as exc:
+            if not _chroma_error(exc):
+                raise
+            raise MemoryLockedError(
+                f"the memory at {self.home} is being changed by another process", "retry in a moment"
+            ) from exc
 
     # ---- reading -------------------------------------------------------------------------------
     @staticmethod
@@ -163,13 +197,17 @@ class MemoryStore:
 
     def search(self, user: str, text: str, k: int = 5) -> list[tuple[Entity, float]]:
         """Entities whose name and info are closest in meaning to `text`, with cosine similarity."""
+        query = self._text.embed([text])
+        return self._fresh(lambda: self._search(check_user(user), query, k))
+
+    def _search(self, user: str, query: Any, k: int) -> list[tuple[Entity, float]]:
         col = self._col("entities")
         if col.count() == 0:
             return []
         got = col.query(
-            query_embeddings=self._text.embed([text]),
+            query_embeddings=query,
             n_results=k,
-            where={"user": check_user(user)},
+            where={"user": user},
             include=["metadatas", "documents", "distances"],
         )
         return [
@@ -215,15 +253,8 @@ class MemoryStore:
         profile = self._profile(check_user(user))
         if not vectors or profile is None:
             return result
-        pairs = self._vectors.nearest(
-            self._col(name),
-            user,
-            profile.get("stamp", ""),
-            [list(v) for v in vectors],
-            metric="l2" if squared_l2 else "cosine",
-            threshold=threshold,
-            category=category,
-            committed=lambda: self._committed_vectors(user),
+        pairs = self._fresh(
+            lambda: self._nearest(name, user, profile, vectors, threshold, category, squared_l2=squared_l2)
         )
         entities = {e.id: e for e in self._get(user, ids=sorted({p[2] for p in pairs}))} if pairs else {}
         taken: set[str] = set()
@@ -233,6 +264,28 @@ class MemoryStore:
                 result[row] = Match(entity, distance)
                 taken.add(entity_id)
         return result
+
+    def _nearest(
+        self,
+        name: str,
+        user: str,
+        profile: dict[str, Any],
+        vectors: Sequence[Sequence[float]],
+        threshold: float,
+        category: str | None,
+        *,
+        squared_l2: bool,
+    ) -> list[tuple[float, int, str]]:
+        return self._vectors.nearest(
+            self._col(name),
+            user,
+            profile.get("stamp", ""),
+            [list(v) for v in vectors],
+            metric="l2" if squared_l2 else "cosine",
+            threshold=threshold,
+            category=category,
+            committed=lambda: self._committed_vectors(user),
+        )
 
     def _committed_vectors(self, user: str) -> set[str]:
         """Ids of the vectors the user's entities list (`entity:digest`): a write's own commit point."""
@@ -258,6 +311,9 @@ class MemoryStore:
         keys = [name_key(t.name) for t in items]
         if len(set(keys)) != len(keys):
             raise InvalidInputError("the same name appears twice in one batch", "merge their photos and info")
+        # embedded before the lock: a cold MiniLM load (seconds on a busy machine) must not make other
+        # writers wait, or time out as "busy"
+        texts = self._text.embed([f"{t.name}. {t.info}" for t in items])
         with write_lock(self.home, self.lock_timeout):
             self._recover()
             existing = {
@@ -308,7 +364,6 @@ class MemoryStore:
                             embeddings=embeddings[at : at + 2000],
                             metadatas=metas[at : at + 2000],
                         )
-                texts = self._text.embed([f"{e.name}. {e.info}" for e in entities])
                 # the profile (categories, stamp) exists before the rows that need it, and gets a fresh
                 # stamp again after them, so no reader caches a snapshot from the middle of the write
                 self._update_profile(user, {e.category for e in entities})

@@ -20,7 +20,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from rcmu_agent._photos import ANY_FILE, user_access
+from rcmu_agent._photos import ANY_FILE, PhotoAccess
 from rcmu_agent.citations import is_refusal, resolve_citations
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.messages import answer_message, read_turn
@@ -104,7 +104,7 @@ class Nodes:
         settings = self.parts.settings
         asked = runtime.context.user if runtime.context is not None else None
         user = bound_user(get_config(), asked, settings.user, local_caller=self.local_caller)
-        access = ANY_FILE if self.local_caller else user_access(settings, user)
+        access = ANY_FILE if self.local_caller else PhotoAccess.for_user(settings, user)
         turn = read_turn(state.get("messages"), access)
         question = clean_text(turn.question, "question", max_chars=settings.max_text_chars)
         regions = _regions_from_json(state.get("regions"))

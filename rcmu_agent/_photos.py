@@ -6,11 +6,10 @@ neither a path nor base64) says what to send instead. Nothing is fetched from th
 downloads whatever URL a model writes would be a server-side request forgery waiting to happen.
 Whether the bytes really are an image is left to `rcmu_agent.images.load_image`, the one decoder.
 
-Paths are the dangerous form: a model may write any path. Each one goes through
-`rcmu_agent.images.resolve_allowed_photo` against the folders the user allowed (`RCMU_ALLOWED_ROOTS`,
-none by default), and files under the rcmu home (other users' reference photos, the database, the
-inbox) are refused even when a root contains the home; a user may read back only their own
-reference photos. Refusals never say whether something outside the allowed folders exists.
+Paths are the dangerous form: a model may write any path. Each one goes through a `PhotoAccess`
+(`rcmu_agent._photo_access`): the folders the user allowed (`RCMU_ALLOWED_ROOTS`, none by default),
+minus the rcmu home but for the user's own reference photos. Refusals never say whether something
+outside the allowed folders exists.
 """
 
 from __future__ import annotations
@@ -19,20 +18,15 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.images import resolve_allowed_photo
 
-if TYPE_CHECKING:
-    from rcmu_agent.settings import Settings
-
-__all__ = ["ANY_FILE", "FORMS", "NO_PATHS", "PhotoAccess", "PhotoSource", "to_photo", "user_access"]
+__all__ = ["ANY_FILE", "FORMS", "NO_PATHS", "PhotoAccess", "PhotoSource", "to_photo"]
 
 PhotoSource = Path | bytes
 FORMS = (
@@ -44,59 +38,9 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _MIN_BASE64 = 32  # shorter strings are names or typos, not photos (the smallest PNG is ~90 characters)
 
 
-@dataclass(frozen=True)
-class PhotoAccess:
-    """What a tool call may read by path: files under `roots`, except the rcmu `home`, where only
-    `own` (the caller's reference photos) is readable."""
-
-    roots: Sequence[Path] = ()
-    home: Path | None = None
-    own: Path | None = None
-
-    def holds(self, text: str) -> bool:
-        """Whether `text`, read as a path, names a place inside a root (decided without the disk)."""
-        path = _lexical(text)
-        return path is not None and any(path.is_relative_to(r) for r in map(_lexical, self.roots) if r is not None)
-
-    def allowed(self, path: Path | str) -> Path:
-        try:
-            real = resolve_allowed_photo(path, self.roots)
-        except InvalidInputError:
-            if self._private(_lexical(os.fspath(path)), real=False):  # say nothing about what the home holds
-                resolve_allowed_photo(path, ())  # no roots: raises the plain "outside" refusal
-            raise
-        if self._private(real, real=True):
-            resolve_allowed_photo(path, ())
-        return real
-
-    def _private(self, path: Path | None, *, real: bool) -> bool:
-        """Under the rcmu home, and not among the user's own reference photos."""
-        if self.home is None or path is None:
-            return False
-        norm = (lambda p: Path(os.path.realpath(p))) if real else _lexical
-        home, own = norm(self.home), norm(self.own) if self.own is not None else None
-        if home is None:
-            return False
-        return path.is_relative_to(home) and not (own is not None and path.is_relative_to(own))
-
-
-def _lexical(text: str | Path) -> Path | None:
-    """Absolute, `~` expanded, `..` removed, by text alone; None for text no path can be."""
-    try:
-        return Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(text)))))
-    except (ValueError, OSError):
-        return None
-
-
 NO_PATHS = PhotoAccess()
 ANY_FILE = PhotoAccess(roots=(Path("/"),))  # the machine's own user (CLI, Python): any regular file
 
-
-def user_access(settings: Settings, user: str) -> PhotoAccess:
-    """What a model-facing entry point (tool, graph behind a server, MCP, web) acting for `user` may read
-    by path: `RCMU_ALLOWED_ROOTS` (with `{user}` as the id), never the rcmu home except the user's own
-    reference photos."""
-    return PhotoAccess(roots=settings.roots_for(user), home=settings.home, own=settings.home / "photos" / user)
 
 
 def to_photo(value: Any, access: PhotoAccess = NO_PATHS) -> PhotoSource:

@@ -8,6 +8,7 @@ first pass a path through `resolve_allowed_photo`, which decides whether it may 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import stat
@@ -125,10 +126,8 @@ def load_image(source: ImageSource, *, max_bytes: int = 50 << 20, max_pixels: in
     else:
         name, data = _read_bytes(source, max_bytes)
         img = _decode(name, data, max_pixels)
-    try:
+    with contextlib.suppress(Exception):  # a malformed EXIF orientation block: the pixels are fine as stored
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # a malformed EXIF orientation block: the pixels are fine as stored
-        pass
     return to_rgb(img)
 
 

@@ -136,10 +136,8 @@ def build_memory_prompt(entries: Sequence[ContextEntry], question: str) -> str:
     """Text-only variant for questions without a photo: entries cite memory, not regions."""
     lines = []
     for e in sorted((e for e in entries if e.index is not None), key=lambda e: e.index or 0):
-        name = f" {_label(e.name, 'name')}" if e.name else ""
-        lines.append(
-            f"[{e.index}]: The information of the {_label(e.category, 'category')}{name}: {_info_sentence(e.info or '')}."
-        )
+        who = _label(e.category, "category") + (f" {_label(e.name, 'name')}" if e.name else "")
+        lines.append(f"[{e.index}]: The information of the {who}: {_info_sentence(e.info or '')}.")
     lines += [MEMORY_INSTRUCTION, question]
     return "\n".join(lines)
 

@@ -127,7 +127,7 @@ def to_rle(mask: Any) -> RLE:
                 return encode_rle(np.asarray(img.convert("L")) > 0)
         except (OSError, UnidentifiedImageError, ValueError) as exc:  # the decoder's text may quote the file
             raise InvalidInputError(
-                f"cannot read the mask image ({type(exc).__name__})", "give a PNG with 0 outside the region"
+                f"cannot read mask image ({type(exc).__name__})", "give a PNG with 0 outside the region"
             ) from None
     raise InvalidInputError(f"unsupported mask type {type(mask).__name__}", "give a PNG, numpy array or COCO RLE")
 

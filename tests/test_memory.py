@@ -337,7 +337,7 @@ KILLED_WRITE = textwrap.dedent(
 
     home, photo, descriptor = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
     store = MemoryStore(Path(home))
-    store._text.embed = lambda texts: os._exit(9)  # killed after the vectors, before the entity row
+    store._update_profile = lambda *args: os._exit(9)  # killed after the vectors, before the entity row
     store.remember("default", "Barack Obama", "info", "person",
                    [ReferencePhoto(photo.read_bytes(), photo.suffix, face_descriptor=descriptor)])
     """

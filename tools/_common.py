@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import Field, ValidationError, model_validator
 
-from rcmu_agent._photos import PhotoSource, to_photo, user_access
+from rcmu_agent._photos import PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory import check_user
@@ -83,7 +83,7 @@ class RcmuTool(BaseTool):
     def photo(self, value: Any) -> PhotoSource:
         """A photo argument as bytes or an allowed path: `RCMU_ALLOWED_ROOTS` (with `{user}` as this
         tool's user), never the rcmu home except the user's own reference photos."""
-        access = user_access(self.assistant.settings, self.scope)
+        access = PhotoAccess.for_user(self.assistant.settings, self.scope)
         if self.roots is not None:
             access = replace(access, roots=tuple(self.roots))
         return to_photo(value, access)

@@ -208,3 +208,15 @@ def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_d
         assert resolve_allowed_photo(form, [allowed]) == photo.resolve()
     with pytest.raises(InvalidInputError, match=OUTSIDE):
         resolve_allowed_photo(photo, [])  # no roots: no paths at all
+
+
+def test_allowed_roots_come_from_the_environment_with_a_folder_per_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rcmu_agent import Settings
+
+    monkeypatch.setenv("RCMU_ALLOWED_ROOTS", os.pathsep.join([str(tmp_path / "shared"), "~/uploads/{user}"]))
+    settings = Settings(home=tmp_path / "home")
+    assert settings.roots_for("bob") == [tmp_path / "shared", Path.home() / "uploads" / "bob"]
+    monkeypatch.setenv("RCMU_ALLOWED_ROOTS", "")
+    assert Settings(home=tmp_path / "home").allowed_roots == []  # the default: no paths at all

@@ -1,0 +1,70 @@
+"""Which photo paths one caller may read: the allowed folders, minus the rcmu home.
+
+`rcmu_agent.images.resolve_allowed_photo` is the gate for the folders; this adds the home rule every
+model-facing entry needs (tools now; the graph's message interface, MCP and web as they land): files
+under `RCMU_HOME` — other users' reference photos, the databases, the shared inbox — are refused even
+when an allowed folder contains the home, except the caller's own reference photos. Refusals are the
+gate's own "outside the allowed folders" sentence, and say nothing about what the home holds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.images import resolve_allowed_photo
+from rcmu_agent.settings import Settings
+
+__all__ = ["PhotoAccess"]
+
+
+@dataclass(frozen=True)
+class PhotoAccess:
+    """What a caller may read by path: files under `roots`, except the rcmu `home`, where only
+    `own` (the caller's reference photos) is readable."""
+
+    roots: Sequence[Path] = ()
+    home: Path | None = None
+    own: Path | None = None
+
+    @classmethod
+    def for_user(cls, settings: Settings, user: str) -> PhotoAccess:
+        """`RCMU_ALLOWED_ROOTS` with `{user}` as `user`, minus the home but for `user`'s own photos."""
+        return cls(roots=settings.roots_for(user), home=settings.home, own=settings.home / "photos" / user)
+
+    def holds(self, text: str) -> bool:
+        """Whether `text`, read as a path, names a place inside a root (decided without the disk)."""
+        path = _lexical(text)
+        return path is not None and any(path.is_relative_to(r) for r in map(_lexical, self.roots) if r is not None)
+
+    def allowed(self, path: Path | str) -> Path:
+        try:
+            real = resolve_allowed_photo(path, self.roots)
+        except InvalidInputError:
+            if self._private(_lexical(os.fspath(path)), real=False):  # say nothing about what the home holds
+                resolve_allowed_photo(path, ())  # no roots: raises the plain "outside" refusal
+            raise
+        if self._private(real, real=True):
+            resolve_allowed_photo(path, ())
+        return real
+
+    def _private(self, path: Path | None, *, real: bool) -> bool:
+        """Under the rcmu home, and not among the user's own reference photos."""
+        if self.home is None or path is None:
+            return False
+        norm = (lambda p: Path(os.path.realpath(p))) if real else _lexical
+        home, own = norm(self.home), norm(self.own) if self.own is not None else None
+        if home is None:
+            return False
+        return path.is_relative_to(home) and not (own is not None and path.is_relative_to(own))
+
+
+def _lexical(text: str | Path) -> Path | None:
+    """Absolute, `~` expanded, `..` removed, by text alone; None for text no path can be."""
+    try:
+        return Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(text)))))
+    except (ValueError, OSError):
+        return None

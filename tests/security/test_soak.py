@@ -1,0 +1,56 @@
+"""Several processes remember, ask and index on one home at once, for a bounded time: nothing taught
+is lost, every failure is a clear "busy" message, and the write lock waits long enough for a cold
+write on a busy 2-core machine (none of these writes times out)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rcmu_agent import Assistant, Settings
+
+DRIVER = Path(__file__).with_name("_soak_driver.py")
+SECONDS = 8
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks the processes")
+def test_processes_sharing_one_home_lose_nothing(tmp_path: Path, shared_data: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "outcomes.jsonl"
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(shared_data / "faces" / "scenes" / "two_people.jpg", library / "two.jpg")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "TQDM_DISABLE": "1"}
+    roles = ["remember", "remember", "ask", "index"]
+    done = subprocess.run(
+        [sys.executable, str(DRIVER), str(home), str(shared_data), str(out), str(SECONDS), str(library), *roles],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS + 120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {o["role"] for o in outcomes if o["ok"]} == set(roles), outcomes  # every role got work done
+    failures = [o for o in outcomes if not o["ok"]]
+    assert all(
+        o["kind"] == "MemoryLockedError" and "another rcmu process is writing" in o["error"] for o in failures
+    ), failures
+    assert not [o for o in failures if o["role"] == "remember"], failures  # the lock waited long enough
+
+    memory = Assistant(Settings(home=home, object_detector=None, image_embedding_model=None))
+    listed = {e.name: e for e in memory.entities()}
+    taught = [o for o in outcomes if o["role"] == "remember" and o["ok"]]
+    assert taught and all(o["name"] in listed for o in taught)  # nothing committed was lost
+    for o in taught:
+        if "photos" in o:
+            assert len(listed[o["name"]].photos) == o["photos"]
+    asked = {name for o in outcomes if o["role"] == "ask" and o["ok"] for name in o["names"]}
+    assert asked <= set(listed)
+    assert memory.search_photos(text="two people", limit=5) is not None

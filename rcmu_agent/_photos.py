@@ -42,7 +42,6 @@ NO_PATHS = PhotoAccess()
 ANY_FILE = PhotoAccess(roots=(Path("/"),))  # the machine's own user (CLI, Python): any regular file
 
 
-
 def to_photo(value: Any, access: PhotoAccess = NO_PATHS) -> PhotoSource:
     """A path or bytes for `Assistant`, or an error naming the form that was not understood.
 

@@ -58,6 +58,7 @@ class Loader:
         self.by_name = {name_key(e.name): e for e in entities}
         self.by_id = {e.id: e for e in entities}
         self.claimed: dict[str, str] = {}  # name key → category, for rows of this import
+        self._changing: set[str] = set()  # name keys a planned row of this import will write
         inline = workers == 0
         self.pool = FacePool(
             parts.settings,
@@ -103,7 +104,8 @@ class Loader:
             self.fail(row, f"{name!r} is already remembered as a {expected}")
             return None
         self.claimed[key] = category
-        if old is not None and old.name == name and old.info == info:
+        # skipped only if no earlier row of this import is about to change it (the last row wins)
+        if old is not None and old.name == name and old.info == info and key not in self._changing:
             unchanged = self._holds(old, row)
             if unchanged is None:
                 self.report.unchanged += 1
@@ -111,6 +113,7 @@ class Loader:
             if isinstance(unchanged, str):
                 self.fail(row, unchanged)
                 return None
+        self._changing.add(key)
         faces = [self.pool.submit(p) for p in row.photos] if category == "person" else None
         return Planned(row, name, info, category, old, faces)
 
@@ -134,7 +137,10 @@ class Loader:
         except _RowError as exc:
             self.fail(row, str(exc))
             return
-        teaching = Teaching(planned.name, planned.info, planned.category, tuple(photos), row.entity_id, row.created_at)
+        unique = {photo_digest(p.data): p for p in photos}  # the same photo named twice is one reference
+        teaching = Teaching(
+            planned.name, planned.info, planned.category, tuple(unique.values()), row.entity_id, row.created_at
+        )
         keys = {
             f"name:{name_key(planned.name)}",
             f"id:{row.entity_id or ''}",
@@ -143,6 +149,8 @@ class Loader:
         keys -= {"id:"}
         if keys & self._keys:  # the same entity twice in one batch: commit the first one before
             self.flush()
+        key = name_key(planned.name)  # an earlier row of this import may have created it since planning
+        planned.old = (self.by_id.get(row.entity_id) if row.entity_id else None) or self.by_name.get(key)
         self._batch.append((planned, teaching))
         self._keys |= keys
         if len(self._batch) >= self.batch_size or time.monotonic() - self._flushed > FLUSH_SECONDS:

@@ -178,7 +178,7 @@ def _same_recognition(got: list[Any], want: list[Any], photo: Path) -> None:
 
 # ---- kill -9 mid-import, then a rerun ----------------------------------------------------------------
 def _knowledge_base(folder: Path, small: dict[str, Path], count: int) -> Path:
-    """`count` entities, each with its own photo: a reference flipped, cropped or rescaled."""
+    """`count` entities, each with its own photo: a reference flipped and rescaled."""
     photos = folder / "photos"
     photos.mkdir(parents=True)
     people = sorted(small)
@@ -186,8 +186,8 @@ def _knowledge_base(folder: Path, small: dict[str, Path], count: int) -> Path:
     for n in range(count):
         with Image.open(small[people[n % len(people)]]) as img:
             variant = ImageOps.mirror(img) if n % 2 else img.copy()
-            inset = n // len(people) % 8
-            variant = variant.crop((inset, inset, variant.width - inset, variant.height - inset))
+            scale = 1 - n // (2 * len(people)) / 100  # with the person and the flip: a different photo for every n
+            variant = variant.resize((round(variant.width * scale), round(variant.height * scale)))
             variant.save(photos / f"{n:03d}.jpg", quality=88)
         rows.append(
             {"name": f"Person {n:03d}", "info": f"Entry {n} of the knowledge base.", "photos": [f"photos/{n:03d}.jpg"]}
@@ -198,7 +198,7 @@ def _knowledge_base(folder: Path, small: dict[str, Path], count: int) -> Path:
 
 
 def test_a_killed_import_resumes_with_no_duplicate_and_nothing_missing(tmp_path: Path, faces_dir: Path) -> None:
-    kb = _knowledge_base(tmp_path / "kb", _small(faces_dir, tmp_path / "small", side=240), 200)
+    kb = _knowledge_base(tmp_path / "kb", _small(faces_dir, tmp_path / "small", side=300), 200)
     home = tmp_path / "home"
     command = [sys.executable, "-m", "rcmu_agent.cli", "import", str(kb), "--workers", "1"]
     proc = subprocess.Popen(

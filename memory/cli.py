@@ -76,6 +76,9 @@ def import_(
         return [_import_one(assistant, source, u, u, workers) for u in users]
 
     reports = run(work)
+    if as_json:  # one object; a list of them for --all-users
+        dumped = [r.model_dump(mode="json") for r in reports]
+        out.print_json(data=dumped if all_users else dumped[0])
     for report in reports:
         _summary(report, as_json)
     if not all(r.ok for r in reports):
@@ -120,9 +123,7 @@ def _import_one(assistant: Any, source: Path, user: str | None, from_user: str |
 
 
 def _summary(report: Any, as_json: bool) -> None:
-    if as_json:
-        out.print_json(report.model_dump_json())
-    else:
+    if not as_json:
         rate = (report.added + report.updated) / report.seconds if report.seconds else 0.0
         out.print(
             f"{report.rows} row(s) from {report.source} for user {report.user}: {report.added} added, "

@@ -280,6 +280,7 @@ class MemoryStore:
                 entities = []
                 for t, entity_id, old in zip(items, ids, olds, strict=True):
                     stored = [self._store_photo(user, entity_id, p, t.category, vectors, files) for p in t.photos]
+                    created = old.created_at if old else t.created_at  # an update keeps it; an import brings it
                     entities.append(
                         Entity(
                             id=entity_id,
@@ -288,7 +289,7 @@ class MemoryStore:
                             category=t.category,
                             info=t.info,
                             photos=sorted({*(old.photos if old else []), *stored}),
-                            **({"created_at": old.created_at if old else t.created_at} if old or t.created_at else {}),
+                            **({"created_at": created} if created else {}),
                         )
                     )
                 for col_name, (vector_ids, embeddings, metas) in vectors.items():

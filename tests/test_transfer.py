@@ -365,3 +365,22 @@ def test_import_rows_from_python_keeps_ids_and_refuses_to_take_another_users(tmp
     import_rows(assistant.parts, rows, user="bob", workers=0)  # "kit" is alice's: bob gets a fresh id
     (bobs,) = assistant.entities(user="bob")
     assert bobs.id != "kit" and assistant.entities(user="alice")[0].name == "Kit H."
+
+
+def test_export_with_the_library_writes_its_metadata(tmp_path: Path, faces_dir: Path) -> None:
+    small = _small(faces_dir, tmp_path / "small", side=500)
+    assistant = _assistant(tmp_path / "home")
+    assistant.remember("Barack Obama", info=PEOPLE["obama"][1], photos=[small["obama"]])
+    album = tmp_path / "album"
+    album.mkdir()
+    with Image.open(faces_dir / "scenes" / "two_people.jpg") as img:
+        img.save(album / "party.jpg")
+    assert assistant.index_library(album).added == 1
+    report = assistant.export_memory(tmp_path / "out", library=True)
+    assert report.library_photos == 1
+    (photo,) = [json.loads(line) for line in (tmp_path / "out" / "library.jsonl").read_text().splitlines()]
+    assert photo["paths"] == [str(album / "party.jpg")] and photo["user"] == "default"
+    assert sorted(r["name"] or "" for r in photo["regions"]) == ["", "Barack Obama"]
+    assert "descriptor" not in json.dumps(photo)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["library"] == "library.jsonl"

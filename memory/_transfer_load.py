@@ -84,7 +84,7 @@ class Loader:
         """Check a row against memory and this import; None when it failed or is already there."""
         try:
             name = clean_text(row.name, "name", max_chars=100)
-            info = clean_text(row.info, "info", max_chars=self.parts.settings.max_text_chars)
+            info = clean_text(row.info, "info")  # the limits the store applies
             category = normalize_category(row.category) or "person"
         except InvalidInputError as exc:
             self.fail(row, exc.problem)

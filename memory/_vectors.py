@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from rcmu_agent.memory._client import get_all
+
 __all__ = ["VectorCache"]
 
 
@@ -38,7 +40,7 @@ class VectorCache:
             snap = self._snapshots.get(key)
         if snap is not None and snap.stamp == stamp:
             return snap
-        got = collection.get(where={"user": user}, include=["embeddings", "metadatas"])
+        got = get_all(collection, where={"user": user}, include=["embeddings", "metadatas"])
         metas = got["metadatas"] or []
         embeddings = got["embeddings"]
         matrix = np.asarray(

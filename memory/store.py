@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
-from rcmu_agent.memory._client import collection, open_client, write_lock
+from rcmu_agent.memory._client import collection, get_all, open_client, write_lock
 from rcmu_agent.memory._records import (
     WORD,
     Match,
@@ -117,10 +117,11 @@ class MemoryStore:
         A narrow lookup (ids, names) is filtered by user here rather than in Chroma: intersecting it with
         the user's thousands of rows costs ~10 ms, the handful of rows it returns cost nothing.
         """
-        narrow = where is not None or ids is not None
-        got = self._col("entities").get(
-            ids=ids, where=where if narrow else {"user": user}, include=["metadatas", "documents"]
-        )
+        include = ["metadatas", "documents"]
+        if where is not None or ids is not None:
+            got = self._col("entities").get(ids=ids, where=where, include=include)
+        else:
+            got = get_all(self._col("entities"), where={"user": user}, include=include)
         return [
             self._entity(i, m, d)
             for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
@@ -381,7 +382,7 @@ class MemoryStore:
                     metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
                 )
                 return
-        metas = self._col("entities").get(where={"user": user}, include=["metadatas"])["metadatas"]
+        metas = get_all(self._col("entities"), where={"user": user}, include=["metadatas"])["metadatas"]
         if not metas:
             self._col("profiles").delete(ids=[user])
             return

@@ -384,3 +384,26 @@ def test_export_with_the_library_writes_its_metadata(tmp_path: Path, faces_dir: 
     assert "descriptor" not in json.dumps(photo)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["library"] == "library.jsonl"
+
+
+def test_a_memory_larger_than_one_read_is_read_in_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 references broke Chroma's single read ("too many SQL variables"); pages of 3 prove the paging."""
+    import numpy as np
+
+    import rcmu_agent.memory._client as client
+    from rcmu_agent.memory import MemoryStore, ReferencePhoto, Teaching
+
+    monkeypatch.setattr(client, "PAGE", 3)
+    store = MemoryStore(tmp_path / "home")
+    vectors = np.random.default_rng(0).normal(size=(7, 128)) * 0.09
+    store.remember_many(
+        "default",
+        [
+            Teaching(f"Person {i}", "Info.", "person", (ReferencePhoto(f"{i}".encode(), ".jpg", v.tolist()),))
+            for i, v in enumerate(vectors)
+        ],
+    )
+    assert [e.name for e in store.entities("default")] == [f"Person {i}" for i in range(7)]
+    matches = store.match_faces("default", vectors.tolist(), 0.6)
+    assert [m.entity.name if m else None for m in matches] == [f"Person {i}" for i in range(7)]
+    assert all(m is not None and m.distance < 1e-5 for m in matches)

@@ -76,6 +76,24 @@ def collection(client: Any, name: str, model: str, space: str) -> Any:
     return col
 
 
+PAGE = 10_000  # rows per read: Chroma's SQLite refuses one query over ~32,000 rows ("too many SQL variables")
+
+
+def get_all(col: Any, *, where: dict[str, Any], include: list[str]) -> dict[str, list[Any]]:
+    """Every row matching `where`, read in pages (a user can hold 100,000 references)."""
+    out: dict[str, list[Any]] = {"ids": [], **{key: [] for key in include}}
+    offset = 0
+    while True:
+        got = col.get(where=where, include=include, limit=PAGE, offset=offset)
+        out["ids"].extend(got["ids"])
+        for key in include:
+            values = got[key]
+            out[key].extend(values if values is not None else [])
+        if len(got["ids"]) < PAGE:
+            return out
+        offset += PAGE
+
+
 @contextlib.contextmanager
 def write_lock(home: Path, timeout: float) -> Iterator[None]:
     """One writer at a time per home; a second one waits `timeout` seconds, then gets a clear error."""

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rcmu_agent.schema import Entity
 __all__ = ["Match", "ReferencePhoto", "Teaching", "check_user"]
 
 USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+ENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # also a folder name under photos/<user>/
 WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
 
@@ -26,6 +28,14 @@ def check_user(user: str) -> str:
             f"user id {user!r} is not valid", "use 1-64 letters, digits, '.', '_', '-' or '@', starting alphanumeric"
         )
     return user
+
+
+def check_entity_id(entity_id: str) -> str:
+    if not isinstance(entity_id, str) or not ENTITY_ID.match(entity_id):
+        raise InvalidInputError(
+            f"entity id {entity_id!r} is not valid", "use 1-64 letters, digits, '_' or '-', starting alphanumeric"
+        )
+    return entity_id
 
 
 def name_key(name: str) -> str:
@@ -50,6 +60,10 @@ class Teaching:
     info: str
     category: str = "person"
     photos: Sequence[ReferencePhoto] = ()
+    # an import carries the entity's identity across homes: its id (kept unless another user holds it)
+    # and when it was first taught
+    entity_id: str | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)

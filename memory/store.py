@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError, RcmuError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
-from rcmu_agent.memory._client import collection, open_client, write_lock
+from rcmu_agent.memory._client import collection, get_all, open_client, write_lock
 from rcmu_agent.memory._records import (
     WORD,
     Match,
     ReferencePhoto,
     Teaching,
     atomic_write,
+    check_entity_id,
     check_user,
     chunked,
     entity_meta,
@@ -150,10 +151,11 @@ class MemoryStore:
         A narrow lookup (ids, names) is filtered by user here rather than in Chroma: intersecting it with
         the user's thousands of rows costs ~10 ms, the handful of rows it returns cost nothing.
         """
-        narrow = where is not None or ids is not None
-        got = self._col("entities").get(
-            ids=ids, where=where if narrow else {"user": user}, include=["metadatas", "documents"]
-        )
+        include = ["metadatas", "documents"]
+        if where is not None or ids is not None:
+            got = self._col("entities").get(ids=ids, where=where, include=include)
+        else:
+            got = get_all(self._col("entities"), where={"user": user}, include=include)
         return [
             self._entity(i, m, d)
             for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
@@ -305,6 +307,8 @@ class MemoryStore:
                 clean_text(t.info, "info"),
                 clean_text(t.category, "category", max_chars=50).lower(),
                 tuple(t.photos),
+                t.entity_id,
+                t.created_at,
             )
             for t in items
         ]
@@ -321,15 +325,8 @@ class MemoryStore:
                 for chunk in chunked(keys, 500)
                 for e in self._get(user, {"name_key": {"$in": chunk}})
             }
-            for t, key in zip(items, keys, strict=True):
-                old = existing.get(key)
-                if old is not None and old.category != t.category:
-                    raise InvalidInputError(
-                        f"{t.name!r} is already remembered as a {old.category}",
-                        f"use --category {old.category}, or `rcmu forget {t.name!r}` first",
-                    )
-            ids = [existing[k].id if k in existing else uuid.uuid4().hex[:12] for k in keys]
-            kept = {e.id: {Path(p).stem for p in e.photos} for e in existing.values()}  # an update keeps these
+            olds, ids = self._resolve_ids(user, items, keys, existing)
+            kept = {e.id: {Path(p).stem for p in e.photos} for e in olds if e}  # an update keeps these
             digests = [[photo_digest(p.data) for p in t.photos] for t in items]
             journal = self.home / "memory.journal"
             vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]] = {
@@ -343,9 +340,9 @@ class MemoryStore:
                     journal, json.dumps({"user": user, "entities": dict(zip(ids, digests, strict=True))}).encode()
                 )
                 entities = []
-                for t, entity_id in zip(items, ids, strict=True):
-                    old = existing.get(name_key(t.name))
+                for t, entity_id, old in zip(items, ids, olds, strict=True):
                     stored = [self._store_photo(user, entity_id, p, t.category, vectors, files) for p in t.photos]
+                    created = old.created_at if old else t.created_at  # an update keeps it; an import brings it
                     entities.append(
                         Entity(
                             id=entity_id,
@@ -354,7 +351,7 @@ class MemoryStore:
                             category=t.category,
                             info=t.info,
                             photos=sorted({*(old.photos if old else []), *stored}),
-                            **({"created_at": old.created_at} if old else {}),
+                            **({"created_at": created} if created else {}),
                         )
                     )
                 for col_name, (vector_ids, embeddings, metas) in vectors.items():
@@ -394,6 +391,48 @@ class MemoryStore:
         log.info("remembered %d entit(ies) for user %s", len(entities), user)
         return entities
 
+    def _resolve_ids(
+        self, user: str, items: Sequence[Teaching], keys: Sequence[str], existing: dict[str, Entity]
+    ) -> tuple[list[Entity | None], list[str]]:
+        """Which stored entity each item updates (same id first, then same name) and the ids to write.
+
+        An item's own `entity_id` (an import) is kept for a new entity unless any user already holds it:
+        ids are global in Chroma, so reusing another user's id would overwrite their entity.
+        """
+        wanted = sorted({check_entity_id(t.entity_id) for t in items if t.entity_id})
+        owned = {e.id: e for e in self._get(user, ids=wanted)} if wanted else {}
+        taken = set(self._col("entities").get(ids=wanted, include=[])["ids"]) if wanted else set()
+        olds: list[Entity | None] = []
+        ids: list[str] = []
+        for t, key in zip(items, keys, strict=True):
+            old = owned.get(t.entity_id or "") or existing.get(key)
+            named = existing.get(key)
+            if old is not None and named is not None and named.id != old.id:
+                raise InvalidInputError(
+                    f"{t.name!r} is already the name of another entity ({named.id})",
+                    f"rename one of them, or `rcmu forget {named.id}` first",
+                )
+            if old is not None and old.category != t.category:
+                raise InvalidInputError(
+                    f"{t.name!r} is already remembered as a {old.category}",
+                    f"use --category {old.category}, or `rcmu forget {t.name!r}` first",
+                )
+            olds.append(old)
+            if old is not None:
+                ids.append(old.id)
+            elif t.entity_id and t.entity_id not in taken:
+                ids.append(t.entity_id)
+            else:
+                ids.append(uuid.uuid4().hex[:12])
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("two items in one batch are the same entity", "merge their photos and info")
+        return olds, ids
+
+    def recover(self) -> None:
+        """Finish the cleanup of a write that was killed (orphan vectors, photo copies, the profile)."""
+        with write_lock(self.home, self.lock_timeout):
+            self._recover()
+
     def _update_profile(self, user: str, add: set[str] | None = None) -> None:
         """Per-user summary (categories, count) so asking never scans every entity."""
         if add is not None:
@@ -405,7 +444,7 @@ class MemoryStore:
                 metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
             )
             return
-        metas = self._col("entities").get(where={"user": user}, include=["metadatas"])["metadatas"]
+        metas = get_all(self._col("entities"), where={"user": user}, include=["metadatas"])["metadatas"]
         if not metas:
             self._col("profiles").delete(ids=[user])
             return

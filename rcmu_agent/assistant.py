@@ -22,6 +22,7 @@ from rcmu_agent.settings import Settings
 
 if TYPE_CHECKING:
     from rcmu_agent.memory.library import Cluster, IndexReport, LibraryAnswer, PhotoHit, PhotoLibrary
+    from rcmu_agent.memory.transfer import ExportReport, ImportReport
     from rcmu_agent.state import Context
 
 __all__ = ["DESCRIBE_QUESTION", "Assistant"]
@@ -116,6 +117,34 @@ class Assistant:
         """A checked user id. A user who taught nothing has an empty memory, not an error: an error
         would tell a stranger which ids exist (and once listed them all)."""
         return self._user(user)
+
+    # ---- carrying memory: export, import ----------------------------------------------------------
+    def export_memory(
+        self, out: Path | str, *, user: str | None = None, all_users: bool = False, library: bool = False
+    ) -> ExportReport:
+        """Write `user`'s memory (or every user's) to the new folder `out`: entities and reference photos,
+        no vectors (format in the README, "Export and import")."""
+        from rcmu_agent.memory.transfer import export_memory
+
+        users = None if all_users else [self._user(user)]
+        return export_memory(self.parts.memory, out, users=users, library=library)
+
+    def import_memory(
+        self,
+        source: Path | str,
+        *,
+        user: str | None = None,
+        from_user: str | None = None,
+        workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportReport:
+        """Load an export folder or a JSONL/CSV knowledge base into `user`'s memory: idempotent, resumable,
+        faces described in `workers` processes (None: one per CPU; 0: in this process)."""
+        from rcmu_agent.memory.transfer import import_memory
+
+        return import_memory(
+            self.parts, source, user=self._user(user), from_user=from_user, workers=workers, progress=progress
+        )
 
     # ---- photo library -------------------------------------------------------------------------
     @property

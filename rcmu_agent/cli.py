@@ -298,12 +298,13 @@ def _print_regions(answer: Any) -> None:
 def _register_subcommands() -> None:
     """Training, evaluation and photo-library commands live beside their code."""
     from rcmu_agent.evals.cli import register as register_evals
+    from rcmu_agent.memory.cli import register as register_memory
     from rcmu_agent.tools.cli import register as register_tools
     from rcmu_agent.tools.mcp_cli import register as register_mcp
     from rcmu_agent.tools.web_cli import register as register_web
     from rcmu_agent.train.cli import register as register_train
 
-    for register in (register_tools, register_mcp, register_web, register_train, register_evals):
+    for register in (register_memory, register_tools, register_mcp, register_web, register_train, register_evals):
         register(app)
 
 

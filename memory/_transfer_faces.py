@@ -1,0 +1,180 @@
+"""Describing people's reference photos for an import: dlib in worker processes, results in order.
+
+Detection is the slow part of loading a knowledge base (tens of milliseconds per photo against a
+fraction of a millisecond to store it), so it runs in a process pool whose workers load dlib once,
+while the importing process stays the single writer. Workers are not forked from the importing
+process: it holds Chroma's and torch's threads, which a forked child would inherit in whatever state
+they were in.
+The pipeline is the one `Assistant.remember` uses (decode with the same limits, HOG/CNN detection,
+the largest face, 5-point alignment, the ResNet descriptor), so an imported person is recognised at
+exactly the distances a taught one is.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcmu_agent.errors import RcmuError
+
+if TYPE_CHECKING:
+    from rcmu_agent.faces import FaceDetector, FaceEncoder
+    from rcmu_agent.settings import Settings
+
+__all__ = ["Described", "FacePool", "describe_face", "read_photo"]
+
+
+@dataclass(frozen=True)
+class Described:
+    """A reference photo's bytes and its face descriptor, or why it cannot be used."""
+
+    data: bytes = b""
+    suffix: str = ""
+    descriptor: list[float] | None = None
+    faces: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Limits:
+    face_model: str
+    upsample: int
+    max_bytes: int
+    max_pixels: int
+
+
+# Workers forked from a clean single-threaded server (spawned where there is none). As with any
+# non-fork start, a calling script needs an `if __name__ == "__main__":` guard: workers import it.
+_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+_REMEMBERED = 256  # photos whose description is kept for a later row naming the same file
+_worker: tuple[Any, Any, _Limits] | None = None  # (detector, encoder, limits), once per worker process
+
+
+def read_photo(path: Path, max_bytes: int) -> tuple[bytes, str] | str:
+    """The file's bytes and suffix, or a reason it cannot be read (checked before reading it all)."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            return f"photo {path} is not a file"
+        if size > max_bytes:
+            return f"photo {path} is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit"
+        return path.read_bytes(), path.suffix or ".img"
+    except FileNotFoundError:
+        return f"photo {path} does not exist"
+    except OSError as exc:
+        return f"photo {path} cannot be read ({exc.strerror or exc})"
+
+
+def describe_face(path: Path, detector: FaceDetector, encoder: FaceEncoder, limits: _Limits) -> Described:
+    """Bytes and the largest face's descriptor of one photo; an error instead of raising."""
+    from rcmu_agent.images import load_image
+
+    read = read_photo(path, limits.max_bytes)
+    if isinstance(read, str):
+        return Described(error=read)
+    data, suffix = read
+    try:
+        image = load_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+    except RcmuError as exc:
+        return Described(error=f"photo {path}: {exc.problem}")
+    faces = detector.detect(image)
+    if not faces:
+        return Described(error=f"no face found in {path}")
+    face = encoder.encode(image, faces[:1])[0]
+    return Described(data, suffix, face.descriptor, len(faces))
+
+
+def _start_worker(limits: _Limits) -> None:
+    """Load the dlib models once (a blank image runs every one of them) and die with the parent."""
+    global _worker
+    import numpy as np
+
+    from rcmu_agent.faces import FaceDetector, FaceEncoder
+    from rcmu_agent.schema import Region
+
+    detector = FaceDetector(limits.face_model, limits.upsample)  # type: ignore[arg-type]
+    encoder = FaceEncoder()
+    blank = np.zeros((64, 64, 3), dtype=np.uint8)
+    detector.detect(blank)
+    encoder.encode(blank, [Region(box=(8, 8, 56, 56), category="person", source="face")])
+    _worker = (detector, encoder, limits)
+
+    importer = multiprocessing.parent_process()
+    if importer is not None:
+
+        def watch() -> None:  # an importer killed with -9 cannot tell its pool to stop: notice it here
+            importer.join()
+            os._exit(0)
+
+        threading.Thread(target=watch, daemon=True, name="rcmu-importer-watch").start()
+
+
+def _describe_in_worker(path: str) -> Described:
+    assert _worker is not None, "worker not initialised"
+    detector, encoder, limits = _worker
+    return describe_face(Path(path), detector, encoder, limits)
+
+
+class _Inline(Executor):
+    """`workers=0`: describe in this process with the caller's (already loaded) models."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+class FacePool:
+    """Photos of people described in `workers` processes (0: in this process), each photo once."""
+
+    def __init__(self, settings: Settings, workers: int, *, detector: Any = None, encoder: Any = None) -> None:
+        self.limits = _Limits(
+            settings.face_model, settings.face_upsample, settings.max_image_bytes, settings.max_image_pixels
+        )
+        self.workers = max(0, workers)
+        self._seen: OrderedDict[str, Future[Described]] = OrderedDict()  # the last few, bytes and all
+        self._executor: Executor
+        if self.workers == 0:
+            from rcmu_agent.faces import FaceDetector, FaceEncoder
+
+            self._detector = detector or FaceDetector(self.limits.face_model, self.limits.upsample)  # type: ignore[arg-type]
+            self._encoder = encoder or FaceEncoder()
+            self._executor = _Inline()
+        else:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(_START),
+                initializer=_start_worker,
+                initargs=(self.limits,),
+            )
+
+    def submit(self, path: Path) -> Future[Described]:
+        """A future description of `path`; the same file asked twice is described once."""
+        key = str(path)
+        if key not in self._seen:
+            if self.workers == 0:
+                self._seen[key] = self._executor.submit(describe_face, path, self._detector, self._encoder, self.limits)
+            else:
+                self._seen[key] = self._executor.submit(_describe_in_worker, key)
+            while len(self._seen) > _REMEMBERED:
+                self._seen.popitem(last=False)
+        self._seen.move_to_end(key)
+        return self._seen[key]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> FacePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,283 @@
+"""Memory you can carry: export a user's memory to a folder, import it (or a knowledge base) back.
+
+The export is a documented, versioned folder — `manifest.json`, `entities.jsonl` and the reference
+photos — with no vectors: they are recomputed on import, so a new embedding model or Chroma version
+never strands a memory. It is written into a hidden temporary folder and renamed into place, so a
+killed export leaves nothing at OUT. The format is described in the README ("Export and import").
+
+An import is idempotent and resumable: a row naming an entity the memory already holds (same id, or
+same name) updates it; one whose name, info, category and photos are all there already is skipped
+before any face is detected, which is also how a rerun after a kill resumes. Faces are described in
+worker processes (`_transfer_faces`), and this process alone writes, in batches through
+`MemoryStore.remember_many` (atomic per batch: a kill mid-batch is rolled back on the next write).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.memory._records import check_user
+from rcmu_agent.memory._transfer_read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
+
+if TYPE_CHECKING:
+    from rcmu_agent.memory.store import MemoryStore
+    from rcmu_agent.parts import Parts
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ExportReport",
+    "ImportReport",
+    "ImportRow",
+    "export_memory",
+    "import_memory",
+    "import_rows",
+]
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+class ExportReport(BaseModel):
+    path: str
+    users: dict[str, int]  # user → entities exported
+    photos: int
+    missing_photos: list[str] = Field(default_factory=list)  # reference copies gone from the home
+    library_photos: int | None = None
+    seconds: float = 0.0
+
+
+class ImportReport(BaseModel):
+    source: str
+    user: str
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0  # already in memory exactly as given (a rerun skips these)
+    failed: list[str] = Field(default_factory=list)  # `FILE:LINE: reason`
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """False when there was something to load and nothing of it could be."""
+        return not self.failed or self.added + self.updated + self.unchanged > 0
+
+
+# ---- export ------------------------------------------------------------------------------------------
+def export_memory(
+    store: MemoryStore, out: Path | str, *, users: Sequence[str] | None = None, library: bool = False
+) -> ExportReport:
+    """Write `users`' memory (None: every user) to the new folder `out`, atomically."""
+    started = time.perf_counter()
+    out = Path(out).expanduser().absolute()
+    if out.exists():
+        raise InvalidInputError(f"{out} already exists", "export to a new folder (nothing is overwritten)")
+    chosen = [check_user(u) for u in users] if users is not None else store.users()
+    unknown = [u for u in chosen if not store.has_user(u)]
+    if unknown:
+        raise NotFoundError(
+            f"user {unknown[0]!r} has no memory (known users: {', '.join(store.users()) or 'none'})",
+            "check --user",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.part-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.part-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        report = ExportReport(path=str(out), users={}, photos=0)
+        with (tmp / "entities.jsonl").open("w", encoding="utf-8") as handle:
+            for user in chosen:
+                entities = store.entities(user)
+                report.users[user] = len(entities)
+                for entity in entities:
+                    photos = [_copy_photo(store.home, tmp, user, entity.id, p, report) for p in entity.photos]
+                    line = {
+                        "id": entity.id,
+                        "user": user,
+                        "name": entity.name,
+                        "category": entity.category,
+                        "info": entity.info,
+                        "created_at": entity.created_at.isoformat(),
+                        "photos": [p for p in photos if p],
+                    }
+                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if library:
+            report.library_photos = _export_library(store.home / "library" / "library.sqlite", tmp, chosen)
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "users": report.users,
+            "entities": "entities.jsonl",
+            "photos": report.photos,
+            "library": "library.jsonl" if library else None,
+            "vectors": None,  # never exported: import recomputes them with the models it is configured with
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _copy_photo(home: Path, tmp: Path, user: str, entity_id: str, stored: str, report: ExportReport) -> str | None:
+    """Copy one reference photo into the export; its path in the export, relative to the folder."""
+    source = Path(stored)
+    if not source.is_file():  # the home was moved since: the copy sits at the same place under it
+        source = home / "photos" / user / entity_id / source.name
+    if not source.is_file():
+        report.missing_photos.append(stored)
+        log.warning("reference photo %s is missing; exported without it", stored)
+        return None
+    rel = Path("photos") / user / entity_id / source.name
+    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, tmp / rel)
+    report.photos += 1
+    return rel.as_posix()
+
+
+def _export_library(db: Path, tmp: Path, users: Sequence[str]) -> int:
+    """Library metadata (paths, dates, places, who is where): for the record; `import` does not read it."""
+    count = 0
+    with (tmp / "library.jsonl").open("w", encoding="utf-8") as handle:
+        if not db.is_file():
+            return 0
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            for user in users:
+                for photo in conn.execute("SELECT * FROM photos WHERE user = ? ORDER BY id", (user,)):
+                    paths = conn.execute(
+                        "SELECT root, rel FROM paths WHERE user = ? AND photo_id = ?", (user, photo["id"])
+                    ).fetchall()
+                    regions = conn.execute(
+                        "SELECT x1, y1, x2, y2, category, entity_id, name, named_by FROM regions "
+                        "WHERE user = ? AND photo_id = ? ORDER BY id",
+                        (user, photo["id"]),
+                    ).fetchall()
+                    line = {
+                        "user": user,
+                        "sha256": photo["sha256"],
+                        "paths": [str(Path(r["root"]) / r["rel"]) for r in paths],
+                        "taken_at": photo["taken_at"],
+                        "place": [photo["lat"], photo["lon"]] if photo["lat"] is not None else None,
+                        "size": [photo["width"], photo["height"]],
+                        "regions": [
+                            {
+                                "box": [r["x1"], r["y1"], r["x2"], r["y2"]],
+                                "category": r["category"],
+                                "entity_id": r["entity_id"],
+                                "name": r["name"],
+                                "named_by": r["named_by"],
+                            }
+                            for r in regions
+                        ],
+                    }
+                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    count += 1
+        finally:
+            conn.close()
+    return count
+
+
+# ---- import ------------------------------------------------------------------------------------------
+def import_memory(
+    parts: Parts,
+    source: Path | str,
+    *,
+    user: str,
+    from_user: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Load an export folder or a JSONL/CSV knowledge base into `user`'s memory (see the module doc).
+
+    An export holding several users needs `from_user`; a knowledge base has no users.
+    """
+    read = read_source(source)
+    rows = _rows_of(read, from_user)
+    report = import_rows(parts, rows, user=user, workers=workers, progress=progress)
+    report.source = str(source)
+    report.rows += len(read.bad)
+    report.failed[:0] = [str(b) for b in read.bad]
+    return report
+
+
+def _rows_of(read: Source, from_user: str | None) -> list[ImportRow]:
+    users = read.users
+    if from_user is not None:
+        if from_user not in users:
+            raise NotFoundError(
+                f"the export holds no user {from_user!r} (it holds {', '.join(users) or 'nobody'})", "check --from-user"
+            )
+        return [r for r in read.rows if r.user == from_user]
+    if len(users) > 1:
+        raise InvalidInputError(
+            f"the export holds several users ({', '.join(users)})", "choose one with --from-user (or use --all-users)"
+        )
+    return read.rows
+
+
+def import_rows(
+    parts: Parts,
+    rows: Sequence[ImportRow],
+    *,
+    user: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    batch: int = 32,
+) -> ImportReport:
+    """Load `rows` into `user`'s memory; `workers` processes describe faces (None: one per CPU, 0: inline)."""
+    from rcmu_agent.memory._transfer_load import Loader
+
+    started = time.perf_counter()
+    report = ImportReport(source="rows", user=check_user(user), rows=len(rows))
+    people = sum(1 for r in rows if r.category.strip().lower() in ("", "person") and r.photos)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = min(workers, max(people, 1)) if people else 0
+    with Loader(parts, user, report, workers=workers, batch=batch) as loader:
+        pending: deque[Any] = deque()
+        window = max(8, 8 * workers)
+        for read, row in enumerate(rows, start=1):
+            planned = loader.plan(row)
+            if planned is not None:
+                pending.append(planned)
+            while len(pending) > window:
+                loader.take(pending.popleft())
+            if progress is not None:
+                progress(read - len(pending), len(rows))
+        while pending:
+            loader.take(pending.popleft())
+            if progress is not None:
+                progress(len(rows) - len(pending), len(rows))
+        loader.flush()
+    report.seconds = round(time.perf_counter() - started, 3)
+    log.info(
+        "imported %d row(s) for %s: %d added, %d updated, %d unchanged, %d failed",
+        report.rows,
+        user,
+        report.added,
+        report.updated,
+        report.unchanged,
+        len(report.failed),
+    )
+    return report

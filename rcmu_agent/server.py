@@ -58,9 +58,8 @@ async def search_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
     return True
 
 
-@auth.on.threads
-async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
-    """A thread (and the runs in it) is tagged with its creator and visible to nobody else."""
+def _owned(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
+    """Tag what is being created with its creator; filter what is read to the caller's own."""
     if isinstance(value, dict):
         metadata = value.get("metadata")
         if metadata is None:
@@ -70,9 +69,15 @@ async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.Fil
     return {"owner": ctx.user.identity}
 
 
+@auth.on.threads
+async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
+    """A thread (and the runs in it) is visible to its creator only."""
+    return _owned(ctx, value)
+
+
 @auth.on.crons
 async def own_crons(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
-    return await own_threads(ctx, value)
+    return _owned(ctx, value)
 
 
 @auth.on.store

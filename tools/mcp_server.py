@@ -137,7 +137,8 @@ class _Bridge:
 
     async def call(self, tool_class: type[RcmuTool], name: str, arguments: dict[str, Any], ctx: Context) -> Any:
         user = self.current_user()
-        tool = tool_class(assistant=self.assistant, user=user, roots=await self.roots(ctx))
+        bound: dict[str, Any] = {"assistant": self.assistant, "user": user, "roots": await self.roots(ctx)}
+        tool = tool_class(**bound)
         await ctx.report_progress(0, 1, f"{name} started")
         args = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in arguments.items()}
         args = {

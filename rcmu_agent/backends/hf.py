@@ -303,7 +303,7 @@ def _token_streamer(tokenizer: Any) -> Any:
                 self.next_tokens_are_prompt = False
                 return
             self.token_cache.extend(value.tolist())
-            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            text = str(self.tokenizer.decode(self.token_cache, **self.decode_kwargs))
             if text.endswith("\ufffd"):
                 return
             printable, self.print_len = text[self.print_len :], len(text)

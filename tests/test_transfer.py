@@ -89,8 +89,12 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
+RCMU = str(Path(sys.executable).with_name("rcmu"))  # the installed command: `python -m` from the repository
+# root would import the bare `rcmu_agent/` folder, which lacks the mapped subpackages of a non-editable install
+
+
 def _rcmu(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "rcmu_agent.cli", *args]
+    command = [RCMU, *args]
     return subprocess.run(command, env=_env(home), capture_output=True, text=True, timeout=timeout)
 
 
@@ -200,7 +204,7 @@ def _knowledge_base(folder: Path, small: dict[str, Path], count: int) -> Path:
 def test_a_killed_import_resumes_with_no_duplicate_and_nothing_missing(tmp_path: Path, faces_dir: Path) -> None:
     kb = _knowledge_base(tmp_path / "kb", _small(faces_dir, tmp_path / "small", side=300), 200)
     home = tmp_path / "home"
-    command = [sys.executable, "-m", "rcmu_agent.cli", "import", str(kb), "--workers", "1"]
+    command = [RCMU, "import", str(kb), "--workers", "1"]
     proc = subprocess.Popen(
         command, env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )

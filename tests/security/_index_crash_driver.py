@@ -25,7 +25,8 @@ from rcmu_agent.memory import TextEmbedder
 
 
 def _settings(home: Path) -> Settings:
-    return Settings(home=home, object_detector=None, image_embedding_model=None)
+    # one process: the kill lands in the indexer itself (workers are spawned interpreters a kill would orphan)
+    return Settings(home=home, object_detector=None, image_embedding_model=None, library_workers=1)
 
 
 def _in_child(action: Any, out: int) -> None:

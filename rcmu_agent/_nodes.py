@@ -9,7 +9,6 @@ included — without registering our classes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,17 +132,10 @@ class Nodes:
             path = str(photo)
             parts.image(path)  # checked now, and decoded once: detection reuses it
             return path
-        from rcmu_agent.images import load_image
+        from rcmu_agent.images import load_image, save_by_content
 
         load_image(photo, max_bytes=parts.settings.max_image_bytes, max_pixels=parts.settings.max_image_pixels)
-        suffix = "." + (_format(photo) or "img")
-        target = parts.settings.home / "inbox" / user / f"{hashlib.sha256(photo).hexdigest()[:20]}{suffix}"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(photo)
-            tmp.replace(target)
-        return str(target)
+        return str(save_by_content(photo, parts.settings.home / "inbox" / user, "." + (_format(photo) or "img")))
 
     # ---- detect + recall ----------------------------------------------------------------------
     def detect(self, state: AgentState) -> dict[str, Any]:

@@ -7,7 +7,6 @@ ask a question and it always runs the compiled graph.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -301,19 +300,14 @@ class Assistant:
             path = str(Path(str(photo).removeprefix("file://")).expanduser().resolve())
             self.parts.image(path)  # checked now, and decoded once: detection reuses it
             return path
-        image = load_image(photo, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
         import io
 
+        from rcmu_agent.images import save_by_content
+
+        image = load_image(photo, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        data = buffer.getvalue()
-        target = self.settings.home / "inbox" / user / f"{hashlib.sha256(data).hexdigest()[:20]}.png"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(target)
-        return str(target)
+        return str(save_by_content(buffer.getvalue(), self.settings.home / "inbox" / user, ".png"))
 
 
 def _human(question: str, photo: str | None = None) -> Any:

@@ -15,8 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -464,42 +462,6 @@ def test_a_writer_thread_waits_for_the_lock_then_fails_clearly(tmp_path: Path) -
 
 
 # ---- Chroma server mode ---------------------------------------------------------------------------
-@pytest.fixture()
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    cli = Path(sys.executable).with_name("chroma")
-    assert cli.exists(), f"chromadb installs the chroma CLI next to {sys.executable}"
-    port = _free_port()
-    log = (tmp_path / "chroma.log").open("w")
-    server = subprocess.Popen(
-        [str(cli), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=_subprocess_env(),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "chroma.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the Chroma server did not answer within 60 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        log.close()
-
-
 def test_chroma_server_mode(tmp_path: Path, faces_dir: Path, scenes: Path, chroma_server: str) -> None:
     import chromadb
 

@@ -11,12 +11,9 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,42 +93,6 @@ RCMU = str(Path(sys.executable).with_name("rcmu"))  # the installed command: `py
 def _rcmu(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     command = [RCMU, *args]
     return subprocess.run(command, env=_env(home), capture_output=True, text=True, timeout=timeout)
-
-
-# ---- a real Chroma server ----------------------------------------------------------------------------
-@pytest.fixture()
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    log = (tmp_path / "chroma.log").open("w")
-    cli = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; app()"
-    args = ["run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(
-        [sys.executable, "-c", cli, *args], stdout=log, stderr=subprocess.STDOUT, env=_env(tmp_path)
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "chroma.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the Chroma server did not answer within 60 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        log.close()
 
 
 # ---- the round trip ----------------------------------------------------------------------------------

@@ -54,15 +54,21 @@ class ChatSession:
         return ChatSession(photo=photo)
 
 
-def labelled(image: Any, regions: Sequence[ContextEntry]) -> Labelled:
-    """The photo with one labelled box per region, for `gr.AnnotatedImage` (hovering a label lights its box)."""
+def labelled(image: Any, regions: Sequence[ContextEntry], side: int = 1600) -> Labelled:
+    """The photo with one labelled box per region, for `gr.AnnotatedImage` (hovering a label lights its box).
+
+    A phone photo is shrunk to `side` pixels first, boxes with it: the page shows it, it need not carry 12 MP.
+    """
+    scale = min(1.0, side / max(image.size))
+    if scale < 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)))
     boxes = []
     for entry in sorted(regions, key=lambda e: (e.index is None, e.index or 0)):
         if entry.box is None:
             continue
         number = f"[{entry.index}] " if entry.index else ""
         name = entry.name or (entry.category if entry.info else f"unknown {entry.category}")
-        x1, y1, x2, y2 = (round(v) for v in entry.box)
+        x1, y1, x2, y2 = (round(v * scale) for v in entry.box)
         boxes.append(((x1, y1, x2, y2), f"{number}{name}"))
     return image, boxes
 

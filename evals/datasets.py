@@ -45,11 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.jsonl import BadLine, read_models
+from rcmu_agent.prompt import DESCRIBE_QUESTION
 from rcmu_agent.schema import Box, Region
 
 __all__ = [
     "ANSWERABLE_KINDS",
-    "DESCRIBE_QUESTION",
     "NOT_ENOUGH_INFORMATION",
     "RCVQA_KINDS",
     "ContextRegion",
@@ -69,7 +69,6 @@ __all__ = [
     "resolve",
 ]
 
-DESCRIBE_QUESTION = "Describe the image."
 NOT_ENOUGH_INFORMATION = "There is not enough information to answer the question"
 RcmuKind = Literal["V2C", "C2V", "UA-V2C", "UA-C2V", "RCID"]
 RCVQA_KINDS: tuple[str, ...] = ("V2C", "C2V", "UA-V2C", "UA-C2V")

@@ -4,12 +4,12 @@ side-by-side comparison of two runs (e.g. the base model against an adapter)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rcmu_agent.errors import NotFoundError
+from rcmu_agent.files import atomic_write
 
 __all__ = ["compare", "metric_rows", "plot", "render_markdown", "write_reports"]
 
@@ -131,12 +131,6 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_reports(
     out: Path, benchmark: str, records: Sequence[Any], problems: Sequence[Any], info: dict[str, Any]
 ) -> dict[str, Any]:
@@ -144,12 +138,12 @@ def write_reports(
     from rcmu_agent.evals._summary import summarize
 
     summary = summarize(benchmark, records, problems)
-    _write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _write_text(out / "summary.md", render_markdown(summary, info))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / "summary.md", render_markdown(summary, info))
     plot(summary, out / "plot.png")
     previous = _load(out / "run.json") if (out / "run.json").is_file() else {}
     info = {**info, "sessions": int(previous.get("sessions", 0)) + 1}
-    _write_text(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     return summary
 
 

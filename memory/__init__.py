@@ -13,7 +13,7 @@ from rcmu_agent.memory._library_models import (
     Place,
     SkippedFile,
 )
-from rcmu_agent.memory.store import Match, MemoryStore, ReferencePhoto, Teaching, check_user
+from rcmu_agent.memory.store import Match, MemoryStore, ReferencePhoto, Teaching
 from rcmu_agent.memory.text_embedder import TEXT_EMBEDDING_MODEL, TextEmbedder
 
 __all__ = [
@@ -30,5 +30,4 @@ __all__ = [
     "SkippedFile",
     "Teaching",
     "TextEmbedder",
-    "check_user",
 ]

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.files import atomic_write
 from rcmu_agent.memory._library_base import LibraryBase
 from rcmu_agent.memory._library_models import Cluster
-from rcmu_agent.memory._records import ReferencePhoto, check_user, name_key
+from rcmu_agent.memory._records import ReferencePhoto, name_key
 from rcmu_agent.prompt import clean_text
+from rcmu_agent.users import check_user
 
 __all__ = ["ClusterEdits"]
 
@@ -96,10 +98,7 @@ class ClusterEdits(LibraryBase):
                 data = self._crop_bytes(user, face)
                 if data is None:
                     continue
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(".part")
-                tmp.write_bytes(data)
-                tmp.replace(target)
+                atomic_write(target, data)
             out.append(target)
         return out
 

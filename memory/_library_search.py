@@ -19,9 +19,10 @@ import numpy as np
 from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError
 from rcmu_agent.memory._library_base import TEXT_COLLECTION, LibraryBase
 from rcmu_agent.memory._library_models import PhotoHit, Place
-from rcmu_agent.memory._records import WORD, check_user, name_key
+from rcmu_agent.memory._records import WORD, name_key
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import Region
+from rcmu_agent.users import check_user
 
 __all__ = ["LibrarySearch"]
 

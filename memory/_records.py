@@ -9,25 +9,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.schema import Entity
 
-__all__ = ["Match", "ReferencePhoto", "Teaching", "check_user"]
+__all__ = ["Match", "ReferencePhoto", "Teaching"]
 
-USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # also a folder name under photos/<user>/
 WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
-
-
-def check_user(user: str) -> str:
-    if not isinstance(user, str) or not USER.match(user):
-        raise InvalidInputError(
-            f"user id {user!r} is not valid", "use 1-64 letters, digits, '.', '_', '-' or '@', starting alphanumeric"
-        )
-    return user
 
 
 def check_entity_id(entity_id: str) -> str:
@@ -96,10 +86,3 @@ def entity_meta(e: Entity) -> dict[str, Any]:
         "photos": json.dumps(e.photos),
         "created_at": e.created_at.isoformat(),
     }
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -39,7 +39,8 @@ from rcmu_agent.memory._library_models import (
 from rcmu_agent.memory._library_search import LibrarySearch
 from rcmu_agent.memory._library_walk import walk_library
 from rcmu_agent.memory._library_workers import PixelPool, Pixels, worker_count
-from rcmu_agent.memory._records import check_user, name_key
+from rcmu_agent.memory._records import name_key
+from rcmu_agent.users import check_user
 
 if TYPE_CHECKING:
     from rcmu_agent.parts import Parts

@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError, RcmuError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
+from rcmu_agent.files import atomic_write
 from rcmu_agent.memory._client import collection, get_all, open_client, write_lock
 from rcmu_agent.memory._records import (
     WORD,
     Match,
     ReferencePhoto,
     Teaching,
-    atomic_write,
     check_entity_id,
-    check_user,
     chunked,
     entity_meta,
     name_key,
@@ -42,11 +41,12 @@ from rcmu_agent.memory._vectors import VectorCache
 from rcmu_agent.memory.text_embedder import TextEmbedder
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import Entity
+from rcmu_agent.users import check_user
 
 if TYPE_CHECKING:
     from rcmu_agent.settings import Settings
 
-__all__ = ["Match", "MemoryStore", "ReferencePhoto", "Teaching", "check_user"]
+__all__ = ["Match", "MemoryStore", "ReferencePhoto", "Teaching"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -513,7 +513,7 @@ class MemoryStore:
                 if col_name == "faces" or self.image_model:
                     self._col(col_name).delete(ids=[f"{entity_id}:{d}" for d in lost])
             for digest in lost:  # the photo copies too (also a half-written `.part`)
-                for path in self.home.glob(f"photos/*/{entity_id}/{digest}*"):
+                for path in self.home.glob(f"photos/*/{entity_id}/*{digest}*"):
                     path.unlink(missing_ok=True)
             for folder in self.home.glob(f"photos/*/{entity_id}"):
                 if not any(folder.iterdir()):

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.memory._records import check_user
 from rcmu_agent.memory._transfer_read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
+from rcmu_agent.users import check_user
 
 if TYPE_CHECKING:
     from rcmu_agent.memory.store import MemoryStore

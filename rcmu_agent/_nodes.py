@@ -49,7 +49,7 @@ def bound_user(config: RunnableConfig, asked: str | None, default: str, *, local
     """Who the run is for. Behind a server, authentication decides (LangGraph Server puts the
     authenticated identity in `langgraph_auth_user_id`, which no client can set) and, without
     authentication, the deployment's own user; a local caller names the user in the run's context."""
-    from rcmu_agent.memory import check_user
+    from rcmu_agent.users import check_user
 
     authenticated = (config.get("configurable") or {}).get("langgraph_auth_user_id")
     if authenticated:
@@ -132,7 +132,8 @@ class Nodes:
             path = str(photo)
             parts.image(path)  # checked now, and decoded once: detection reuses it
             return path
-        from rcmu_agent.images import load_image, save_by_content
+        from rcmu_agent.files import save_by_content
+        from rcmu_agent.images import load_image
 
         load_image(photo, max_bytes=parts.settings.max_image_bytes, max_pixels=parts.settings.max_image_pixels)
         return str(save_by_content(photo, parts.settings.home / "inbox" / user, "." + (_format(photo) or "img")))

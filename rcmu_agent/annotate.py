@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from rcmu_agent.files import atomic_write
 from rcmu_agent.schema import ContextEntry
 
 __all__ = ["annotate", "save_annotated"]
@@ -39,9 +40,6 @@ def annotate(image: Image.Image, entries: Sequence[ContextEntry]) -> Image.Image
 
 def save_annotated(image: Image.Image, entries: Sequence[ContextEntry], path: str | Path) -> Path:
     """Write atomically, so an interrupted run never leaves half a PNG behind."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    annotate(image, entries).save(tmp, format="JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG")
-    tmp.replace(target)
-    return target
+    drawn = annotate(image, entries)
+    kind = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    return atomic_write(path, lambda handle: drawn.save(handle, format=kind))

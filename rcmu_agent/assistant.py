@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
+from rcmu_agent.prompt import DESCRIBE_QUESTION
 from rcmu_agent.schema import Answer, Entity, Region, normalize_category
 from rcmu_agent.settings import Settings
 
@@ -24,10 +25,9 @@ if TYPE_CHECKING:
     from rcmu_agent.memory.transfer import ExportReport, ImportReport
     from rcmu_agent.state import Context
 
-__all__ = ["DESCRIBE_QUESTION", "Assistant"]
+__all__ = ["Assistant"]
 
 log = logging.getLogger(__name__)
-DESCRIBE_QUESTION = "Describe the image."
 Progress = Callable[[str, dict[str, Any]], None]
 
 
@@ -206,7 +206,7 @@ class Assistant:
         return self.library.split_cluster(self._user(user), cluster, faces)
 
     def _user(self, user: str | None) -> str:
-        from rcmu_agent.memory import check_user
+        from rcmu_agent.users import check_user
 
         return check_user(self.settings.user if user is None else user)
 
@@ -302,7 +302,7 @@ class Assistant:
             return path
         import io
 
-        from rcmu_agent.images import save_by_content
+        from rcmu_agent.files import save_by_content
 
         image = load_image(photo, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
         buffer = io.BytesIO()

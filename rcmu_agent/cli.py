@@ -158,7 +158,7 @@ def describe(
     annotate: Annotated[Path | None, typer.Option(help="Write the photo with boxes and names.")] = None,
 ) -> None:
     """Describe a photo, weaving in what memory knows about who is in it (RCID)."""
-    from rcmu_agent.assistant import DESCRIBE_QUESTION
+    from rcmu_agent.prompt import DESCRIBE_QUESTION
 
     _answer(DESCRIBE_QUESTION, str(photo), [], None, user, context_only, as_json, annotate)
 

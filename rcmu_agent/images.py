@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import io
 import os
 import stat
@@ -30,7 +29,6 @@ __all__ = [
     "load_image",
     "register_openers",
     "resolve_allowed_photo",
-    "save_by_content",
 ]
 
 ImageSource = str | Path | bytes | Image.Image
@@ -242,15 +240,3 @@ def image_to_data_url(img: Image.Image) -> str:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG", compress_level=1)  # lossless at any level; 1 is the fastest
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def save_by_content(data: bytes, folder: Path, suffix: str) -> Path:
-    """Keep a photo that arrived as bytes under `folder`, named by its content: sending the same photo
-    again writes nothing, and a reader never sees half a file (written aside, then renamed)."""
-    target = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    return target

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from rcmu_agent.errors import NotFoundError
+from rcmu_agent.files import atomic_write
 
 __all__ = ["BadLine", "JsonlWriter", "read_jsonl", "read_models", "write_jsonl"]
 
@@ -83,8 +84,7 @@ class JsonlWriter:
         self._fsync = fsync
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
-        data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-        self._handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+        self._handle.write(_line(record))
         self._handle.flush()
         if self._fsync:
             os.fsync(self._handle.fileno())
@@ -101,17 +101,23 @@ class JsonlWriter:
 
 def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Write a whole file atomically (temp file, then rename); returns the number of lines."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.unlink(missing_ok=True)
     count = 0
-    with JsonlWriter(tmp) as writer:
+
+    def write(handle: BinaryIO) -> None:
+        nonlocal count
         for record in records:
-            writer.write(record)
+            handle.write(_line(record).encode("utf-8"))
             count += 1
-    tmp.replace(path)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    atomic_write(path, write)
     return count
+
+
+def _line(record: BaseModel | dict[str, Any]) -> str:
+    data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+    return json.dumps(data, ensure_ascii=False) + "\n"
 
 
 def _cut_torn_tail(path: Path) -> None:

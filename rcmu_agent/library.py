@@ -8,7 +8,6 @@ each `[n]` of the answer resolves to a photo and, when it is a face or object, t
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import NotFoundError
+from rcmu_agent.files import save_by_content
 from rcmu_agent.schema import Box, ContextEntry, Region
 
 if TYPE_CHECKING:
@@ -94,14 +94,7 @@ def save_collage(canvas: Image.Image, folder: Path) -> Path:
     """Saved by content (PNG, lossless): the graph passes paths, and a repeated question reuses the file."""
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    target = folder.resolve() / f"{hashlib.sha256(data).hexdigest()[:20]}.png"
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    return target
+    return save_by_content(buffer.getvalue(), folder.resolve(), ".png")
 
 
 def _when_where(photo: PhotoHit) -> str:

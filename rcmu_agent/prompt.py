@@ -14,6 +14,7 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.schema import Box, ContextEntry
 
 __all__ = [
+    "DESCRIBE_QUESTION",
     "INSTRUCTION",
     "build_memory_prompt",
     "build_prompt",
@@ -29,6 +30,8 @@ INSTRUCTION = (
     "Answer the following question based on the information above and the given image, "
     "and provide citations for your response."
 )
+# The question of the region-level description task (RCID), in training, evaluation and `rcmu describe`.
+DESCRIBE_QUESTION = "Describe the image."
 MEMORY_INSTRUCTION = (
     "Answer the following question based on the information above, and provide citations for your response."
 )

@@ -16,7 +16,7 @@ __all__ = ["load_tokens", "user_for_token"]
 def load_tokens(path: Path) -> dict[str, str]:
     """Tokens to users, from a JSON object; a missing or malformed file is a clear error at first use."""
     from rcmu_agent.errors import InvalidInputError
-    from rcmu_agent.memory import check_user
+    from rcmu_agent.users import check_user
 
     try:
         tokens = json.loads(path.read_text(encoding="utf-8"))

@@ -20,8 +20,8 @@ from pydantic import Field, ValidationError, model_validator
 from rcmu_agent._photos import PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
-from rcmu_agent.memory import check_user
 from rcmu_agent.schema import Answer, ContextEntry
+from rcmu_agent.users import check_user
 
 __all__ = ["RcmuTool", "answer_text", "default_assistant", "failures", "tool_error_text", "validation_error_text"]
 

@@ -47,8 +47,8 @@ def mcp(
 
     def serve() -> None:
         from rcmu_agent.errors import InvalidInputError
-        from rcmu_agent.memory import check_user
         from rcmu_agent.tools.mcp_server import TokenFileVerifier, build_server
+        from rcmu_agent.users import check_user
 
         assistant = make_assistant()
         if http is None:

@@ -12,7 +12,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
-from rcmu_agent.assistant import DESCRIBE_QUESTION
+from rcmu_agent.prompt import DESCRIBE_QUESTION
 from rcmu_agent.schema import Answer, Region
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
 

@@ -78,7 +78,7 @@ def build_app(assistant: Assistant, *, context_only: bool = False, logins: bool 
     """The page. With `logins`, each Gradio login is a memory user; without, the settings' user."""
 
     def user_of(request: gr.Request) -> str:
-        from rcmu_agent.memory import check_user
+        from rcmu_agent.users import check_user
 
         return check_user(request.username if logins and request.username else assistant.settings.user)
 

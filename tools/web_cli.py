@@ -22,7 +22,7 @@ __all__ = ["register", "web"]
 def _logins(path: Path) -> list[tuple[str, str]]:
     """`{"alice": "password", ...}`: each login is also the memory user's id."""
     from rcmu_agent.errors import InvalidInputError
-    from rcmu_agent.memory import check_user
+    from rcmu_agent.users import check_user
 
     try:
         users = json.loads(path.read_text(encoding="utf-8"))

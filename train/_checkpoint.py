@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rcmu_agent.errors import RcmuError
+from rcmu_agent.files import atomic_write
 
 __all__ = [
     "DiskFullError",
@@ -84,9 +85,7 @@ def atomic_replace_dir(tmp: Path, final: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2, default=str))
 
 
 def rng_state() -> dict[str, Any]:

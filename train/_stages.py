@@ -252,8 +252,8 @@ def _record(work: Work, suffix: str, kind: str, question: str, answer: str, cite
 
 # ---- 8. RCID, then RCID with citations -------------------------------------------------------------
 async def describe(work: Work, ctx: StageContext) -> Work:
-    from rcmu_agent.assistant import DESCRIBE_QUESTION
     from rcmu_agent.citations import parse_citation_numbers
+    from rcmu_agent.prompt import DESCRIBE_QUESTION
 
     numbers = work.entry_numbers()
     objects = [{"entry": n, "category": o.category, "looks": o.expressions[:2] or o.visual_facts[:2],

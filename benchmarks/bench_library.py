@@ -144,7 +144,7 @@ def indexing(files: list[Path], folder: Path, home: Path) -> tuple[float, Any]:
     assistant = Assistant(Settings(home=home, object_detector="", image_embedding_model=""))
     assistant.remember("Obama", info="44th president", photos=[REFERENCE / "obama_obama.jpg"])
     assistant.remember("Biden", info="46th president", photos=[REFERENCE / "biden_biden.jpg"])
-    assistant.library._text.embed(["warm-up"])  # MiniLM loaded before the clock starts (bare dlib has no model)
+    assistant.library.store.text.embed(["warm-up"])  # MiniLM loaded before the clock starts (bare dlib has no model)
     start = time.perf_counter()
     report = assistant.index_library(folder)
     return len(files) / (time.perf_counter() - start), report
@@ -192,9 +192,9 @@ def synthesize(home: Path, photos: int, people: int, seed: int = 0) -> Any:
         }
         photo_id = f"{n:024x}"
         row = ("default", "/synthetic", f"p{n}.jpg", photo_id, 1000, n)
-        library._commit_new("default", "/synthetic", f"p{n}.jpg", None, row, photo_id * 2, computed, clusters)
-    library.db.execute("INSERT OR REPLACE INTO meta VALUES ('default', 'memory_stamp', '')")  # no memory taught
-    return assistant, library.known_people("default"), time.perf_counter() - start
+        library.indexer._commit_new("default", "/synthetic", f"p{n}.jpg", None, row, photo_id * 2, computed, clusters)
+    library.store.db.execute("INSERT OR REPLACE INTO meta VALUES ('default', 'memory_stamp', '')")  # no memory taught
+    return assistant, library.search.known_people("default"), time.perf_counter() - start
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from rcmu_agent.evals.metrics import (
     mean,
     rcid_parts,
 )
-from rcmu_agent.evals.runner import ItemRecord
+from rcmu_agent.evals.records import ItemRecord
 
 __all__ = ["latest", "summarize"]
 

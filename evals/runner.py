@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
 from rcmu_agent.errors import BackendError, InvalidInputError, RcmuError
 from rcmu_agent.evals.datasets import (
     ANSWERABLE_KINDS,
@@ -41,7 +39,8 @@ from rcmu_agent.evals.datasets import (
 )
 from rcmu_agent.evals.judges import Judges
 from rcmu_agent.evals.metrics import citation_score, extract_letter, rcp_correct
-from rcmu_agent.jsonl import JsonlWriter, read_models
+from rcmu_agent.evals.records import ItemRecord, read_records
+from rcmu_agent.jsonl import JsonlWriter
 from rcmu_agent.schema import Answer, Region
 
 __all__ = ["BENCHMARKS", "MC_INSTRUCTION", "EvalConfig", "ItemRecord", "Runner", "mc_question", "read_records"]
@@ -51,32 +50,6 @@ Benchmark = Literal["rcmu", "rcpbench", "yollava"]
 BENCHMARKS: tuple[str, ...] = ("rcmu", "rcpbench", "yollava")
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 Job = tuple[str, Callable[[], Awaitable["ItemRecord"]]]
-
-
-class ItemRecord(BaseModel):
-    """One line of items.jsonl: one question asked in one setting, and everything judged about it."""
-
-    key: str  # unique per line: item id, plus "@setting" where one item is asked several ways
-    id: str
-    benchmark: str
-    kind: str
-    setting: str = "given"
-    question: str
-    reference: str | None = None
-    image: str | None = None
-    prediction: str = ""
-    unanswerable: bool = False
-    citations: list[int] = Field(default_factory=list)
-    invalid_citations: list[int] = Field(default_factory=list)
-    prompt: str = ""  # the context block the model was sent (Answer.prompt)
-    hits: list[dict[str, Any]] = Field(default_factory=list)  # regions and who was recognised in them
-    choice: str | None = None
-    gold: str | None = None
-    target_retrieved: bool | None = None
-    verdicts: dict[str, Any] = Field(default_factory=dict)
-    judge_failures: list[dict[str, str]] = Field(default_factory=list)
-    error: str | None = None  # the prediction itself failed (backend down, bad input)
-    seconds: float = 0.0
 
 
 @dataclass
@@ -90,13 +63,6 @@ class EvalConfig:
     limit: int | None = None  # answer at most this many new items, then stop (as if killed)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in run.json (model, adapter, ...)
-
-
-def read_records(path: Path) -> list[ItemRecord]:
-    """Records in file order; a torn or foreign line is skipped (the writer repairs torn tails)."""
-    if not path.is_file():
-        return []
-    return [record for _, record in read_models(path, ItemRecord, [])]
 
 
 def mc_question(question: str, options: dict[str, str]) -> str:
@@ -241,7 +207,7 @@ class Runner:
 
         def teach() -> None:
             # a small gallery is faster in this process than with worker processes to start
-            report = import_rows(assistant.parts, rows, user=user, workers=0 if len(rows) < 64 else None)
+            report = import_rows(assistant.parts.recognizer, rows, user=user, workers=0 if len(rows) < 64 else None)
             if report.failed:
                 raise InvalidInputError(f"the gallery could not be loaded: {report.failed[0]}", "fix that entity")
             self._entity_ids.update({e.name: e.id for e in assistant.parts.memory.entities(user)})
@@ -287,7 +253,7 @@ class Runner:
         answer = await self._ask(record, item.question, item.image_path, regions=regions)
         if answer is None:
             return record
-        image = await asyncio.to_thread(self.assistant.parts.image, str(item.image_path))
+        image = await asyncio.to_thread(self.assistant.parts.photos.load, str(item.image_path))
         judges, text = self.judges, answer.text
         if item.kind in RCVQA_KINDS:
             verdict = await self._judge(record, "rcvqa", judges.rcvqa(item.question, item.answer or "", text))

@@ -1,4 +1,5 @@
-"""Searching the photo library: people (all of them together), text, dates, combined.
+"""Searching the photo library: people (all of them together), text, dates, combined; and the
+photos a question is about (`retrieve`, for answering over the library).
 
 Filters run in SQLite (indexed names and dates); text similarity is an exact dot product against the
 user's MiniLM vectors, read from Chroma once per change of the library and kept in memory (10,000
@@ -12,17 +13,20 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError
-from rcmu_agent.memory._library_base import TEXT_COLLECTION, LibraryBase
-from rcmu_agent.memory._library_models import PhotoHit, Place
+from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.memory._library_names import LibraryNames
+from rcmu_agent.memory._library_store import TEXT_COLLECTION, LibraryStore
 from rcmu_agent.memory._records import WORD, name_key
 from rcmu_agent.prompt import clean_text
-from rcmu_agent.schema import Region
+from rcmu_agent.schema import PhotoHit, Place, Region
 from rcmu_agent.users import check_user
+
+if TYPE_CHECKING:
+    from rcmu_agent.memory.store import MemoryStore
 
 __all__ = ["LibrarySearch"]
 
@@ -36,9 +40,12 @@ class _Vectors:
     matrix: np.ndarray
 
 
-class LibrarySearch(LibraryBase):
-    def __init__(self, parts: Any) -> None:
-        super().__init__(parts)
+class LibrarySearch:
+    """Queries over one home's library; the text vectors stay in memory between queries."""
+
+    def __init__(self, store: LibraryStore, names: LibraryNames, memory: MemoryStore) -> None:
+        self.store, self.names, self._memory = store, names, memory
+        self.settings, self.db = store.settings, store.db
         self._vectors: dict[str, _Vectors] = {}
         self._vectors_lock = threading.Lock()
 
@@ -58,7 +65,7 @@ class LibrarySearch(LibraryBase):
         check_user(user)
         if not 1 <= limit <= 1000:
             raise InvalidInputError(f"limit {limit} is out of range", "ask for 1 to 1000 photos")
-        self._refresh_if_free(user)
+        self.names.refresh_if_free(user)
         start, end = _bound(since, is_end=False), _bound(until, is_end=True)
         if start and end and start > end:
             raise InvalidInputError(f"since ({start}) is after until ({end})", "swap the dates")
@@ -92,6 +99,28 @@ class LibrarySearch(LibraryBase):
         scored = self._rank(user, query, ids, floor)[:limit]
         return self._hits(user, scored, matched, query)
 
+    def retrieve(self, user: str, question: str, limit: int) -> list[PhotoHit]:
+        """The photos a question is about: people it names (all together, else any of them), ranked by
+        similarity to the question. Without people, by similarity alone (above the floor, else the closest)."""
+        people = [e.name for e in self._memory.named_in(user, question) if e.category == "person"]
+        hits: list[PhotoHit] = []
+        if people:
+            hits = self.search(user, people=people, text=question, limit=limit, min_similarity=-1.0)
+            if not hits:  # nobody photographed together: each of them
+                for person in people:
+                    hits += self.search(user, people=[person], text=question, limit=limit, min_similarity=-1.0)
+                hits = sorted({h.id: h for h in hits}.values(), key=lambda h: -h.score)
+        for floor in (None, -1.0):  # a question naming nobody (or nobody photographed): by meaning alone
+            if not hits or (not people and len(hits) < limit):
+                have = {h.id for h in hits}
+                more = self.search(user, text=question, limit=limit, min_similarity=floor)
+                hits += [h for h in more if h.id not in have]
+        if not hits:
+            raise NotFoundError(
+                f"the photo library of user {user!r} is empty", "index your photos first with `rcmu index DIR`"
+            )
+        return hits[:limit]
+
     # ---- people ----------------------------------------------------------------------------------
     def known_people(self, user: str) -> list[str]:
         """Names recognised in the user's photos."""
@@ -106,7 +135,7 @@ class LibrarySearch(LibraryBase):
         names = self.db.rows("SELECT DISTINCT name_key FROM regions WHERE user=? AND name_key IS NOT NULL", (user,))
         keys = [r["name_key"] for r in names if f" {key} " in f" {r['name_key']} "]
         if not keys:
-            if any(e.category == "person" for e in self.parts.memory.named_in(user, person)):
+            if any(e.category == "person" for e in self._memory.named_in(user, person)):
                 return {}  # someone the memory knows, in none of the photos
             everyone = self.known_people(user)
             known = ", ".join(everyone[:20]) + (f" and {len(everyone) - 20} more" if len(everyone) > 20 else "")
@@ -128,7 +157,7 @@ class LibrarySearch(LibraryBase):
         rows = [(i, vectors.rows[i]) for i in ids if i in vectors.rows]
         if not rows:
             return []
-        q = self._text.embed([query])[0]
+        q = self.store.text.embed([query])[0]
         sims = vectors.matrix[[r for _, r in rows]] @ q
         order = np.argsort(-sims, kind="stable")
         return [(rows[j][0], float(sims[j])) for j in order if sims[j] >= floor]
@@ -139,7 +168,7 @@ class LibrarySearch(LibraryBase):
         if cached is not None and cached.version == version:
             return cached
         with self._vectors_lock:
-            got = self._col(TEXT_COLLECTION).get(where={"user": user}, include=["embeddings", "metadatas"])
+            got = self.store.col(TEXT_COLLECTION).get(where={"user": user}, include=["embeddings", "metadatas"])
             embeddings = got["embeddings"]
             matrix = np.asarray(embeddings if embeddings is not None and len(embeddings) else np.zeros((0, 384)))
             rows = {m["photo_id"]: n for n, m in enumerate(got["metadatas"] or [])}
@@ -177,19 +206,6 @@ class LibrarySearch(LibraryBase):
                 )
             )
         return hits
-
-    def _refresh_if_free(self, user: str) -> None:
-        """Pick up names taught since the last index (and text vectors a killed index left pending),
-        unless an index is running: it does both itself."""
-        pending = bool(self.db.rows("SELECT 1 FROM photos WHERE user=? AND embedded=0 LIMIT 1", (user,)))
-        if not pending and self.db.get_meta(user, "memory_stamp") == self._memory_stamp(user):
-            return
-        try:
-            with self._lock(timeout=0):
-                self._refresh_names(user)
-                self._embed_pending(user)
-        except MemoryLockedError:
-            log.info("an index is running; names taught since it started show once it ends")
 
 
 def _region(row: Any) -> Region:

@@ -2,9 +2,10 @@
 
 dlib's detector is single-threaded and holds the GIL-free part of the work, so on a machine with N
 cores one process leaves N-1 idle: bare dlib in 2 processes ran 1.91x as fast as in one. Each
-worker builds its own `Parts` once (models load on first use and stay for the run); the indexing
-process stays the single writer — recognition against the memory, the sidecar rows and the vectors
-are all committed there, one photo per transaction, in the order the files were walked.
+worker builds its own pixel-only `Recognizer` once (models load on first use and stay for the
+run) and calls the same `see` the agent calls; the indexing process stays the single writer —
+recognition against the memory, the sidecar rows and the vectors are all committed there, one photo
+per transaction, in the order the files were walked.
 
 Workers are spawned, not forked: the indexing process may already hold threads (Chroma, torch) that
 a fork would copy mid-lock.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from rcmu_agent.parts import Parts
+    from rcmu_agent.recognizer import Recognizer
     from rcmu_agent.schema import Region
     from rcmu_agent.settings import Settings
 
@@ -47,34 +48,26 @@ def worker_count(configured: int) -> int:
     return configured if configured > 0 else max(os.cpu_count() or 1, 1)
 
 
-def compute_pixels(parts: Parts, rel: str, data: bytes, categories: list[str]) -> Pixels:
-    """Decode and check the photo, then run every pixel model on it (`categories`: object kinds to
-    look for — the non-person categories the user taught)."""
+def compute_pixels(recognizer: Recognizer, rel: str, data: bytes, categories: list[str]) -> Pixels:
+    """Decode and check the photo, then see it as a question would (`categories`: object kinds to look
+    for — the non-person categories the user taught) and embed it whole for search by look."""
     from rcmu_agent.images import load_image
     from rcmu_agent.memory._exif import read_exif
 
-    settings = parts.settings
+    settings = recognizer.settings
     try:
         image = load_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     except InvalidInputError as exc:  # decoded from bytes: put the file's name where it says "image bytes"
         raise InvalidInputError(exc.problem.replace("image bytes", rel, 1), exc.fix) from exc
     taken_at, place = read_exif(data)
-    faces = parts.face_encoder.encode(image, parts.face_detector.detect(image))
-    objects: list[Region] = []
-    if categories and parts.object_detector is not None:
-        objects = parts.object_detector.detect(image, categories)
-        if objects and parts.image_embedder is not None:
-            crops = [parts.image_embedder.crop(image, r.box) for r in objects]
-            vectors = parts.image_embedder.embed(crops)
-            objects = [r.model_copy(update={"descriptor": v.tolist()}) for r, v in zip(objects, vectors, strict=True)]
-    image_vector = None
-    if parts.image_embedder is not None:
-        image_vector = parts.image_embedder.embed([image])[0].tolist()
-    return Pixels(image.width, image.height, taken_at, place, faces, objects, image_vector)
+    regions = recognizer.see(image, categories)
+    faces = [r for r in regions if r.category == "person"]
+    objects = [r for r in regions if r.category != "person"]
+    return Pixels(image.width, image.height, taken_at, place, faces, objects, recognizer.embed_photo(image))
 
 
 # ---- inside a worker process ---------------------------------------------------------------------
-_worker_parts: Parts | None = None
+_worker_recognizer: Recognizer | None = None
 
 
 def _start_worker(settings: Settings, threads: int) -> None:
@@ -84,28 +77,28 @@ def _start_worker(settings: Settings, threads: int) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from rcmu_agent.parts import Parts
+    from rcmu_agent.recognizer import Recognizer
 
-    global _worker_parts
-    _worker_parts = Parts(settings)
+    global _worker_recognizer
+    _worker_recognizer = Recognizer(settings)
 
 
 def _work(rel: str, data: bytes, categories: list[str]) -> Pixels:
-    assert _worker_parts is not None, "worker used before _start_worker"
-    return compute_pixels(_worker_parts, rel, data, categories)
+    assert _worker_recognizer is not None, "worker used before _start_worker"
+    return compute_pixels(_worker_recognizer, rel, data, categories)
 
 
 class PixelPool:
     """`submit` returns a future of `Pixels`: computed by worker processes when `workers > 1`, else
-    right away in this process with the caller's own parts (the way a test can swap one in)."""
+    right away in this process with the caller's own recognizer (the way a test can swap a model in)."""
 
-    def __init__(self, parts: Parts, workers: int) -> None:
-        self.parts, self.workers = parts, workers
+    def __init__(self, recognizer: Recognizer, workers: int) -> None:
+        self.recognizer, self.workers = recognizer, workers
         self._pool: ProcessPoolExecutor | None = None
 
     def submit(self, rel: str, data: bytes, categories: list[str]) -> Future[Pixels]:
         if self.workers <= 1:
-            return _done(lambda: compute_pixels(self.parts, rel, data, categories))
+            return _done(lambda: compute_pixels(self.recognizer, rel, data, categories))
         if self._pool is None:
             import multiprocessing
 
@@ -114,7 +107,7 @@ class PixelPool:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(self.parts.settings, threads),
+                initargs=(self.recognizer.settings, threads),
             )
         return self._pool.submit(_work, rel, data, categories)
 

@@ -5,9 +5,9 @@ fraction of a millisecond to store it), so it runs in a process pool whose worke
 while the importing process stays the single writer. Workers are not forked from the importing
 process: it holds Chroma's and torch's threads, which a forked child would inherit in whatever state
 they were in.
-The pipeline is the one `Assistant.remember` uses (decode with the same limits, HOG/CNN detection,
-the largest face, 5-point alignment, the ResNet descriptor), so an imported person is recognised at
-exactly the distances a taught one is.
+Each worker describes with its own pixel-only `Recognizer` — the call `Assistant.remember` makes
+(decode with the same limits, the largest face, its descriptor) — so an imported person is
+recognised at exactly the distances a taught one is.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from rcmu_agent.errors import RcmuError
 
 if TYPE_CHECKING:
-    from rcmu_agent.faces import FaceDetector, FaceEncoder
+    from rcmu_agent.recognizer import Recognizer
     from rcmu_agent.settings import Settings
 
 __all__ = ["Described", "FacePool", "describe_face", "read_photo"]
@@ -41,19 +41,11 @@ class Described:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class _Limits:
-    face_model: str
-    upsample: int
-    max_bytes: int
-    max_pixels: int
-
-
 # Workers forked from a clean single-threaded server (spawned where there is none). As with any
 # non-fork start, a calling script needs an `if __name__ == "__main__":` guard: workers import it.
 _START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _REMEMBERED = 256  # photos whose description is kept for a later row naming the same file
-_worker: tuple[Any, Any, _Limits] | None = None  # (detector, encoder, limits), once per worker process
+_worker: Recognizer | None = None  # pixel-only, once per worker process
 
 
 def read_photo(path: Path, max_bytes: int) -> tuple[bytes, str] | str:
@@ -71,39 +63,40 @@ def read_photo(path: Path, max_bytes: int) -> tuple[bytes, str] | str:
         return f"photo {path} cannot be read ({exc.strerror or exc})"
 
 
-def describe_face(path: Path, detector: FaceDetector, encoder: FaceEncoder, limits: _Limits) -> Described:
+def describe_face(path: Path, recognizer: Recognizer) -> Described:
     """Bytes and the largest face's descriptor of one photo; an error instead of raising."""
     from rcmu_agent.images import load_image
 
-    read = read_photo(path, limits.max_bytes)
+    settings = recognizer.settings
+    read = read_photo(path, settings.max_image_bytes)
     if isinstance(read, str):
         return Described(error=read)
     data, suffix = read
     try:
-        image = load_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+        image = load_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     except RcmuError as exc:
         return Described(error=f"photo {path}: {exc.problem}")
-    faces = detector.detect(image)
-    if not faces:
-        return Described(error=f"no face found in {path}")
-    face = encoder.encode(image, faces[:1])[0]
-    return Described(data, suffix, face.descriptor, len(faces))
+    try:
+        ref = recognizer.describe_reference(image, "person", str(path))
+    except RcmuError as exc:
+        return Described(error=exc.problem)
+    return Described(data, suffix, ref.face_descriptor, ref.faces)
 
 
-def _start_worker(limits: _Limits) -> None:
+def _start_worker(settings: Settings) -> None:
     """Load the dlib models once (a blank image runs every one of them) and die with the parent."""
     global _worker
     import numpy as np
+    from PIL import Image
 
-    from rcmu_agent.faces import FaceDetector, FaceEncoder
+    from rcmu_agent.recognizer import Recognizer
     from rcmu_agent.schema import Region
 
-    detector = FaceDetector(limits.face_model, limits.upsample)  # type: ignore[arg-type]
-    encoder = FaceEncoder()
-    blank = np.zeros((64, 64, 3), dtype=np.uint8)
-    detector.detect(blank)
-    encoder.encode(blank, [Region(box=(8, 8, 56, 56), category="person", source="face")])
-    _worker = (detector, encoder, limits)
+    recognizer = Recognizer(settings)
+    blank = Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8))
+    recognizer.face_detector.detect(blank)
+    recognizer.face_encoder.encode(blank, [Region(box=(8, 8, 56, 56), category="person", source="face")])
+    _worker = recognizer
 
     importer = multiprocessing.parent_process()
     if importer is not None:
@@ -117,8 +110,7 @@ def _start_worker(limits: _Limits) -> None:
 
 def _describe_in_worker(path: str) -> Described:
     assert _worker is not None, "worker not initialised"
-    detector, encoder, limits = _worker
-    return describe_face(Path(path), detector, encoder, limits)
+    return describe_face(Path(path), _worker)
 
 
 class _Inline(Executor):
@@ -136,25 +128,19 @@ class _Inline(Executor):
 class FacePool:
     """Photos of people described in `workers` processes (0: in this process), each photo once."""
 
-    def __init__(self, settings: Settings, workers: int, *, detector: Any = None, encoder: Any = None) -> None:
-        self.limits = _Limits(
-            settings.face_model, settings.face_upsample, settings.max_image_bytes, settings.max_image_pixels
-        )
+    def __init__(self, recognizer: Recognizer, workers: int) -> None:
+        self.recognizer = recognizer
         self.workers = max(0, workers)
         self._seen: OrderedDict[str, Future[Described]] = OrderedDict()  # the last few, bytes and all
         self._executor: Executor
         if self.workers == 0:
-            from rcmu_agent.faces import FaceDetector, FaceEncoder
-
-            self._detector = detector or FaceDetector(self.limits.face_model, self.limits.upsample)  # type: ignore[arg-type]
-            self._encoder = encoder or FaceEncoder()
             self._executor = _Inline()
         else:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context(_START),
                 initializer=_start_worker,
-                initargs=(self.limits,),
+                initargs=(recognizer.settings,),
             )
 
     def submit(self, path: Path) -> Future[Described]:
@@ -162,7 +148,7 @@ class FacePool:
         key = str(path)
         if key not in self._seen:
             if self.workers == 0:
-                self._seen[key] = self._executor.submit(describe_face, path, self._detector, self._encoder, self.limits)
+                self._seen[key] = self._executor.submit(describe_face, path, self.recognizer)
             else:
                 self._seen[key] = self._executor.submit(_describe_in_worker, key)
             while len(self._seen) > _REMEMBERED:

@@ -20,11 +20,10 @@ from rcmu_agent.memory._records import ReferencePhoto, Teaching, name_key, photo
 from rcmu_agent.memory._transfer_faces import Described, FacePool, read_photo
 from rcmu_agent.memory._transfer_read import ImportRow
 from rcmu_agent.prompt import clean_text
-from rcmu_agent.schema import Entity, normalize_category
+from rcmu_agent.schema import Entity, ImportReport, normalize_category
 
 if TYPE_CHECKING:
-    from rcmu_agent.memory.transfer import ImportReport
-    from rcmu_agent.parts import Parts
+    from rcmu_agent.recognizer import Recognizer
 
 __all__ = ["Loader", "Planned"]
 
@@ -47,25 +46,21 @@ class Planned:
 class Loader:
     """Plans, takes and commits rows for one user; closes its worker pool on exit."""
 
-    def __init__(self, parts: Parts, user: str, report: ImportReport, *, workers: int, batch: int) -> None:
-        self.parts = parts
+    def __init__(self, recognizer: Recognizer, user: str, report: ImportReport, *, workers: int, batch: int) -> None:
+        if recognizer.memory is None:
+            raise ValueError("an import needs a recognizer with a memory to write to")
+        self.recognizer = recognizer
         self.user = user
         self.report = report
         self.batch_size = max(1, batch)
-        self.store = parts.memory
+        self.store = recognizer.memory
         self.store.recover()  # an import killed mid-batch left vectors without an entity: drop them first
         entities = self.store.entities(user)
         self.by_name = {name_key(e.name): e for e in entities}
         self.by_id = {e.id: e for e in entities}
         self.claimed: dict[str, str] = {}  # name key → category, for rows of this import
         self._changing: set[str] = set()  # name keys a planned row of this import will write
-        inline = workers == 0
-        self.pool = FacePool(
-            parts.settings,
-            workers,
-            detector=parts.face_detector if inline else None,
-            encoder=parts.face_encoder if inline else None,
-        )
+        self.pool = FacePool(recognizer, workers)
         self._batch: list[tuple[Planned, Teaching]] = []
         self._keys: set[str] = set()
         self._flushed = time.monotonic()
@@ -121,7 +116,7 @@ class Loader:
         """None when `old` has every photo of `row` already; else False, or why a photo cannot be read."""
         stems = {Path(p).stem for p in old.photos}
         for path in row.photos:
-            read = read_photo(path, self.parts.settings.max_image_bytes)
+            read = read_photo(path, self.recognizer.settings.max_image_bytes)
             if isinstance(read, str):
                 return read
             if photo_digest(read[0]) not in stems:
@@ -171,7 +166,7 @@ class Loader:
         """Non-person photos: embedded here with the image model (CLIP), or kept without a vector."""
         from rcmu_agent.images import load_image
 
-        settings, embedder = self.parts.settings, self.parts.image_embedder
+        settings = self.recognizer.settings
         photos = []
         for path in row.photos:
             read = read_photo(path, settings.max_image_bytes)
@@ -182,8 +177,8 @@ class Loader:
                 image = load_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
             except RcmuError as exc:
                 raise _RowError(f"photo {path}: {exc.problem}") from exc
-            vector = embedder.embed([image])[0].tolist() if embedder is not None else None
-            photos.append(ReferencePhoto(data, suffix, image_embedding=vector))
+            ref = self.recognizer.describe_reference(image, row.category, str(path))
+            photos.append(ReferencePhoto(data, suffix, image_embedding=ref.image_embedding))
         return photos
 
     def flush(self) -> None:

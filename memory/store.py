@@ -15,7 +15,6 @@ import json
 import logging
 import shutil
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,20 +22,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rcmu_agent.errors import InvalidInputError, MemoryLockedError, NotFoundError, RcmuError
 from rcmu_agent.faces import FACE_DESCRIPTOR_MODEL
-from rcmu_agent.files import atomic_write
 from rcmu_agent.memory._client import collection, get_all, open_client, write_lock
 from rcmu_agent.memory._records import (
     WORD,
     Match,
     ReferencePhoto,
     Teaching,
-    check_entity_id,
-    chunked,
-    entity_meta,
     name_key,
     new_stamp,
-    photo_digest,
 )
+from rcmu_agent.memory._store_write import BatchWrite, recover_write
 from rcmu_agent.memory._vectors import VectorCache
 from rcmu_agent.memory.text_embedder import TextEmbedder
 from rcmu_agent.prompt import clean_text
@@ -183,6 +178,11 @@ class MemoryStore:
         got = self._col("profiles").get(ids=[user], include=["metadatas"])
         return dict(got["metadatas"][0]) if got["ids"] else None
 
+    def stamp(self, user: str) -> str:
+        """Changes whenever `user`'s memory does: what others recognised against it is stale once it differs."""
+        profile = self._profile(check_user(user))
+        return str(profile.get("stamp", "")) if profile else ""
+
     def categories(self, user: str) -> list[str]:
         """Categories the user has taught (the object detector is asked for exactly these)."""
         profile = self._profile(check_user(user))
@@ -312,126 +312,21 @@ class MemoryStore:
             )
             for t in items
         ]
-        keys = [name_key(t.name) for t in items]
-        if len(set(keys)) != len(keys):
+        if len({name_key(t.name) for t in items}) != len(items):
             raise InvalidInputError("the same name appears twice in one batch", "merge their photos and info")
         # embedded before the lock: a cold MiniLM load (seconds on a busy machine) must not make other
         # writers wait, or time out as "busy"
         texts = self._text.embed([f"{t.name}. {t.info}" for t in items])
         with write_lock(self.home, self.lock_timeout):
-            self._recover()
-            existing = {
-                name_key(e.name): e
-                for chunk in chunked(keys, 500)
-                for e in self._get(user, {"name_key": {"$in": chunk}})
-            }
-            olds, ids = self._resolve_ids(user, items, keys, existing)
-            kept = {e.id: {Path(p).stem for p in e.photos} for e in olds if e}  # an update keeps these
-            digests = [[photo_digest(p.data) for p in t.photos] for t in items]
-            journal = self.home / "memory.journal"
-            vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]] = {
-                "faces": ([], [], []),
-                "object_images": ([], [], []),
-            }
-            files: list[Path] = []
-            keep_journal = False  # only when a rollback could not finish
-            try:
-                atomic_write(
-                    journal, json.dumps({"user": user, "entities": dict(zip(ids, digests, strict=True))}).encode()
-                )
-                entities = []
-                for t, entity_id, old in zip(items, ids, olds, strict=True):
-                    stored = [self._store_photo(user, entity_id, p, t.category, vectors, files) for p in t.photos]
-                    created = old.created_at if old else t.created_at  # an update keeps it; an import brings it
-                    entities.append(
-                        Entity(
-                            id=entity_id,
-                            user=user,
-                            name=t.name,
-                            category=t.category,
-                            info=t.info,
-                            photos=sorted({*(old.photos if old else []), *stored}),
-                            **({"created_at": created} if created else {}),
-                        )
-                    )
-                for col_name, (vector_ids, embeddings, metas) in vectors.items():
-                    for at in range(0, len(vector_ids), 2000):
-                        self._col(col_name).upsert(
-                            ids=vector_ids[at : at + 2000],
-                            embeddings=embeddings[at : at + 2000],
-                            metadatas=metas[at : at + 2000],
-                        )
-                # the profile (categories, stamp) exists before the rows that need it, and gets a fresh
-                # stamp again after them, so no reader caches a snapshot from the middle of the write
-                self._update_profile(user, {e.category for e in entities})
-                for at in range(0, len(entities), 2000):
-                    batch = entities[at : at + 2000]
-                    self._col("entities").upsert(
-                        ids=[e.id for e in batch],
-                        embeddings=texts[at : at + 2000],
-                        documents=[e.info for e in batch],
-                        metadatas=[entity_meta(e) for e in batch],
-                    )
-                self._update_profile(user, {e.category for e in entities})
-            except BaseException:
-                for path in files:
-                    path.unlink(missing_ok=True)
-                for col_name, (vector_ids, _, _) in vectors.items():
-                    added = [i for i in vector_ids if i.rsplit(":", 1)[-1] not in kept.get(i.rsplit(":", 1)[0], set())]
-                    if added:
-                        try:
-                            self._col(col_name).delete(ids=added)
-                        except Exception:  # the journal stays: the next write retries the cleanup
-                            log.exception("could not undo %d vector(s) in %s", len(added), col_name)
-                            keep_journal = True
-                raise
-            finally:
-                if not keep_journal:
-                    journal.unlink(missing_ok=True)
+            recover_write(self)
+            entities = BatchWrite(self, user, items, texts).run()
         log.info("remembered %d entit(ies) for user %s", len(entities), user)
         return entities
-
-    def _resolve_ids(
-        self, user: str, items: Sequence[Teaching], keys: Sequence[str], existing: dict[str, Entity]
-    ) -> tuple[list[Entity | None], list[str]]:
-        """Which stored entity each item updates (same id first, then same name) and the ids to write.
-
-        An item's own `entity_id` (an import) is kept for a new entity unless any user already holds it:
-        ids are global in Chroma, so reusing another user's id would overwrite their entity.
-        """
-        wanted = sorted({check_entity_id(t.entity_id) for t in items if t.entity_id})
-        owned = {e.id: e for e in self._get(user, ids=wanted)} if wanted else {}
-        taken = set(self._col("entities").get(ids=wanted, include=[])["ids"]) if wanted else set()
-        olds: list[Entity | None] = []
-        ids: list[str] = []
-        for t, key in zip(items, keys, strict=True):
-            old = owned.get(t.entity_id or "") or existing.get(key)
-            named = existing.get(key)
-            if old is not None and named is not None and named.id != old.id:
-                raise InvalidInputError(
-                    f"{t.name!r} is already the name of another entity ({named.id})",
-                    f"rename one of them, or `rcmu forget {named.id}` first",
-                )
-            if old is not None and old.category != t.category:
-                raise InvalidInputError(
-                    f"{t.name!r} is already remembered as a {old.category}",
-                    f"use --category {old.category}, or `rcmu forget {t.name!r}` first",
-                )
-            olds.append(old)
-            if old is not None:
-                ids.append(old.id)
-            elif t.entity_id and t.entity_id not in taken:
-                ids.append(t.entity_id)
-            else:
-                ids.append(uuid.uuid4().hex[:12])
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("two items in one batch are the same entity", "merge their photos and info")
-        return olds, ids
 
     def recover(self) -> None:
         """Finish the cleanup of a write that was killed (orphan vectors, photo copies, the profile)."""
         with write_lock(self.home, self.lock_timeout):
-            self._recover()
+            recover_write(self)
 
     def _update_profile(self, user: str, add: set[str] | None = None) -> None:
         """Per-user summary (categories, count) so asking never scans every entity."""
@@ -455,29 +350,6 @@ class MemoryStore:
             metadatas=[{"user": user, "categories": json.dumps(sorted(categories)), "stamp": new_stamp()}],
         )
 
-    def _store_photo(
-        self,
-        user: str,
-        entity_id: str,
-        photo: ReferencePhoto,
-        category: str,
-        vectors: dict[str, tuple[list[str], list[list[float]], list[dict[str, Any]]]],
-        files: list[Path],
-    ) -> str:
-        digest = photo_digest(photo.data)
-        target = self.home / "photos" / user / entity_id / f"{digest}{photo.suffix.lower()}"
-        if not target.exists():
-            atomic_write(target, photo.data)
-            files.append(target)
-        meta = {"user": user, "entity_id": entity_id, "category": category, "photo": str(target)}
-        for col_name, vector in (("faces", photo.face_descriptor), ("object_images", photo.image_embedding)):
-            if vector is not None:
-                ids, embeddings, metas = vectors[col_name]
-                ids.append(f"{entity_id}:{digest}")
-                embeddings.append([float(v) for v in vector])
-                metas.append(meta)
-        return str(target)
-
     def forget(self, user: str, key: str) -> Entity:
         """Remove an entity, its vectors and its copied photos."""
         entity = self.get(user, key)
@@ -490,33 +362,3 @@ class MemoryStore:
             self._update_profile(user)
         log.info("forgot %s (%s) for user %s", entity.name, entity.id, user)
         return entity
-
-    def _recover(self) -> None:
-        """Undo the vectors of a write that was killed before its entity row landed."""
-        journal = self.home / "memory.journal"
-        if not journal.exists():
-            return
-        try:
-            intent = json.loads(journal.read_bytes())
-            user, planned = intent["user"], dict(intent["entities"])
-        except (ValueError, KeyError, TypeError):
-            journal.unlink(missing_ok=True)
-            return
-        for entity_id, digests in planned.items():
-            got = self._col("entities").get(ids=[entity_id], include=["metadatas"])
-            kept = json.loads(got["metadatas"][0]["photos"]) if got["ids"] else []
-            lost = [d for d in digests if not any(d in Path(p).name for p in kept)]
-            if not lost:
-                continue
-            log.warning("removing %d vector(s) left by an interrupted write", len(lost))
-            for col_name in ("faces", "object_images"):
-                if col_name == "faces" or self.image_model:
-                    self._col(col_name).delete(ids=[f"{entity_id}:{d}" for d in lost])
-            for digest in lost:  # the photo copies too (also a half-written `.part`)
-                for path in self.home.glob(f"photos/*/{entity_id}/*{digest}*"):
-                    path.unlink(missing_ok=True)
-            for folder in self.home.glob(f"photos/*/{entity_id}"):
-                if not any(folder.iterdir()):
-                    folder.rmdir()
-        self._update_profile(user)
-        journal.unlink(missing_ok=True)

@@ -27,20 +27,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
-
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.memory._transfer_read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
+from rcmu_agent.schema import ExportReport, ImportReport
 from rcmu_agent.users import check_user
 
 if TYPE_CHECKING:
     from rcmu_agent.memory.store import MemoryStore
-    from rcmu_agent.parts import Parts
+    from rcmu_agent.recognizer import Recognizer
 
 __all__ = [
     "FORMAT_VERSION",
-    "ExportReport",
-    "ImportReport",
     "ImportRow",
     "export_memory",
     "import_memory",
@@ -49,31 +46,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
-
-
-class ExportReport(BaseModel):
-    path: str
-    users: dict[str, int]  # user → entities exported
-    photos: int
-    missing_photos: list[str] = Field(default_factory=list)  # reference copies gone from the home
-    library_photos: int | None = None
-    seconds: float = 0.0
-
-
-class ImportReport(BaseModel):
-    source: str
-    user: str
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0  # already in memory exactly as given (a rerun skips these)
-    failed: list[str] = Field(default_factory=list)  # `FILE:LINE: reason`
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """False when there was something to load and nothing of it could be."""
-        return not self.failed or self.added + self.updated + self.unchanged > 0
 
 
 # ---- export ------------------------------------------------------------------------------------------
@@ -200,7 +172,7 @@ def _export_library(db: Path, tmp: Path, users: Sequence[str]) -> int:
 
 # ---- import ------------------------------------------------------------------------------------------
 def import_memory(
-    parts: Parts,
+    recognizer: Recognizer,
     source: Path | str,
     *,
     user: str,
@@ -214,7 +186,7 @@ def import_memory(
     """
     read = read_source(source)
     rows = _rows_of(read, from_user)
-    report = import_rows(parts, rows, user=user, workers=workers, progress=progress)
+    report = import_rows(recognizer, rows, user=user, workers=workers, progress=progress)
     report.source = str(source)
     report.rows += len(read.bad)
     report.failed[:0] = [str(b) for b in read.bad]
@@ -237,7 +209,7 @@ def _rows_of(read: Source, from_user: str | None) -> list[ImportRow]:
 
 
 def import_rows(
-    parts: Parts,
+    recognizer: Recognizer,
     rows: Sequence[ImportRow],
     *,
     user: str,
@@ -254,7 +226,7 @@ def import_rows(
     if workers is None:
         workers = os.cpu_count() or 1
     workers = min(workers, max(people, 1)) if people else 0
-    with Loader(parts, user, report, workers=workers, batch=batch) as loader:
+    with Loader(recognizer, user, report, workers=workers, batch=batch) as loader:
         pending: deque[Any] = deque()
         window = max(8, 8 * workers)
         for read, row in enumerate(rows, start=1):

@@ -1,8 +1,8 @@
 """Plumbing every `rcmu` sub-command shares: consoles, the overrides from global options, and the
 one error policy (fixable errors: one line, exit 2; anything else: exit 1, traceback with --verbose).
 
-Sub-command modules (`train/cli.py`, `evals/cli.py`, `tools/cli.py`) import from here, never from
-`rcmu_agent.cli`, which imports them.
+Sub-command modules (`memory/cli.py`, `memory/library_cli.py`, `train/cli.py`, `evals/cli.py`, …)
+import from here, never from `rcmu_agent.cli`, which imports them.
 """
 
 from __future__ import annotations

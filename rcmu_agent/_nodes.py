@@ -25,8 +25,7 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.messages import answer_message, read_turn
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, number_entries, resolve_placeholders
-from rcmu_agent.regions import check_box
-from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
+from rcmu_agent.schema import Answer, ContextEntry, Entity, LibraryAnswer, PhotoCitation, PhotoHit, Region
 from rcmu_agent.state import AgentState, Context
 
 __all__ = ["MEMORY_MIN_SIMILARITY", "Nodes", "bound_user", "dump", "load"]
@@ -130,7 +129,7 @@ class Nodes:
         parts = self.parts
         if isinstance(photo, Path):  # already allowed by `read_turn`: any file locally, else RCMU_ALLOWED_ROOTS
             path = str(photo)
-            parts.image(path)  # checked now, and decoded once: detection reuses it
+            parts.photos.load(path)  # checked now, and decoded once: detection reuses it
             return path
         from rcmu_agent.files import save_by_content
         from rcmu_agent.images import load_image
@@ -140,63 +139,16 @@ class Nodes:
 
     # ---- detect + recall ----------------------------------------------------------------------
     def detect(self, state: AgentState) -> dict[str, Any]:
-        parts = self.parts
-        image = parts.image(str(state["image_path"]))
+        recognizer = self.parts.recognizer
+        image = self.parts.photos.load(str(state["image_path"]))
         given = _regions_from_json(state["turn"].get("regions"))
-        if given:  # the caller's boxes, in the caller's order (<regionK> refers to it), checked strictly
-            regions = [r.model_copy(update={"box": check_box(r.box, image.size, strict=True)}) for r in given]
-        else:
-            regions = parts.face_detector.detect(image)
-            categories = [c for c in parts.memory.categories(state["user"]) if c != "person"]
-            if parts.object_detector is not None and categories:
-                regions += parts.object_detector.detect(image, categories)
-        described = self._describe(image, regions, given=bool(given))
-        return {"detected": dump(described), "image_size": list(image.size)}
-
-    def _describe(self, image: Any, regions: list[Region], *, given: bool) -> list[Region]:
-        """Attach what recognition compares: face descriptors for people, image embeddings for objects.
-
-        A caller's person box may hold a whole body, so its face is found by detection inside it
-        rather than by aligning landmarks on the box itself.
-        """
-        parts, out = self.parts, list(regions)
-        people = [i for i, r in enumerate(out) if r.info is None and r.category == "person"]
-        if people:
-            if given:
-                found = parts.face_detector.detect(image)
-                pairs = [(i, _face_inside(out[i], found)) for i in people]
-            else:
-                pairs = [(i, out[i]) for i in people]
-            faces = [(i, face) for i, face in pairs if face is not None]
-            encoded = parts.face_encoder.encode(image, [face for _, face in faces])
-            for (i, _), face in zip(faces, encoded, strict=True):
-                out[i] = out[i].model_copy(update={"descriptor": face.descriptor})
-        objects = [i for i, r in enumerate(out) if r.info is None and r.category != "person"]
-        if objects and parts.image_embedder is not None:
-            crops = [parts.image_embedder.crop(image, out[i].box) for i in objects]
-            for i, vector in zip(objects, parts.image_embedder.embed(crops), strict=True):
-                out[i] = out[i].model_copy(update={"descriptor": vector.tolist()})
-        return out
+        categories = [] if given else recognizer.object_categories(state["user"])
+        seen = recognizer.see(image, categories, given=given)
+        return {"detected": dump(seen), "image_size": list(image.size)}
 
     def recall(self, state: AgentState) -> dict[str, Any]:
-        memory, settings, user = self.parts.memory, self.parts.settings, state["user"]
-        regions = load(Region, state.get("detected"))
-        entries = [ContextEntry(region=r.model_copy(update={"descriptor": None}), info=r.info) for r in regions]
-        faces = [i for i, r in enumerate(regions) if r.info is None and r.category == "person" and r.descriptor]
-        objects = [i for i, r in enumerate(regions) if r.info is None and r.category != "person" and r.descriptor]
-        matches = memory.match_faces(user, [regions[i].descriptor or [] for i in faces], settings.face_threshold)
-        matches += memory.match_objects(
-            user,
-            [regions[i].descriptor or [] for i in objects],
-            [regions[i].category for i in objects],
-            settings.object_threshold,
-        )
-        for i, match in zip(faces + objects, matches, strict=True):
-            if match is not None:
-                e = match.entity
-                entries[i] = entries[i].model_copy(
-                    update={"entity_id": e.id, "name": e.name, "info": e.info, "distance": match.distance}
-                )
+        memory, user = self.parts.memory, state["user"]
+        entries = self.parts.recognizer.match(user, load(Region, state.get("detected")))
         named = memory.named_in(user, state["question"])
         found = {e.entity_id for e in entries}
         missing = [e for e in named if e.id not in found]
@@ -217,12 +169,14 @@ class Nodes:
 
     def library_retrieve(self, state: AgentState) -> dict[str, Any]:
         """Top photos for the question, as one collage with every known region as context."""
-        from rcmu_agent.library import library_context, retrieve, save_collage
+        from rcmu_agent.collage import library_context, save_collage
 
-        settings, user = self.parts.settings, state["user"]
-        photos = retrieve(self.parts.library, user, state["question"], state["turn"]["library_limit"])
-        canvas, entries, refs = library_context(self.parts, user, photos)
-        path = save_collage(canvas, settings.home / "library" / "collages")
+        parts, user = self.parts, state["user"]
+        photos = parts.library.search.retrieve(user, state["question"], state["turn"]["library_limit"])
+        canvas, entries, refs = library_context(
+            photos, parts.photos, parts.memory, user, parts.settings.library_collage_cell
+        )
+        path = save_collage(canvas, parts.settings.home / "library" / "collages")
         return {
             "image_path": str(path),
             "image_size": list(canvas.size),
@@ -235,13 +189,15 @@ class Nodes:
 
     # ---- compose + answer + cite --------------------------------------------------------------
     def compose(self, state: AgentState) -> dict[str, Any]:
-        entries = load(ContextEntry, state.get("entries"))
-        if state.get("route") == "memory":
-            return {"prompt": build_memory_prompt(entries, state["question"])}
+        """The region-context prompt over the photo (or the library's collage): entries numbered."""
         size = (int(state["image_size"][0]), int(state["image_size"][1]))
-        entries = number_entries(entries)
+        entries = number_entries(load(ContextEntry, state.get("entries")))
         question, _ = resolve_placeholders(state["question"], entries, size)
         return {"entries": dump(entries), "prompt": build_prompt(entries, question, size)}
+
+    def compose_memory(self, state: AgentState) -> dict[str, Any]:
+        """The memory-only prompt: remembered entries, no photo."""
+        return {"prompt": build_memory_prompt(load(ContextEntry, state.get("entries")), state["question"])}
 
     def _chat_model(self, state: AgentState) -> Any:
         """The backend as a LangChain chat model bound to the thread's photo; building it may import
@@ -249,7 +205,7 @@ class Nodes:
         from rcmu_agent.backends.chat_model import VLMChatModel
 
         path = state.get("image_path")
-        return VLMChatModel(backend=self.parts.vlm, image=self.parts.image(path) if path else None)
+        return VLMChatModel(backend=self.parts.vlm, image=self.parts.photos.load(path) if path else None)
 
     def answer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         reply = self._chat_model(state).invoke([HumanMessage(content=state["prompt"])], config)
@@ -263,10 +219,31 @@ class Nodes:
         return {"reply": reply.text.strip(), "reply_id": reply.id}
 
     def cite(self, state: AgentState) -> dict[str, Any]:
+        answer = self._answer(state)
+        return {"answer": answer.model_dump(mode="json"), "messages": [self._message(answer, state)]}
+
+    def cite_library(self, state: AgentState) -> dict[str, Any]:
+        """As `cite`, and each cited `[n]` resolved to the photo and region it came from."""
+        from rcmu_agent.collage import cite_photos
+
+        answer = self._answer(state)
+        entries = load(ContextEntry, state.get("entries"))
+        numbers = [c.index for c in answer.citations if c.valid]
+        refs = load(PhotoCitation, state.get("library_refs"))
+        library = LibraryAnswer(
+            **answer.model_dump(exclude={"citations", "regions"}),
+            citations=answer.citations,
+            regions=answer.regions,
+            photos=load(PhotoHit, state.get("library_photos")),
+            photo_citations=cite_photos(entries, refs, numbers),
+        )
+        return {"answer": library.model_dump(mode="json"), "messages": [self._message(library, state)]}
+
+    def _answer(self, state: AgentState) -> Answer:
         entries, reply = load(ContextEntry, state.get("entries")), state.get("reply", "")
         context_only = bool(state["turn"].get("context_only"))
         citations, invalid = resolve_citations(reply, entries)
-        answer = Answer(
+        return Answer(
             text="" if context_only else reply,
             citations=citations,
             invalid_citations=invalid,
@@ -276,20 +253,10 @@ class Nodes:
             context_only=context_only,
             image=state.get("image_path"),
         )
-        if state.get("route") == "library":
-            from rcmu_agent.library import cite_photos
-            from rcmu_agent.memory.library import LibraryAnswer, PhotoCitation, PhotoHit
 
-            numbers = [c.index for c in citations if c.valid]
-            answer = LibraryAnswer(
-                **answer.model_dump(exclude={"citations", "regions"}),
-                citations=citations,
-                regions=answer.regions,
-                photos=load(PhotoHit, state.get("library_photos")),
-                photo_citations=cite_photos(entries, load(PhotoCitation, state.get("library_refs")), numbers),
-            )
-        message = answer_message(answer, message_id=state.get("reply_id"))
-        return {"answer": answer.model_dump(mode="json"), "messages": [message]}
+    @staticmethod
+    def _message(answer: Answer, state: AgentState) -> Any:
+        return answer_message(answer, message_id=state.get("reply_id"))
 
 
 def _format(data: bytes) -> str | None:
@@ -300,10 +267,3 @@ def _format(data: bytes) -> str | None:
 
     with Image.open(io.BytesIO(data)) as image:
         return image.format.lower() if image.format else None
-
-
-def _face_inside(box_region: Region, faces: list[Region]) -> Region | None:
-    """The largest detected face whose centre lies inside the caller's box."""
-    x1, y1, x2, y2 = box_region.box
-    inside = [f for f in faces if x1 <= (f.box[0] + f.box[2]) / 2 <= x2 and y1 <= (f.box[1] + f.box[3]) / 2 <= y2]
-    return max(inside, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)

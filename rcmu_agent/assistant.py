@@ -17,12 +17,22 @@ from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import DESCRIBE_QUESTION
-from rcmu_agent.schema import Answer, Entity, Region, normalize_category
+from rcmu_agent.schema import (
+    Answer,
+    Cluster,
+    Entity,
+    ExportReport,
+    ImportReport,
+    IndexReport,
+    LibraryAnswer,
+    PhotoHit,
+    Region,
+    normalize_category,
+)
 from rcmu_agent.settings import Settings
 
 if TYPE_CHECKING:
-    from rcmu_agent.memory.library import Cluster, IndexReport, LibraryAnswer, PhotoHit, PhotoLibrary
-    from rcmu_agent.memory.transfer import ExportReport, ImportReport
+    from rcmu_agent.memory.library import PhotoLibrary
     from rcmu_agent.state import Context
 
 __all__ = ["Assistant"]
@@ -87,23 +97,14 @@ class Assistant:
                 )
             except RcmuError as exc:  # among several photos, say which one is bad
                 raise type(exc)(exc.problem.replace("image bytes", label) + which, exc.fix) from None
-            if category == "person":
-                faces = self.parts.face_detector.detect(image)
-                if not faces:
-                    raise InvalidInputError(
-                        f"no face found in {label}{which}",
-                        "use a photo where the face is visible, frontal and at least ~80 pixels wide",
-                    )
-                if len(faces) > 1:
-                    log.warning("%s has %d faces; using the largest as %s", label, len(faces), name)
-                face = self.parts.face_encoder.encode(image, faces[:1])[0]
-                references.append(ReferencePhoto(data, suffix, face_descriptor=face.descriptor))
-            elif self.parts.image_embedder is not None:
-                vector = self.parts.image_embedder.embed([image])[0]
-                references.append(ReferencePhoto(data, suffix, image_embedding=vector.tolist()))
-            else:
+            ref = self.parts.recognizer.describe_reference(image, category, f"{label}{which}")
+            if ref.faces > 1:
+                log.warning("%s has %d faces; using the largest as %s", label, ref.faces, name)
+            if category != "person" and ref.image_embedding is None:
                 log.warning("no image embedding model configured: %s will not be recognised visually", name)
-                references.append(ReferencePhoto(data, suffix))
+            references.append(
+                ReferencePhoto(data, suffix, face_descriptor=ref.face_descriptor, image_embedding=ref.image_embedding)
+            )
         return self.parts.memory.remember(user, name, info, category, references)
 
     def forget(self, key: str, *, user: str | None = None) -> Entity:
@@ -142,7 +143,12 @@ class Assistant:
         from rcmu_agent.memory.transfer import import_memory
 
         return import_memory(
-            self.parts, source, user=self._user(user), from_user=from_user, workers=workers, progress=progress
+            self.parts.recognizer,
+            source,
+            user=self._user(user),
+            from_user=from_user,
+            workers=workers,
+            progress=progress,
         )
 
     # ---- photo library -------------------------------------------------------------------------
@@ -159,7 +165,7 @@ class Assistant:
         progress: Callable[[int, int], None] | None = None,
     ) -> IndexReport:
         """Index (or re-index, incrementally) the photos under `root` for `user`."""
-        return self.library.index(root, user=self._user(user), progress=progress)
+        return self.library.indexer.index(root, user=self._user(user), progress=progress)
 
     def search_photos(
         self,
@@ -172,15 +178,15 @@ class Assistant:
         user: str | None = None,
     ) -> list[PhotoHit]:
         """Photos with all of `people`, closest to `text`, taken within [since, until] (all optional)."""
-        return self.library.search(self._user(user), people=people, text=text, since=since, until=until, limit=limit)
+        return self.library.search.search(
+            self._user(user), people=people, text=text, since=since, until=until, limit=limit
+        )
 
     def ask_library(
         self, question: str, *, user: str | None = None, limit: int = 4, context_only: bool = False
     ) -> LibraryAnswer:
         """Multimodal RAG: retrieve the top photos for `question`, show them to the model as one collage
         with every region in the context, and answer with citations that resolve to (photo, region)."""
-        from rcmu_agent.memory.library import LibraryAnswer
-
         state = {
             "messages": [_human(question)],
             "context_only": context_only,
@@ -192,18 +198,18 @@ class Assistant:
 
     def people(self, *, user: str | None = None, include_named: bool = False) -> list[Cluster]:
         """Clusters of faces nobody has named yet (largest first), with sample crops."""
-        return self.library.clusters(self._user(user), include_named=include_named)
+        return self.library.clusters.of(self._user(user), include_named=include_named)
 
     def name_cluster(self, cluster: int, name: str, *, info: str | None = None, user: str | None = None) -> Cluster:
         """Name every face of a cluster; the person is remembered so later photos are recognised too."""
-        return self.library.name_cluster(self._user(user), cluster, name, info=info)
+        return self.library.clusters.name(self._user(user), cluster, name, info=info)
 
     def merge_clusters(self, clusters: Sequence[int], *, user: str | None = None) -> Cluster:
-        return self.library.merge_clusters(self._user(user), clusters)
+        return self.library.clusters.merge(self._user(user), clusters)
 
     def split_cluster(self, cluster: int, faces: Sequence[int], *, user: str | None = None) -> Cluster:
         """Move `faces` out of `cluster` into a new cluster (a user decision: never re-guessed)."""
-        return self.library.split_cluster(self._user(user), cluster, faces)
+        return self.library.clusters.split(self._user(user), cluster, faces)
 
     def _user(self, user: str | None) -> str:
         from rcmu_agent.users import check_user
@@ -298,7 +304,7 @@ class Assistant:
         per user under the home's inbox."""
         if isinstance(photo, str | Path):
             path = str(Path(str(photo).removeprefix("file://")).expanduser().resolve())
-            self.parts.image(path)  # checked now, and decoded once: detection reuses it
+            self.parts.photos.load(path)  # checked now, and decoded once: detection reuses it
             return path
         import io
 

@@ -210,7 +210,7 @@ def _answer(
         if annotate is not None and answer.image:
             from rcmu_agent.annotate import save_annotated
 
-            save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
+            save_annotated(assistant.parts.photos.load(answer.image), answer.regions, annotate)
         return answer, _visual_tokens(assistant, answer)
 
     answer, tokens = run(work)
@@ -237,7 +237,7 @@ def _answer_library(
         if annotate is not None and answer.image:
             from rcmu_agent.annotate import save_annotated
 
-            save_annotated(assistant.parts.image(answer.image), answer.regions, annotate)
+            save_annotated(assistant.parts.photos.load(answer.image), answer.regions, annotate)
         return answer, _visual_tokens(assistant, answer)
 
     answer, tokens = run(work)
@@ -265,7 +265,7 @@ def _visual_tokens(assistant: Any, answer: Any) -> int | None:
     from rcmu_agent.visual_budget import visual_tokens
 
     settings = assistant.settings
-    size = assistant.parts.image(answer.image).size
+    size = assistant.parts.photos.load(answer.image).size
     return visual_tokens(*size, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
 
 
@@ -299,12 +299,12 @@ def _register_subcommands() -> None:
     """Training, evaluation and photo-library commands live beside their code."""
     from rcmu_agent.evals.cli import register as register_evals
     from rcmu_agent.memory.cli import register as register_memory
-    from rcmu_agent.tools.cli import register as register_tools
+    from rcmu_agent.memory.library_cli import register as register_library
     from rcmu_agent.tools.mcp_cli import register as register_mcp
     from rcmu_agent.tools.web_cli import register as register_web
     from rcmu_agent.train.cli import register as register_train
 
-    for register in (register_memory, register_tools, register_mcp, register_web, register_train, register_evals):
+    for register in (register_memory, register_library, register_mcp, register_web, register_train, register_evals):
         register(app)
 
 

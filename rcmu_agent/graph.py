@@ -1,8 +1,11 @@
 """The agent as a LangGraph graph: route → detect → recall → compose → answer → cite.
 
-A question over the photo library takes route → library_retrieve → compose → answer → cite: the
-retrieved photos become one collage with their regions as context (`rcmu_agent.library`). A question
-with no photo takes route → recall_memory → compose → answer → cite.
+A question over the photo library takes route → library_retrieve → compose → answer → cite_library:
+the retrieved photos become one collage with their regions as context (`rcmu_agent.collage`), and
+citations resolve to photos. A question with no photo takes route → recall_memory → compose_memory →
+answer → cite. A follow-up about the thread's photo goes from route straight to compose. With
+`context_only`, compose goes straight to citing. Every route is its own path of nodes, so LangGraph
+Studio's picture of the graph shows all of them.
 
 This is the only module that knows the order of the steps (`rcmu_agent._nodes` holds the steps,
 `rcmu_agent.state` the schemas). Messages in, an AI message out: the graph sits behind any chat front
@@ -44,8 +47,10 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_c
     builder.add_node("recall_memory", nodes.recall_memory)
     builder.add_node("library_retrieve", nodes.library_retrieve)
     builder.add_node("compose", nodes.compose)
+    builder.add_node("compose_memory", nodes.compose_memory)
     builder.add_node("answer", RunnableLambda(nodes.answer, afunc=nodes.aanswer, name="answer"))
     builder.add_node("cite", nodes.cite)
+    builder.add_node("cite_library", nodes.cite_library)
     builder.add_edge(START, "route")
     builder.add_conditional_edges(
         "route",
@@ -54,12 +59,23 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_c
     )
     builder.add_edge("detect", "recall")
     builder.add_edge("recall", "compose")
-    builder.add_edge("recall_memory", "compose")
     builder.add_edge("library_retrieve", "compose")
-    builder.add_conditional_edges("compose", lambda s: "cite" if s["turn"].get("context_only") else "answer")
-    builder.add_edge("answer", "cite")
+    builder.add_edge("recall_memory", "compose_memory")
+    for composed in ("compose", "compose_memory"):
+        builder.add_conditional_edges(composed, _after_compose, ["answer", "cite", "cite_library"])
+    builder.add_conditional_edges("answer", _cite, ["cite", "cite_library"])
     builder.add_edge("cite", END)
+    builder.add_edge("cite_library", END)
     return builder.compile(checkpointer=checkpointer, name="rcmu-agent")
+
+
+def _cite(state: AgentState) -> str:
+    return "cite_library" if state["route"] == "library" else "cite"
+
+
+def _after_compose(state: AgentState) -> str:
+    """With `context_only` the model is not asked: straight to citing (which reports the context)."""
+    return _cite(state) if state["turn"].get("context_only") else "answer"
 
 
 def _serializer() -> Any:

@@ -14,6 +14,7 @@ import os
 import stat
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote
@@ -25,6 +26,7 @@ from rcmu_agent.errors import InvalidInputError, NotFoundError
 __all__ = [
     "PHOTO_SUFFIXES",
     "ImageSource",
+    "PhotoCache",
     "image_to_data_url",
     "load_image",
     "register_openers",
@@ -240,3 +242,33 @@ def image_to_data_url(img: Image.Image) -> str:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG", compress_level=1)  # lossless at any level; 1 is the fastest
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class PhotoCache:
+    """Checked photos by path, each decoded once while it stays among the last few used.
+
+    A question decodes its photo when the route checks it, again for detection, for the model and
+    for the annotated copy; a 12 MP JPEG costs ~0.3 s to decode. Keyed by path, mtime and size, so an
+    edited file is decoded afresh.
+    """
+
+    def __init__(self, *, max_bytes: int, max_pixels: int, keep: int = 4) -> None:
+        self.max_bytes, self.max_pixels, self.keep = max_bytes, max_pixels, keep
+        self._images: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, path: str | Path) -> Image.Image:
+        if not Path(path).is_file():
+            raise NotFoundError(f"photo {path} does not exist", "check the path")
+        stat = Path(path).stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key]
+        img = load_image(str(path), max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        with self._lock:
+            self._images[key] = img
+            while len(self._images) > self.keep:
+                self._images.popitem(last=False)
+        return img

@@ -1,4 +1,5 @@
-"""The typed objects that flow through the agent: regions, entities, context entries, answers.
+"""The typed objects that flow through the agent: regions, entities, context entries, answers, and
+the photo library's records (index reports, search hits, library answers).
 
 Boxes are pixel `x1,y1,x2,y2` in the original photo; the prompt builder alone converts them to the
 model's 0..999 grid, so nothing else has to know about that convention.
@@ -9,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+
+from rcmu_agent.masks import RLE, Box, mask_to_box, to_rle
 
 __all__ = [
     "RLE",
@@ -17,14 +20,22 @@ __all__ = [
     "Box",
     "Category",
     "Citation",
+    "Cluster",
     "ContextEntry",
     "Entity",
+    "ExportReport",
+    "ImportReport",
+    "IndexReport",
+    "LibraryAnswer",
+    "PhotoCitation",
+    "PhotoHit",
+    "Place",
     "Region",
+    "SkippedFile",
     "Source",
     "normalize_category",
 ]
 
-Box = tuple[float, float, float, float]
 Source = Literal["face", "object", "user"]
 
 
@@ -43,15 +54,6 @@ def _category(value: str) -> str:
 
 Category = Annotated[str, AfterValidator(_category)]
 """A normalised, non-empty category, for any model field that holds one."""
-
-
-class RLE(BaseModel):
-    """A binary mask as COCO run-length encoding (column-major; counts compressed or not)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    size: tuple[int, int]  # (height, width)
-    counts: str | list[int]
 
 
 def _agrees(given: Any, derived: Box, tolerance: float = 1.0) -> bool:
@@ -82,8 +84,6 @@ class Region(BaseModel):
     @classmethod
     def _box_from_mask(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("mask") is not None:
-            from rcmu_agent.regions import mask_to_box, to_rle
-
             rle = to_rle(data["mask"])
             derived, given = mask_to_box(rle), data.get("box")
             if given is not None and not _agrees(given, derived):
@@ -195,3 +195,125 @@ class Answer(BaseModel):
             "context": self.prompt,
             "context_only": self.context_only,
         }
+
+
+# ---- the photo library: what indexing reports, what a search finds, what a library answer cites ----
+
+
+class Place(BaseModel):
+    """Where a photo was taken (EXIF GPS, decimal degrees)."""
+
+    lat: float
+    lon: float
+
+
+class SkippedFile(BaseModel):
+    """A file the index left out, and why (unreadable, not an image, too large, a symlink loop...)."""
+
+    path: str
+    reason: str
+
+
+class IndexReport(BaseModel):
+    """What one `index_library` run did. Counts are files (paths), except `photos`, the library's total."""
+
+    root: str
+    user: str
+    added: int = 0  # new content: decoded, faces found, embedded
+    unchanged: int = 0  # same size and mtime at the same path (or same hash): nothing read or decoded
+    moved: int = 0  # known content at a new path whose old path is gone: path updated, nothing recomputed
+    duplicates: int = 0  # known content at a second path that still exists: one photo, both paths kept
+    removed: int = 0  # paths that disappeared (a photo is deleted when its last path goes)
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    photos: int = 0  # photos of this user in the library after the run
+    faces: int = 0  # faces detected in the photos added by this run
+    seconds: float = 0.0
+
+
+class PhotoHit(BaseModel):
+    """One photo found by a search, with the regions that made it match (for citing).
+
+    Boxes are pixels of the photo as displayed (EXIF orientation applied). `regions[i].info` is the
+    name of whoever was recognised there (None for an unknown face); `matched_regions` holds indices
+    into `regions` of the people the query asked for.
+    """
+
+    id: str
+    path: str  # absolute path of the first known copy
+    paths: list[str] = Field(default_factory=list)  # every known copy (duplicates)
+    taken_at: datetime | None = None
+    place: Place | None = None
+    people: list[str] = Field(default_factory=list)
+    regions: list[Region] = Field(default_factory=list)
+    score: float = 1.0  # text similarity when the query had text, else 1.0
+    matched_regions: list[int] = Field(default_factory=list)
+    context: str = ""  # the photo's region context as text (what text search compares against)
+    size: tuple[int, int] = (0, 0)  # width, height
+
+
+class Cluster(BaseModel):
+    """Faces nobody has named yet that look like one person (or a cluster the user has named)."""
+
+    id: int
+    size: int
+    name: str | None = None
+    faces: list[int] = Field(default_factory=list)  # face ids, for `rcmu split`
+    sample_paths: list[str] = Field(default_factory=list)
+    crops: list[str] = Field(default_factory=list)
+
+
+class PhotoCitation(BaseModel):
+    """A `[n]` of a library answer resolved to the photo and the region (in that photo's pixels)."""
+
+    index: int
+    photo_id: str
+    path: str
+    box: Box | None = None  # None: the citation is the photo as a whole
+    name: str | None = None
+    category: str = "photo"
+
+
+class LibraryAnswer(Answer):
+    """An answer over several photos: `image` is the collage the model saw; `photo_citations` map each
+    `[n]` back to the photo and region it came from; `photos` are the retrieved photos, in tile order."""
+
+    photos: list[PhotoHit] = Field(default_factory=list)
+    photo_citations: list[PhotoCitation] = Field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        data = super().summary()
+        data["photos"] = [{"id": p.id, "path": p.path, "people": p.people} for p in self.photos]
+        data["photo_citations"] = [c.model_dump() for c in self.photo_citations]
+        return data
+
+
+# ---- carrying memory: export and import ----
+
+
+class ExportReport(BaseModel):
+    """What `rcmu export` wrote."""
+
+    path: str
+    users: dict[str, int]  # user → entities exported
+    photos: int
+    missing_photos: list[str] = Field(default_factory=list)  # reference copies gone from the home
+    library_photos: int | None = None
+    seconds: float = 0.0
+
+
+class ImportReport(BaseModel):
+    """What `rcmu import` did with each row."""
+
+    source: str
+    user: str
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0  # already in memory exactly as given (a rerun skips these)
+    failed: list[str] = Field(default_factory=list)  # `FILE:LINE: reason`
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """False when there was something to load and nothing of it could be."""
+        return not self.failed or self.added + self.updated + self.unchanged > 0

@@ -193,7 +193,7 @@ class _NoDetector:
 
 def test_caller_regions_skip_detection_and_resolve_placeholders(home: Path, shared_data: Path) -> None:
     parts = Parts(Settings(home=home, model="/nonexistent", **NO_MODEL))
-    parts.__dict__["face_detector"] = _NoDetector()
+    parts.recognizer.__dict__["face_detector"] = _NoDetector()
     regions = [
         Region(box=(80, 20, 420, 290), category="cat", info="Chelsea is a 6-year-old tabby who naps all day"),
         Region(box=(0, 0, 60, 60), category="toy", info="A mouse toy bought in 2021"),

@@ -34,7 +34,7 @@ def test_object_entities_are_detected_and_recognised(
     assert assistant.parts.memory.categories("default") == ["cat"]
 
     asked: list[list[str]] = []
-    detector = assistant.parts.object_detector
+    detector = assistant.parts.recognizer.object_detector
     assert detector is not None
     original = detector.detect
 

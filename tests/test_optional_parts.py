@@ -39,7 +39,9 @@ def test_context_only_works_with_a_dog_in_memory_and_no_detector(
     assert result.exit_code == 0, result.output
     names = [r["name"] for r in json.loads(result.stdout)["regions"]]
     assert "Barack Obama" in names
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "rcmu_agent.parts"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "rcmu_agent.recognizer"
+    ]
     skipped = [w for w in warnings if "object detection" in w]
     assert skipped and "skipped" in skipped[0] and "RCMU_OBJECT_DETECTOR" in skipped[0] and "\n" not in skipped[0]
 

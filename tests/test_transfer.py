@@ -321,13 +321,13 @@ def test_import_rows_from_python_keeps_ids_and_refuses_to_take_another_users(tmp
     small = _small(faces_dir, tmp_path / "small")
     assistant = _assistant(tmp_path / "home")
     rows = [ImportRow("kb:1", "Kit Harington", "Jon Snow.", "person", (small["kit_harington"],), entity_id="kit")]
-    report = import_rows(assistant.parts, rows, user="alice", workers=0)
+    report = import_rows(assistant.parts.recognizer, rows, user="alice", workers=0)
     assert report.added == 1 and assistant.entities(user="alice")[0].id == "kit"
     renamed = [ImportRow("kb:1", "Kit H.", "Jon Snow, renamed.", "person", (small["kit_harington"],), entity_id="kit")]
-    assert import_rows(assistant.parts, renamed, user="alice", workers=0).updated == 1  # same id: an update
+    assert import_rows(assistant.parts.recognizer, renamed, user="alice", workers=0).updated == 1  # same id: an update
     (kit,) = assistant.entities(user="alice")
     assert (kit.id, kit.name, len(kit.photos)) == ("kit", "Kit H.", 1)
-    import_rows(assistant.parts, rows, user="bob", workers=0)  # "kit" is alice's: bob gets a fresh id
+    import_rows(assistant.parts.recognizer, rows, user="bob", workers=0)  # "kit" is alice's: bob gets a fresh id
     (bobs,) = assistant.entities(user="bob")
     assert bobs.id != "kit" and assistant.entities(user="alice")[0].name == "Kit H."
 

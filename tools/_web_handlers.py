@@ -144,7 +144,7 @@ def check_reference(assistant: Assistant, photos: Sequence[str], category: str) 
         if category.strip().lower() != "person":
             shown.append((photo, [((0, 0, image.width, image.height), f"photo {number}: the whole photo")]))
             continue
-        faces = assistant.parts.face_detector.detect(image)
+        faces = assistant.parts.recognizer.face_detector.detect(image)
         if not faces:
             warnings.append(f"photo {number} ({name}): no face found — use a photo with a clear, frontal face")
         elif len(faces) > 1:

@@ -19,7 +19,7 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.tools._common import RcmuTool, failures
 
 if TYPE_CHECKING:
-    from rcmu_agent.memory.library import LibraryAnswer, PhotoHit
+    from rcmu_agent.schema import LibraryAnswer, PhotoHit
 
 __all__ = ["SearchPhotosInput", "SearchPhotosTool"]
 

@@ -168,7 +168,7 @@ class _Bridge:
             for r in artifact.get("regions", [])
             if r.get("box")
         ]
-        image = annotate(self.assistant.parts.image(str(artifact["image"])), entries)
+        image = annotate(self.assistant.parts.photos.load(str(artifact["image"])), entries)
         image.thumbnail((_PREVIEW_SIDE, _PREVIEW_SIDE))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")

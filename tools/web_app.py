@@ -126,7 +126,7 @@ def _chat_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], contex
             if answer is None:
                 yield [*history, reply], state, gr.skip(), gr.skip(), ""
                 continue
-            drawn = act.labelled(assistant.parts.image(answer.image), answer.regions) if answer.image else None
+            drawn = act.labelled(assistant.parts.photos.load(answer.image), answer.regions) if answer.image else None
             yield [*history, reply], state, drawn, answer.prompt, ""
 
     photo.change(new_photo, [photo, session], [session, chat, boxes])

@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from rcmu_agent.backends import VisionLanguageModel
+from rcmu_agent.backends.base import VisionLanguageModel
 from rcmu_agent.errors import InvalidInputError
 
 __all__ = ["VLMChatModel"]

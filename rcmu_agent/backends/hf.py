@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent._hub import hub_kwargs
-from rcmu_agent.backends import VisionLanguageModel
+from rcmu_agent.backends.base import VisionLanguageModel
 from rcmu_agent.errors import ModelLoadError, first_line
 from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 

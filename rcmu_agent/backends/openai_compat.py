@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 from tenacity import AsyncRetrying, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from rcmu_agent.backends import VisionLanguageModel
+from rcmu_agent.backends.base import VisionLanguageModel
 from rcmu_agent.errors import BackendError
 from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, fit_to_budget, jpeg_data_url
 

@@ -63,8 +63,8 @@ def lib(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> SimpleName
     assistant = Assistant(settings(home, max_image_pixels=30_000_000, library_workers=1))
     assistant.remember("Obama", info="Barack Obama, 44th US president", photos=[ref / "obama_obama.jpg"])
     assistant.remember("Biden", info="Joe Biden, 46th US president", photos=[ref / "biden_biden.jpg"])
-    counter = CountingDetector(assistant.parts.face_detector)
-    assistant.parts.__dict__["face_detector"] = counter
+    counter = CountingDetector(assistant.parts.recognizer.face_detector)
+    assistant.parts.recognizer.__dict__["face_detector"] = counter
     first = assistant.index_library(root)
     return SimpleNamespace(root=root, home=home, a=assistant, counter=counter, first=first, ref=ref)
 
@@ -72,7 +72,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> SimpleName
 def test_first_index_adds_each_content_once_and_lists_what_it_skipped(lib: SimpleNamespace) -> None:
     r = lib.first
     assert (r.added, r.duplicates, r.unchanged, r.moved, r.removed, r.photos) == (7, 1, 0, 0, 0, 7)
-    assert lib.counter.calls == 7 and lib.a.library.decodes == 7
+    assert lib.counter.calls == 7 and lib.a.library.indexer.decodes == 7
     reasons = {Path(s.path).name: s.reason for s in r.skipped}
     assert set(reasons) == {"broken.jpg", "notes.jpg", "readme.txt", "huge.png", "loop", "self.jpg", "outside.jpg"}
     assert "corrupt or truncated" in reasons["broken.jpg"]
@@ -88,7 +88,7 @@ def test_reindex_reads_and_decodes_nothing(lib: SimpleNamespace) -> None:
     r = lib.a.index_library(lib.root)
     assert (r.added, r.unchanged, r.moved, r.duplicates, r.removed, r.photos) == (0, 8, 0, 0, 0, 7)
     assert {Path(s.path).name for s in r.skipped} == {Path(s.path).name for s in lib.first.skipped}
-    assert lib.counter.calls == 7 and lib.a.library.decodes == 7  # the corrupt file was not read again either
+    assert lib.counter.calls == 7 and lib.a.library.indexer.decodes == 7  # the corrupt file was not read again either
 
 
 def test_search_by_person_pairs_gives_exact_sets(lib: SimpleNamespace) -> None:
@@ -153,11 +153,11 @@ def test_text_and_date_filters_combine(lib: SimpleNamespace) -> None:
 
 
 def test_moved_file_is_recognised_and_deleted_files_removed(lib: SimpleNamespace) -> None:
-    decodes = lib.a.library.decodes
+    decodes = lib.a.library.indexer.decodes
     (lib.root / "moved").mkdir()
     (lib.root / "misc" / "alex.jpg").rename(lib.root / "moved" / "alex_renamed.jpg")
     r = lib.a.index_library(lib.root)
-    assert (r.added, r.moved, r.removed) == (0, 1, 0) and lib.a.library.decodes == decodes
+    assert (r.added, r.moved, r.removed) == (0, 1, 0) and lib.a.library.indexer.decodes == decodes
     (alex,) = [c for c in lib.a.people() if "alex" in " ".join(c.sample_paths)]
     assert [Path(p).name for p in alex.sample_paths] == ["alex_renamed.jpg"]
 
@@ -166,7 +166,7 @@ def test_moved_file_is_recognised_and_deleted_files_removed(lib: SimpleNamespace
     r = lib.a.index_library(lib.root)
     assert (r.added, r.moved, r.removed, r.photos) == (0, 0, 2, 7)  # the duplicate's content is still there
     assert names(lib.a.search_photos(people=["Obama"])) == {"two_people.jpg"}
-    assert lib.a.library.decodes == decodes
+    assert lib.a.library.indexer.decodes == decodes
 
 
 KILLER = """
@@ -188,7 +188,7 @@ def test_killed_index_keeps_what_it_finished_and_resumes(tmp_path: Path, faces_d
     assert killed.returncode == -signal.SIGKILL
     assistant = Assistant(settings(home))
     r = assistant.index_library(root)
-    assert (r.added, r.unchanged, r.photos) == (2, 3, 5) and assistant.library.decodes == 2
+    assert (r.added, r.unchanged, r.photos) == (2, 3, 5) and assistant.library.indexer.decodes == 2
     assert len(assistant.search_photos(limit=50)) == 5
 
 
@@ -196,7 +196,7 @@ HOLDER = """
 import sys, time
 from rcmu_agent import Settings
 from rcmu_agent.parts import Parts
-with Parts(Settings(home=sys.argv[1])).library._lock():
+with Parts(Settings(home=sys.argv[1])).library.store.lock():
     print("locked", flush=True)
     time.sleep(120)
 """

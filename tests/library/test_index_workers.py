@@ -27,7 +27,7 @@ def build(root: Path, faces_dir: Path) -> None:
 
 
 def snapshot(assistant: Assistant) -> dict[str, Any]:
-    db = assistant.library.db
+    db = assistant.library.store.db
     photos = db.rows("SELECT id, width, height, taken_at, rel, context, embedded FROM photos ORDER BY id")
     regions = db.rows(
         "SELECT photo_id, x1, y1, x2, y2, category, name, cluster_id, descriptor FROM regions ORDER BY photo_id, x1"
@@ -41,12 +41,12 @@ def snapshot(assistant: Assistant) -> dict[str, Any]:
 def index(tmp_path: Path, root: Path, faces_dir: Path, workers: int) -> tuple[Any, dict[str, Any], Assistant]:
     assistant = Assistant(settings(tmp_path / f"home-{workers}"))
     assistant.remember("Obama", info="44th president", photos=[faces_dir / "reference" / "obama_obama.jpg"])
-    real = assistant.parts.face_detector
+    real = assistant.parts.recognizer.face_detector
     calls: list[Any] = []
-    assistant.parts.__dict__["face_detector"] = SimpleNamespace(
+    assistant.parts.recognizer.__dict__["face_detector"] = SimpleNamespace(
         detect=lambda image: calls.append(1) or real.detect(image)
     )
-    report = assistant.library.index(root, user="default", workers=workers)
+    report = assistant.library.indexer.index(root, user="default", workers=workers)
     assistant.detections_here = len(calls)  # type: ignore[attr-defined]
     return report, snapshot(assistant), assistant
 

@@ -32,7 +32,7 @@ def test_objects_and_image_embeddings_are_indexed(tmp_path: Path, shared_data: P
     hits = assistant.search_photos(people=["Chelsea"])
     assert hits and all(any(r.info == "Chelsea" and r.category == "cat" for r in h.regions) for h in hits)
     assert all("Chelsea (cat) at" in h.context for h in hits)
-    images = assistant.library._col("library_images")
+    images = assistant.library.store.col("library_images")
     assert images.count() == 2 and images.metadata["embedding_model"] == str(clip)
     got = images.get(include=["embeddings"])
-    assert len(got["embeddings"][0]) == assistant.parts.image_embedder.dim  # type: ignore[union-attr]
+    assert len(got["embeddings"][0]) == assistant.parts.recognizer.image_embedder.dim  # type: ignore[union-attr]

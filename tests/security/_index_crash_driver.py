@@ -80,8 +80,8 @@ def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[
 
     rng = random.Random(seed)
     assistant = Assistant(_settings(home))
-    assistant.parts.face_detector.detect(Image.new("RGB", (64, 64)))
-    assistant.parts.face_encoder.encode(Image.new("RGB", (64, 64)), [])
+    assistant.parts.recognizer.face_detector.detect(Image.new("RGB", (64, 64)))
+    assistant.parts.recognizer.face_encoder.encode(Image.new("RGB", (64, 64)), [])
     TextEmbedder().embed(["warm up"])  # loaded once here; each forked child reuses it
     ref = data / "faces" / "reference" / "obama_obama.jpg"
     pid, pipe = _fork(lambda: bool(assistant.remember("Barack Obama", info="44th president", photos=[ref])))

@@ -61,8 +61,8 @@ def main(home: Path, data: Path, out: Path, seconds: float, folder: Path, roles:
     import chromadb.api.rust  # noqa: F401  (code only: no client is opened before the fork)
 
     assistant = Assistant(Settings(home=home, object_detector=None, image_embedding_model=None))
-    assistant.parts.face_detector.detect(Image.new("RGB", (64, 64)))
-    assistant.parts.face_encoder.encode(Image.new("RGB", (64, 64)), [])
+    assistant.parts.recognizer.face_detector.detect(Image.new("RGB", (64, 64)))
+    assistant.parts.recognizer.face_encoder.encode(Image.new("RGB", (64, 64)), [])
     TextEmbedder().embed(["warm up"])
     children = []
     for role in roles:

@@ -18,13 +18,16 @@ import numpy as np
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.files import atomic_write
-from rcmu_agent.memory._library_base import LibraryBase
-from rcmu_agent.memory._library_models import Cluster
+from rcmu_agent.images import PhotoCache
+from rcmu_agent.memory._library_names import LibraryNames
+from rcmu_agent.memory._library_store import LibraryStore
 from rcmu_agent.memory._records import ReferencePhoto, name_key
+from rcmu_agent.memory.store import MemoryStore
 from rcmu_agent.prompt import clean_text
+from rcmu_agent.schema import Cluster
 from rcmu_agent.users import check_user
 
-__all__ = ["ClusterEdits"]
+__all__ = ["FaceClusters"]
 
 log = logging.getLogger(__name__)
 MAX_REFERENCES = 6  # faces of a named cluster copied into the memory as reference photos
@@ -32,8 +35,14 @@ SAMPLES = 3  # sample crops per cluster in `rcmu people`
 CROP_MARGIN = 0.25
 
 
-class ClusterEdits(LibraryBase):
-    def clusters(self, user: str, *, include_named: bool = False, crops: bool = True) -> list[Cluster]:
+class FaceClusters:
+    """The user's face clusters: listed with crops, named (remembering the person), merged, split."""
+
+    def __init__(self, store: LibraryStore, names: LibraryNames, memory: MemoryStore, photos: PhotoCache) -> None:
+        self.store, self.names, self.memory, self.photos = store, names, memory, photos
+        self.db = store.db
+
+    def of(self, user: str, *, include_named: bool = False, crops: bool = True) -> list[Cluster]:
         """Clusters, largest first; unnamed ones only unless `include_named`."""
         check_user(user)
         rows = self.db.rows(
@@ -73,7 +82,7 @@ class ClusterEdits(LibraryBase):
 
         for path in self.db.paths_of(user, [face["photo_id"]]).get(face["photo_id"], []):
             try:
-                image = self.parts.image(path)
+                image = self.photos.load(path)
             except RcmuError:
                 continue
             x1, y1, x2, y2 = face["x1"], face["y1"], face["x2"], face["y2"]
@@ -90,7 +99,7 @@ class ClusterEdits(LibraryBase):
         return None
 
     def _crops(self, user: str, faces: Sequence[Any]) -> list[Path]:
-        folder = self.dir / "crops" / user
+        folder = self.store.dir / "crops" / user
         out = []
         for face in faces:
             target = folder / f"face{int(face['id'])}.jpg"
@@ -103,12 +112,12 @@ class ClusterEdits(LibraryBase):
         return out
 
     # ---- naming ----------------------------------------------------------------------------------
-    def name_cluster(self, user: str, cluster_id: int, name: str, *, info: str | None = None) -> Cluster:
+    def name(self, user: str, cluster_id: int, name: str, *, info: str | None = None) -> Cluster:
         """Name every face in the cluster and remember the person (see the module docstring)."""
         check_user(user)
         name = clean_text(name, "name", max_chars=100)
-        memory = self.parts.memory
-        with self._lock():
+        memory = self.memory
+        with self.store.lock():
             faces = self._faces(user, cluster_id)
             try:
                 existing = memory.get(user, name)
@@ -134,18 +143,18 @@ class ClusterEdits(LibraryBase):
                     "UPDATE clusters SET name=?, entity_id=? WHERE user=? AND id=?",
                     (entity.name, entity.id, user, int(cluster_id)),
                 )
-            self._recontext(user, sorted({f["photo_id"] for f in faces}))
-            self._refresh_names(user)  # other faces that match the new references get the name too
+            self.store.recontext(user, sorted({f["photo_id"] for f in faces}))
+            self.names.refresh(user)  # other faces that match the new references get the name too
         log.info("named cluster %s %s (%d faces)", cluster_id, entity.name, len(faces))
         return self._cluster(user, int(cluster_id))
 
-    def merge_clusters(self, user: str, cluster_ids: Sequence[int]) -> Cluster:
+    def merge(self, user: str, cluster_ids: Sequence[int]) -> Cluster:
         """One cluster from several (the first keeps its id). A named cluster passes its name on."""
         check_user(user)
         ids = list(dict.fromkeys(int(c) for c in cluster_ids))
         if len(ids) < 2:
             raise InvalidInputError("merging needs at least two clusters", "e.g. `rcmu merge-clusters 3 7`")
-        with self._lock():
+        with self.store.lock():
             faces = {c: self._faces(user, c) for c in ids}
             names = {f["name"] for c in ids for f in faces[c] if f["named_by"] == "user" and f["name"]}
             if len(names) > 1:
@@ -162,17 +171,17 @@ class ClusterEdits(LibraryBase):
                 )
                 conn.execute(f"DELETE FROM clusters WHERE user=? AND id IN ({marks})", (user, *ids[1:]))
         if names:
-            return self.name_cluster(user, target, names.pop())
+            return self.name(user, target, names.pop())
         return self._cluster(user, target)
 
-    def split_cluster(self, user: str, cluster_id: int, face_ids: Sequence[int]) -> Cluster:
+    def split(self, user: str, cluster_id: int, face_ids: Sequence[int]) -> Cluster:
         """Move `face_ids` into a new cluster. Out of a named cluster, they lose its name for good
         (the user said they are someone else); an automatic match will not give it back."""
         check_user(user)
         moving = sorted({int(f) for f in face_ids})
         if not moving:
             raise InvalidInputError("no face ids given", "see the face ids with `rcmu people --json`")
-        with self._lock():
+        with self.store.lock():
             faces = {int(f["id"]): f for f in self._faces(user, cluster_id)}
             stray = [f for f in moving if f not in faces]
             if stray:
@@ -187,11 +196,11 @@ class ClusterEdits(LibraryBase):
                 conn.execute(
                     f"UPDATE regions SET cluster_id=?{update} WHERE user=? AND id IN ({marks})", (new_id, user, *moving)
                 )
-            self._recontext(user, sorted({faces[f]["photo_id"] for f in moving}))
+            self.store.recontext(user, sorted({faces[f]["photo_id"] for f in moving}))
         return self._cluster(user, new_id)
 
     def _cluster(self, user: str, cluster_id: int) -> Cluster:
-        found = [c for c in self.clusters(user, include_named=True, crops=False) if c.id == cluster_id]
+        found = [c for c in self.of(user, include_named=True, crops=False) if c.id == cluster_id]
         if not found:
             raise NotFoundError(f"there is no face cluster {cluster_id} for user {user!r}", "see `rcmu people`")
         return found[0]

@@ -1,4 +1,4 @@
-"""Questions over the photo library (multimodal RAG): retrieve photos, show them as one collage.
+"""Questions over the photo library (multimodal RAG): the retrieved photos shown as one collage.
 
 RC-Qwen2-VL answers about one image with numbered region context. So the top photos are laid out on
 a grid, every known region is mapped into the grid's pixels, and each photo also gets an entry of its
@@ -12,45 +12,21 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rcmu_agent.errors import NotFoundError
 from rcmu_agent.files import save_by_content
-from rcmu_agent.schema import Box, ContextEntry, Region
+from rcmu_agent.schema import Box, ContextEntry, PhotoCitation, PhotoHit, Region
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from rcmu_agent.memory.library import PhotoCitation, PhotoHit, PhotoLibrary
-    from rcmu_agent.parts import Parts
+    from rcmu_agent.images import PhotoCache
+    from rcmu_agent.memory import MemoryStore
 
-__all__ = ["Tile", "build_collage", "library_context", "retrieve", "save_collage"]
+__all__ = ["Tile", "build_collage", "cite_photos", "library_context", "save_collage"]
 
 BACKGROUND = (255, 255, 255)
-
-
-def retrieve(library: PhotoLibrary, user: str, question: str, limit: int) -> list[PhotoHit]:
-    """The photos a question is about: people it names (all together, else any of them), ranked by
-    similarity to the question. Without people, by similarity alone (above the floor, else the closest)."""
-    memory = library.parts.memory
-    people = [e.name for e in memory.named_in(user, question) if e.category == "person"]
-    hits: list[PhotoHit] = []
-    if people:
-        hits = library.search(user, people=people, text=question, limit=limit, min_similarity=-1.0)
-        if not hits:  # nobody photographed together: each of them
-            for person in people:
-                hits += library.search(user, people=[person], text=question, limit=limit, min_similarity=-1.0)
-            hits = sorted({h.id: h for h in hits}.values(), key=lambda h: -h.score)
-    for floor in (None, -1.0):  # a question naming nobody (or nobody photographed): by meaning alone
-        if not hits or (not people and len(hits) < limit):
-            have = {h.id for h in hits}
-            more = library.search(user, text=question, limit=limit, min_similarity=floor)
-            hits += [h for h in more if h.id not in have]
-    if not hits:
-        raise NotFoundError(
-            f"the photo library of user {user!r} is empty", "index your photos first with `rcmu index DIR`"
-        )
-    return hits[:limit]
 
 
 class Tile:
@@ -108,14 +84,12 @@ def _when_where(photo: PhotoHit) -> str:
 
 
 def library_context(
-    parts: Parts, user: str, photos: Sequence[PhotoHit]
+    photos: Sequence[PhotoHit], images: PhotoCache, memory: MemoryStore, user: str, cell: int
 ) -> tuple[Image.Image, list[ContextEntry], list[PhotoCitation]]:
-    """The collage, its context entries (unnumbered) and, aligned with them, what each entry cites."""
-    from rcmu_agent.memory.library import PhotoCitation
-
-    images = [parts.image(p.path) for p in photos]
-    canvas, tiles = build_collage(images, photos, parts.settings.library_collage_cell)
-    infos = _entity_infos(parts, user, photos)
+    """The collage (`cell`-pixel cells), its context entries (unnumbered) and, aligned with them, what
+    each entry cites; what the memory knows about each person shown goes into their entry."""
+    canvas, tiles = build_collage([images.load(p.path) for p in photos], photos, cell)
+    infos = _entity_infos(memory, user, photos)
     entries: list[ContextEntry] = []
     cites: list[PhotoCitation] = []
     for n, tile in enumerate(tiles, start=1):
@@ -147,19 +121,21 @@ def library_context(
     return canvas, entries, cites
 
 
-def _entity_infos(parts: Parts, user: str, photos: Sequence[PhotoHit]) -> dict[str, str]:
+def _entity_infos(memory: MemoryStore, user: str, photos: Sequence[PhotoHit]) -> dict[str, str]:
     """What memory knows about each person shown, by name."""
     names = sorted({r.info for p in photos for r in p.regions if r.info})
     out: dict[str, str] = {}
     for name in names:
         try:
-            out[name] = parts.memory.get(user, name).info
+            out[name] = memory.get(user, name).info
         except NotFoundError:
             continue
     return out
 
 
-def cite_photos(entries: Sequence[ContextEntry], refs: Sequence[PhotoCitation], numbers: Sequence[int]) -> list[Any]:
+def cite_photos(
+    entries: Sequence[ContextEntry], refs: Sequence[PhotoCitation], numbers: Sequence[int]
+) -> list[PhotoCitation]:
     """The (photo, region) behind each cited `[n]` (entries and refs are aligned, entries numbered)."""
     by_index = {e.index: r for e, r in zip(entries, refs, strict=True) if e.index is not None}
     return [by_index[n].model_copy(update={"index": n}) for n in numbers if n in by_index]

@@ -4,11 +4,12 @@
 the dlib models, MiniLM, the vision-language backend) are what every container in the process
 shares, through this cache. One cache means one `clear()` for tests or a server freeing memory.
 
-Loads run one at a time: transformers sets the process-wide default dtype while it loads, and dlib
-models are not safe to touch from two threads, so two loads overlapping could corrupt each other.
-A thread asking for a model another thread is loading waits for it and gets the same object; a
-lookup of a model already loaded never waits on a load. A load that raises stores nothing, so the
-next caller tries again.
+Loads through the cache run one at a time: transformers sets the process-wide default dtype while
+it loads, and dlib models are not safe to touch from two threads, so two loads overlapping could
+corrupt each other. (The in-process VLM is cached as its backend object, which loads its weights on
+first use under its own lock.) A thread asking for a model another thread is loading waits for it
+and gets the same object; a lookup of a model already loaded never waits on a load. A load that
+raises stores nothing, so the next caller tries again.
 """
 
 from __future__ import annotations

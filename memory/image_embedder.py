@@ -4,16 +4,15 @@ Faces have dlib descriptors; pets and belongings do not, so a crop of each detec
 embedded with CLIP and compared with the embeddings of the user's reference photos. Rows are
 L2-normalised, so a dot product is the cosine similarity `Settings.object_threshold` is about.
 
-Weights load lazily and once per process, shared by every embedder built for the same
-(model, device). The tokenizer and image processor are composed rather than loaded through
-`CLIPProcessor`, so nothing depends on torchvision.
+Weights load lazily and once per process (`rcmu_agent.model_cache`), shared by every embedder
+built for the same (model, device). The tokenizer and image processor are composed rather than
+loaded through `CLIPProcessor`, so nothing depends on torchvision.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rcmu_agent import model_cache
 from rcmu_agent._hub import hub_kwargs
 from rcmu_agent.errors import InvalidInputError, ModelLoadError, first_line
 from rcmu_agent.regions import check_box
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rcmu_agent.schema import Box
     from rcmu_agent.settings import Settings
 
-__all__ = ["EMBEDDER_FIX", "ImageEmbedder", "clear_cache"]
+__all__ = ["EMBEDDER_FIX", "ImageEmbedder"]
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,6 @@ class _Loaded:
     max_text_len: int
 
 
-_CACHE: dict[tuple[str, str], _Loaded] = {}
-_LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget every loaded embedder (tests, or a server freeing memory)."""
-    with _LOCK:
-        _CACHE.clear()
-
-
 def _config(model: str) -> Any:
     """The checkpoint's config, checked to be a CLIP model; every failure is a `ModelLoadError`."""
     if model.startswith((".", "~", "/")) and not Path(model).expanduser().is_dir():
@@ -80,36 +70,33 @@ def _config(model: str) -> Any:
 
 
 def _load(model: str, device: str) -> _Loaded:
-    with _LOCK:
-        cached = _CACHE.get((model, device))
-        if cached is not None:
-            return cached
-        config = _config(model)
-        import torch
-        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+    """The checkpoint, from the one model cache (loaded there on first use)."""
+    return model_cache.get_or_load(ImageEmbedder, model, (device,), lambda: _load_now(model, device))
 
-        try:
-            # fp32 on every device: stored reference embeddings must not depend on where they were made
-            hub = hub_kwargs(model, what="image embedding model", fix=EMBEDDER_FIX)
-            net: Any = CLIPModel.from_pretrained(model, dtype=torch.float32, **hub)
-            net = net.to(device).eval()
-            tokenizer = AutoTokenizer.from_pretrained(model, **hub)
-            image_processor = AutoImageProcessor.from_pretrained(model, **hub)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"cannot load image embedding model {model!r}: {first_line(exc)}", EMBEDDER_FIX
-            ) from exc
-        log.info("loaded image embedder %s on %s", model, device)
-        loaded = _Loaded(
-            net,
-            tokenizer,
-            image_processor,
-            device,
-            int(config.projection_dim),
-            int(config.text_config.max_position_embeddings),
-        )
-        _CACHE[(model, device)] = loaded
-        return loaded
+
+def _load_now(model: str, device: str) -> _Loaded:
+    config = _config(model)
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+    try:
+        # fp32 on every device: stored reference embeddings must not depend on where they were made
+        hub = hub_kwargs(model, what="image embedding model", fix=EMBEDDER_FIX)
+        net: Any = CLIPModel.from_pretrained(model, dtype=torch.float32, **hub)
+        net = net.to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model, **hub)
+        image_processor = AutoImageProcessor.from_pretrained(model, **hub)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load image embedding model {model!r}: {first_line(exc)}", EMBEDDER_FIX) from exc
+    log.info("loaded image embedder %s on %s", model, device)
+    return _Loaded(
+        net,
+        tokenizer,
+        image_processor,
+        device,
+        int(config.projection_dim),
+        int(config.text_config.max_position_embeddings),
+    )
 
 
 def _features(output: Any) -> Any:
@@ -135,10 +122,8 @@ class ImageEmbedder:
 
     def check(self) -> None:
         """Raise `ModelLoadError` now if the checkpoint cannot load; cheap (its config only)."""
-        with _LOCK:
-            if (self._model, self.device) in _CACHE:
-                return
-        _config(self._model)
+        if model_cache.peek(ImageEmbedder, self._model, (self.device,)) is None:
+            _config(self._model)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageEmbedder | None:
@@ -159,7 +144,7 @@ class ImageEmbedder:
     def dim(self) -> int:
         """Embedding width (the projection dim); reads only the config when the weights aren't loaded."""
         if self._dim is None:
-            cached = _CACHE.get((self._model, self.device))
+            cached = model_cache.peek(ImageEmbedder, self._model, (self.device,))
             self._dim = cached.dim if cached else int(_config(self._model).projection_dim)
         return self._dim
 

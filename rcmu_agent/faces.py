@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from rcmu_agent import model_cache
 from rcmu_agent.errors import ModelLoadError
 from rcmu_agent.regions import check_box
 from rcmu_agent.schema import Region
@@ -31,7 +31,13 @@ FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1"
 # short side reaches this, an 80-px face is under 4% of it and a 12 MP photo costs 4.6 s at
 # upsample 1 against 1.0 s at 0 with the same faces: upsampling stops here.
 LARGE_SIDE = 2000
-_lock = threading.Lock()
+# dlib's models by role, named as face-recognition-models' `.dat` files (HOG is built in code, no file).
+_DLIB_MODELS = {
+    "hog": "frontal_face_detector",
+    "cnn": "mmod_human_face_detector",
+    "shape5": "shape_predictor_5_face_landmarks",
+    "resnet": FACE_DESCRIPTOR_MODEL,
+}
 # dlib's detectors, aligner and ResNet are not safe to call from two threads at once (concurrent calls
 # returned hundreds of bogus faces, then corrupted the heap). Async callers run detection in worker
 # threads, so every call into a dlib model holds this lock.
@@ -49,20 +55,23 @@ def model_file(name: str) -> Path:
     return path
 
 
-@cache
 def _dlib_models(kind: str) -> Any:
+    """One of dlib's models ("hog", "cnn", "shape5", "resnet"), loaded once per process into the model cache."""
+    owner = FaceDetector if kind in ("hog", "cnn") else FaceEncoder
+    return model_cache.get_or_load(owner, _DLIB_MODELS[kind], (), lambda: _load_dlib(kind))
+
+
+def _load_dlib(kind: str) -> Any:
     import dlib
 
-    with _lock:
-        if kind == "hog":
-            return dlib.get_frontal_face_detector()
-        if kind == "cnn":
-            return dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
-        if kind == "shape5":
-            return dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
-        if kind == "resnet":
-            return dlib.face_recognition_model_v1(str(model_file(f"{FACE_DESCRIPTOR_MODEL}.dat")))
-    raise ValueError(kind)
+    if kind == "hog":
+        return dlib.get_frontal_face_detector()
+    load = {
+        "cnn": dlib.cnn_face_detection_model_v1,
+        "shape5": dlib.shape_predictor,
+        "resnet": dlib.face_recognition_model_v1,
+    }[kind]
+    return load(str(model_file(f"{_DLIB_MODELS[kind]}.dat")))
 
 
 def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:

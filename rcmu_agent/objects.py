@@ -2,7 +2,7 @@
 
 As in RAP, the detector is asked only for the categories the user's memory holds ("dog", "mug"),
 so it finds exactly the things recognition can name. Weights load lazily on the first `detect` and
-once per process, shared by every detector built for the same (model, device).
+once per process (`rcmu_agent.model_cache`), shared by every detector built for the same (model, device).
 
 The tokenizer and image processor are composed here instead of through the combined `*Processor`
 classes, so nothing depends on torchvision; OWLv2's square padding and Grounding DINO's phrase
@@ -12,7 +12,6 @@ tokens are handled explicitly, and every box comes back in the original photo's 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rcmu_agent import model_cache
 from rcmu_agent._hub import hub_kwargs
 from rcmu_agent.errors import InvalidInputError, ModelLoadError, first_line
 from rcmu_agent.regions import check_box
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from rcmu_agent.settings import Settings
 
-__all__ = ["DETECTOR_FIX", "SUPPORTED_DETECTORS", "ObjectDetector", "clear_cache", "nms"]
+__all__ = ["DETECTOR_FIX", "SUPPORTED_DETECTORS", "ObjectDetector", "nms"]
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,6 @@ class _Loaded:
     image_processor: Any
     device: str
     max_text_len: int
-
-
-_CACHE: dict[tuple[str, str], _Loaded] = {}
-_LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget every loaded detector (tests, or a server freeing memory)."""
-    with _LOCK:
-        _CACHE.clear()
 
 
 def _config(model: str, hub: dict[str, Any] | None = None) -> Any:
@@ -87,34 +77,33 @@ def _config(model: str, hub: dict[str, Any] | None = None) -> Any:
 
 
 def _load(model: str, device: str) -> _Loaded:
-    """Load (or fetch from the cache) the checkpoint, mapping every failure to `ModelLoadError`."""
-    with _LOCK:
-        cached = _CACHE.get((model, device))
-        if cached is not None:
-            return cached
-        import torch
-        from transformers import AutoImageProcessor, AutoTokenizer
+    """The checkpoint, from the one model cache (loaded there on first use)."""
+    return model_cache.get_or_load(ObjectDetector, model, (device,), lambda: _load_now(model, device))
 
-        hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
-        config = _config(model, hub)
-        kind = str(config.model_type)
-        if kind == "owlv2":
-            from transformers import Owlv2ForObjectDetection as model_class
-        else:
-            from transformers import GroundingDinoForObjectDetection as model_class  # type: ignore[assignment]
-        try:
-            # fp32 everywhere: detectors are small, and box regression is sensitive to half precision
-            net: Any = model_class.from_pretrained(model, dtype=torch.float32, **hub)
-            net = net.to(device).eval()
-            tokenizer = AutoTokenizer.from_pretrained(model, **hub)
-            image_processor = AutoImageProcessor.from_pretrained(model, **hub)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load object detector {model!r}: {first_line(exc)}", DETECTOR_FIX) from exc
-        max_text_len = int(config.text_config.max_position_embeddings) if kind == "owlv2" else int(config.max_text_len)
-        log.info("loaded %s detector %s on %s", kind, model, device)
-        loaded = _Loaded(kind, net, tokenizer, image_processor, device, max_text_len)
-        _CACHE[(model, device)] = loaded
-        return loaded
+
+def _load_now(model: str, device: str) -> _Loaded:
+    """Load the checkpoint, mapping every failure to `ModelLoadError`."""
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
+    config = _config(model, hub)
+    kind = str(config.model_type)
+    if kind == "owlv2":
+        from transformers import Owlv2ForObjectDetection as model_class
+    else:
+        from transformers import GroundingDinoForObjectDetection as model_class  # type: ignore[assignment]
+    try:
+        # fp32 everywhere: detectors are small, and box regression is sensitive to half precision
+        net: Any = model_class.from_pretrained(model, dtype=torch.float32, **hub)
+        net = net.to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model, **hub)
+        image_processor = AutoImageProcessor.from_pretrained(model, **hub)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load object detector {model!r}: {first_line(exc)}", DETECTOR_FIX) from exc
+    max_text_len = int(config.text_config.max_position_embeddings) if kind == "owlv2" else int(config.max_text_len)
+    log.info("loaded %s detector %s on %s", kind, model, device)
+    return _Loaded(kind, net, tokenizer, image_processor, device, max_text_len)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU) -> np.ndarray:
@@ -168,10 +157,8 @@ class ObjectDetector:
 
     def check(self) -> None:
         """Raise `ModelLoadError` now if the checkpoint cannot load; cheap (its config only)."""
-        with _LOCK:
-            if (self.model, self.device) in _CACHE:
-                return
-        _config(self.model)
+        if model_cache.peek(ObjectDetector, self.model, (self.device,)) is None:
+            _config(self.model)
 
     def __repr__(self) -> str:
         return f"ObjectDetector({self.model!r}, device={self.device!r}, score_threshold={self.score_threshold})"

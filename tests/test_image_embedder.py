@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rcmu_agent import model_cache
 from rcmu_agent._tiny_vision import build_tiny_clip
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
-from rcmu_agent.memory import image_embedder
 from rcmu_agent.memory.image_embedder import ImageEmbedder
 from rcmu_agent.settings import Settings
 
@@ -62,11 +62,11 @@ def test_batching_does_not_change_results(embedder: ImageEmbedder, photos: dict[
 
 
 def test_empty_input_and_dim_need_no_weights(clip_dir: Path) -> None:
-    image_embedder.clear_cache()
+    model_cache.clear()
     embedder = ImageEmbedder(str(clip_dir), device="cpu")
     assert embedder.embed([]).shape == (0, embedder.dim)
     assert embedder.embed_text([]).shape == (0, embedder.dim)
-    assert image_embedder._CACHE == {}
+    assert model_cache.keys(ImageEmbedder) == []
     assert embedder.model_name == str(clip_dir)
 
 
@@ -81,14 +81,14 @@ def test_text_embeddings_share_the_space(embedder: ImageEmbedder, photos: dict[s
 
 
 def test_weights_are_loaded_once_and_shared(clip_dir: Path, photos: dict[str, Image.Image]) -> None:
-    image_embedder.clear_cache()
+    model_cache.clear()
     first, second = ImageEmbedder(str(clip_dir), device="cpu"), ImageEmbedder(str(clip_dir), device="cpu")
     first.embed([photos["coffee"]])
     second.load()
-    assert list(image_embedder._CACHE) == [(str(clip_dir), "cpu")]
-    model = image_embedder._CACHE[(str(clip_dir), "cpu")].model
+    assert [key[1:] for key in model_cache.keys(ImageEmbedder)] == [(str(clip_dir), ("cpu",))]
+    model = model_cache.peek(ImageEmbedder, str(clip_dir), ("cpu",)).model
     second.embed([photos["coffee"]])
-    assert image_embedder._CACHE[(str(clip_dir), "cpu")].model is model
+    assert model_cache.peek(ImageEmbedder, str(clip_dir), ("cpu",)).model is model
 
 
 def test_crop_clamps_to_the_photo(photos: dict[str, Image.Image]) -> None:

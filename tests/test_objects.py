@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rcmu_agent import objects
+from rcmu_agent import model_cache
 from rcmu_agent._tiny_vision import build_tiny_grounding_dino, build_tiny_owlv2
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.objects import ObjectDetector, nms
@@ -114,7 +114,7 @@ def test_weights_are_loaded_once_and_shared(
 ) -> None:
     import transformers
 
-    objects.clear_cache()
+    model_cache.clear()
     calls: list[str] = []
     original = transformers.Owlv2ForObjectDetection.from_pretrained.__func__  # type: ignore[attr-defined]
 
@@ -128,7 +128,7 @@ def test_weights_are_loaded_once_and_shared(
     second.detect(cat_photo, ["dog"])
     second.load()
     assert calls == [str(owlv2_dir)]
-    assert list(objects._CACHE) == [(str(owlv2_dir), "cpu")]
+    assert [key[1:] for key in model_cache.keys(ObjectDetector)] == [(str(owlv2_dir), ("cpu",))]
 
 
 # ---- Grounding DINO -------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_no_categories_returns_nothing_without_loading(cat_photo: Image.Image, t
     detector = ObjectDetector(missing, device="cpu")
     assert detector.detect(cat_photo, []) == []
     assert detector.detect(cat_photo, ["  ", ""]) == []
-    assert all(key[0] != missing for key in objects._CACHE)
+    assert all(key.model != missing for key in model_cache.keys(ObjectDetector))
 
 
 def test_missing_directory_names_the_setting(cat_photo: Image.Image, tmp_path: Path) -> None:

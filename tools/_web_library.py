@@ -6,6 +6,7 @@ Folders are indexed only inside the allowed folders (`RCMU_ALLOWED_ROOTS`, `{use
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -39,7 +40,35 @@ def _image(path: str) -> Any:
         return img.convert("RGB")
 
 
-def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], readable: Callable[..., Any]) -> None:
+@dataclass
+class _Controls:
+    """The tab's components: laid out by `_layout`, wired to the assistant by `library_tab`."""
+
+    folder: gr.Textbox
+    index: gr.Button
+    report: gr.Markdown
+    clusters: gr.Gallery
+    cluster_id: gr.Number
+    cluster_name: gr.Textbox
+    cluster_info: gr.Textbox
+    name_it: gr.Button
+    merge_ids: gr.Textbox
+    merge: gr.Button
+    split_id: gr.Number
+    split_faces: gr.Textbox
+    split: gr.Button
+    people: gr.Textbox
+    text: gr.Textbox
+    since: gr.Textbox
+    until: gr.Textbox
+    search: gr.Button
+    hits: gr.Gallery
+    question: gr.Textbox
+    answer: gr.Markdown
+
+
+def _layout() -> _Controls:
+    """Folder indexing, then naming, merging and splitting face clusters, then search and questions."""
     with gr.Row():
         folder = gr.Textbox(label="Folder of photos (inside the allowed folders)", elem_id="library-folder")
         index = gr.Button("Index", variant="primary", elem_id="library-index")
@@ -67,6 +96,16 @@ def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], read
     hits = gr.Gallery(label="Photos", columns=4, height=320, elem_id="search-hits")
     question = gr.Textbox(label="Ask about your photos", placeholder="When was I last with Rose and Kit?")
     answer = gr.Markdown(elem_id="library-answer")
+    return _Controls(
+        folder=folder, index=index, report=report, clusters=clusters, cluster_id=cluster_id,
+        cluster_name=cluster_name, cluster_info=cluster_info, name_it=name_it, merge_ids=merge_ids, merge=merge,
+        split_id=split_id, split_faces=split_faces, split=split, people=people, text=text, since=since,
+        until=until, search=search, hits=hits, question=question, answer=answer,
+    )  # fmt: skip
+
+
+def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], readable: Callable[..., Any]) -> None:
+    ui = _layout()
 
     @readable
     def indexed(path: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[str, list[Any]]:
@@ -124,9 +163,9 @@ def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], read
         ]
         return answer_text(result) + ("\n\n" + "\n".join(cited) if cited else "")
 
-    index.click(indexed, folder, [report, clusters])
-    name_it.click(named, [cluster_id, cluster_name, cluster_info], [report, clusters])
-    merge.click(merged, merge_ids, [report, clusters])
-    split.click(splitted, [split_id, split_faces], [report, clusters])
-    search.click(searched, [people, text, since, until], hits)
-    question.submit(asked, question, answer)
+    ui.index.click(indexed, ui.folder, [ui.report, ui.clusters])
+    ui.name_it.click(named, [ui.cluster_id, ui.cluster_name, ui.cluster_info], [ui.report, ui.clusters])
+    ui.merge.click(merged, ui.merge_ids, [ui.report, ui.clusters])
+    ui.split.click(splitted, [ui.split_id, ui.split_faces], [ui.report, ui.clusters])
+    ui.search.click(searched, [ui.people, ui.text, ui.since, ui.until], ui.hits)
+    ui.question.submit(asked, ui.question, ui.answer)

@@ -4,9 +4,10 @@
   `build_prompt`) and `validate_file` (`rcmu data validate`).
 - `sources`: RefCOCO/RefCOCOg (refer layout) and plain-JSONL source loaders.
 - `data`: the eight-stage LLM construction pipeline (`rcmu data build`), resumable and cached.
-- `rcvit`: LoRA training with accelerate (`rcmu train`) and adapter merging (`rcmu merge`).
+- `rcvit`: LoRA training with accelerate (`rcmu train`).
+- `merge`: folding a trained adapter into its base model (`rcmu merge`).
 
 Submodules are imported on use, so `import rcmu_agent.train` stays light.
 """
 
-__all__ = ["data", "rcvit", "records", "sources"]
+__all__ = ["data", "merge", "rcvit", "records", "sources"]

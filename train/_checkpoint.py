@@ -26,6 +26,7 @@ __all__ = [
     "disk_full",
     "latest_checkpoint",
     "load_rng",
+    "load_state",
     "rng_state",
     "write_json",
 ]
@@ -114,3 +115,16 @@ def load_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_state(path: Path, rank: int, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Restore a checkpoint's optimizer, scheduler and this process's RNG; its `trainer_state.json`."""
+    import torch
+
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    rng_file = path / f"rng_state_{rank}.pt"
+    if rng_file.exists():  # a run resumed on more processes than it was saved from starts their RNG afresh
+        load_rng(torch.load(rng_file, weights_only=True))
+    state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    return state

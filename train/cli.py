@@ -117,84 +117,87 @@ def register(app: typer.Typer) -> None:
     data_app = typer.Typer(help="Build and check RCMU instruction data.", no_args_is_help=True)
     app.add_typer(data_app, name="data")
     app.command("train")(_train_command())
+    data_app.command("validate")(_validate_command)
+    data_app.command("build")(_build_command)
+    app.command("merge")(_merge_command)
 
-    @data_app.command("validate")
-    def validate(file: Annotated[Path, typer.Argument(help="Instruction records (JSONL).")]) -> None:
-        """Check every record: boxes inside the image, citations to existing entries, no empty fields."""
-        from rcmu_agent.train.records import validate_file
 
-        report = run(lambda: validate_file(file))
-        for bad in report.bad:
-            out.print(str(bad), markup=False, highlight=False, soft_wrap=True)
-        out.print(f"{report.good} good, {len(report.bad)} bad record(s)", markup=False, highlight=False)
-        if report.bad:
-            raise typer.Exit(1)
+def _validate_command(file: Annotated[Path, typer.Argument(help="Instruction records (JSONL).")]) -> None:
+    """Check every record: boxes inside the image, citations to existing entries, no empty fields."""
+    from rcmu_agent.train.records import validate_file
 
-    @data_app.command("build")
-    def build(
-        source: Annotated[Path, typer.Argument(help="Source records: JSONL, or refer's refs(umd).p / refs JSON.")],
-        out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (stage files, export).")],
-        llm_model: Annotated[str, typer.Option(help="Helper LLM model id on the endpoint.")] = "gpt-4o-mini",
-        llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL [RCMU_BASE_URL].")] = None,
-        images: Annotated[Path | None, typer.Option(help="Folder that relative image paths are under.")] = None,
-        instances: Annotated[Path | None, typer.Option(help="COCO instances.json (default: beside refs).")] = None,
-        concurrency: Annotated[int, typer.Option(help="LLM requests in flight.")] = 8,
-        ua_ratio: Annotated[str, typer.Option(help="Answerable:unanswerable RCVQA records.")] = "1:1",
-        score_threshold: Annotated[float, typer.Option(help="Minimum validity/informativeness (1-5).")] = 3.0,
-        dedup_threshold: Annotated[float, typer.Option(help="MiniLM cosine for duplicate expressions.")] = 0.9,
-        profiles: Annotated[int, typer.Option(help="Personal-info profiles per category.")] = 8,
-        citations: Annotated[bool, typer.Option("--citations/--no-citations", help="Cite [n] in answers.")] = True,
-        seed: Annotated[int, typer.Option(help="Seed for profile choice and balancing.")] = 0,
-    ) -> None:
-        """Generate RCMU instruction data with an LLM, stage by stage (resumable; reruns hit the cache)."""
-        from rcmu_agent.jsonl import BadLine
-        from rcmu_agent.llm import LLM
-        from rcmu_agent.train.data import BuildConfig
-        from rcmu_agent.train.data import build as run_build
-        from rcmu_agent.train.sources import load_refcoco, load_sources
+    report = run(lambda: validate_file(file))
+    for bad in report.bad:
+        out.print(str(bad), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{report.good} good, {len(report.bad)} bad record(s)", markup=False, highlight=False)
+    if report.bad:
+        raise typer.Exit(1)
 
-        def work() -> Any:
-            bad: list[BadLine] = []
-            if source.suffix == ".jsonl":
-                sources = load_sources(source, bad, images=images)
-            else:
-                sources = list(load_refcoco(source, instances=instances, images=images))
-            for line in bad:
-                err.print(f"skipped {line}", markup=False, highlight=False)
-            config = BuildConfig(
-                out=out_dir, profiles_per_category=profiles, score_threshold=score_threshold,
-                dedup_threshold=dedup_threshold, ua_ratio=_ratio(ua_ratio), citations=citations, seed=seed,
-            )  # fmt: skip
-            llm = LLM.from_settings(
-                make_settings(), model=llm_model, base_url=llm_base_url, cache=out_dir / "llm_cache.sqlite",
-                concurrency=concurrency,
-            )  # fmt: skip
-            return run_build(sources, llm, config)
 
-        result = run(work)
-        for name, count in result.stages.items():
-            out.print(
-                f"{name}: {count.written} written, {count.done_before} already done, {count.rejected} rejected",
-                markup=False,
-            )
+def _build_command(
+    source: Annotated[Path, typer.Argument(help="Source records: JSONL, or refer's refs(umd).p / refs JSON.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (stage files, export).")],
+    llm_model: Annotated[str, typer.Option(help="Helper LLM model id on the endpoint.")] = "gpt-4o-mini",
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL [RCMU_BASE_URL].")] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder that relative image paths are under.")] = None,
+    instances: Annotated[Path | None, typer.Option(help="COCO instances.json (default: beside refs).")] = None,
+    concurrency: Annotated[int, typer.Option(help="LLM requests in flight.")] = 8,
+    ua_ratio: Annotated[str, typer.Option(help="Answerable:unanswerable RCVQA records.")] = "1:1",
+    score_threshold: Annotated[float, typer.Option(help="Minimum validity/informativeness (1-5).")] = 3.0,
+    dedup_threshold: Annotated[float, typer.Option(help="MiniLM cosine for duplicate expressions.")] = 0.9,
+    profiles: Annotated[int, typer.Option(help="Personal-info profiles per category.")] = 8,
+    citations: Annotated[bool, typer.Option("--citations/--no-citations", help="Cite [n] in answers.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for profile choice and balancing.")] = 0,
+) -> None:
+    """Generate RCMU instruction data with an LLM, stage by stage (resumable; reruns hit the cache)."""
+    from rcmu_agent.jsonl import BadLine
+    from rcmu_agent.llm import LLM
+    from rcmu_agent.train.data import BuildConfig
+    from rcmu_agent.train.data import build as run_build
+    from rcmu_agent.train.sources import load_refcoco, load_sources
+
+    def work() -> Any:
+        bad: list[BadLine] = []
+        if source.suffix == ".jsonl":
+            sources = load_sources(source, bad, images=images)
+        else:
+            sources = list(load_refcoco(source, instances=instances, images=images))
+        for line in bad:
+            err.print(f"skipped {line}", markup=False, highlight=False)
+        config = BuildConfig(
+            out=out_dir, profiles_per_category=profiles, score_threshold=score_threshold,
+            dedup_threshold=dedup_threshold, ua_ratio=_ratio(ua_ratio), citations=citations, seed=seed,
+        )  # fmt: skip
+        llm = LLM.from_settings(
+            make_settings(), model=llm_model, base_url=llm_base_url, cache=out_dir / "llm_cache.sqlite",
+            concurrency=concurrency,
+        )  # fmt: skip
+        return run_build(sources, llm, config)
+
+    result = run(work)
+    for name, count in result.stages.items():
         out.print(
-            f"exported {result.exported} records to {out_dir / 'rcmu.jsonl'} {result.kinds}; "
-            f"LLM calls {int(result.llm['calls'])}, cached {int(result.llm['cached'])}, "
-            f"tokens {int(result.llm['prompt_tokens'] + result.llm['completion_tokens'])}",
+            f"{name}: {count.written} written, {count.done_before} already done, {count.rejected} rejected",
             markup=False,
-            highlight=False,
         )
-        for bad in result.invalid:
-            err.print(f"invalid {bad}", markup=False, highlight=False)
+    out.print(
+        f"exported {result.exported} records to {out_dir / 'rcmu.jsonl'} {result.kinds}; "
+        f"LLM calls {int(result.llm['calls'])}, cached {int(result.llm['cached'])}, "
+        f"tokens {int(result.llm['prompt_tokens'] + result.llm['completion_tokens'])}",
+        markup=False,
+        highlight=False,
+    )
+    for bad in result.invalid:
+        err.print(f"invalid {bad}", markup=False, highlight=False)
 
-    @app.command("merge")
-    def merge(
-        adapter: Annotated[Path, typer.Option(help="Adapter directory written by `rcmu train`.")],
-        out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where the merged model goes.")],
-        base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
-    ) -> None:
-        """Merge a LoRA adapter into its base: full weights + processor files (vLLM / RCMU_MODEL)."""
-        from rcmu_agent.train.rcvit import merge as run_merge
 
-        path = run(lambda: run_merge(adapter, out_dir, base=base))
-        out.print(f"merged model written to {path}", markup=False, highlight=False)
+def _merge_command(
+    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `rcmu train`.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where the merged model goes.")],
+    base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
+) -> None:
+    """Merge a LoRA adapter into its base: full weights + processor files (vLLM / RCMU_MODEL)."""
+    from rcmu_agent.train.merge import merge as run_merge
+
+    path = run(lambda: run_merge(adapter, out_dir, base=base))
+    out.print(f"merged model written to {path}", markup=False, highlight=False)

@@ -27,7 +27,7 @@ from rcmu_agent.train import _checkpoint as ckpt
 from rcmu_agent.train._batches import DataStream, Encoder
 from rcmu_agent.train.records import InstructionRecord, iter_valid
 
-__all__ = ["LORA_TARGETS", "TrainConfig", "TrainResult", "load_records", "merge", "train"]
+__all__ = ["LORA_TARGETS", "TrainConfig", "TrainResult", "load_records", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,6 @@ def train(config: TrainConfig) -> TrainResult:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from peft import load_peft_weights, set_peft_model_state_dict
-    from tqdm.auto import tqdm
-    from transformers import get_scheduler
 
     from rcmu_agent.backends.hf import TransformersVLM
 
@@ -162,15 +159,7 @@ def train(config: TrainConfig) -> TrainResult:
     set_seed(config.seed)
 
     bad: list[BadLine] = []
-    records = load_records(config.data, bad)
-    for line in bad:
-        log.warning("skipping %s", line)
-    if config.eval_data is not None:
-        eval_records = load_records(config.eval_data, bad)
-    else:
-        held = int(len(records) * config.eval_fraction)
-        eval_records, records = records[:held], records[held:]
-
+    records, eval_records = _train_and_eval_records(config, bad)
     vlm = TransformersVLM(
         config.model,
         processor=config.processor,
@@ -181,63 +170,34 @@ def train(config: TrainConfig) -> TrainResult:
     model = _peft_model(vlm.model, config)
     start = ckpt.latest_checkpoint(out) if config.resume else None
     if start is not None:
-        set_peft_model_state_dict(model, load_peft_weights(str(start / "adapter"), device="cpu"))
+        _load_adapter(model, start / "adapter")
     model.train()
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = get_scheduler(
-        config.scheduler,
-        optimizer,
-        num_warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
-        num_training_steps=config.max_steps,
-    )
+    optimizer, scheduler = _optimizer_and_schedule(model, config)
     model, optimizer = acc.prepare(model, optimizer)
     stream, step = DataStream(len(records), config.seed), 0
     if start is not None:
-        state = _load_state(start, acc.process_index, optimizer, scheduler)
-        step, stream.epoch, stream.index = state["step"], state["epoch"], state["index"]
-        if state["global_batch"] != config.global_batch:
-            raise InvalidInputError("resuming with another --global-batch would change the data order", "keep it")
-        log.info("resumed from %s (step %d)", start, step)
+        step = _resume(start, stream, optimizer, scheduler, acc, config)
     if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.clean_temporaries(out)
-        _trim_metrics(out / "metrics.jsonl", step)
-        ckpt.write_json(out / "train_config.json", asdict(config))
+        _prepare_output(out, step, config)
     acc.wait_for_everyone()
 
     encoder = Encoder(vlm, records, config.encode_cache)
     evaluator = Encoder(vlm, eval_records, config.encode_cache)
     per_process = config.per_device_batch * accum
     metrics = JsonlWriter(out / "metrics.jsonl") if acc.is_main_process else None
-    bar = tqdm(total=config.max_steps, initial=step, desc="rcvit", unit="step", disable=not acc.is_main_process)
-    window_loss, window_steps, window_start = torch.zeros((), device=acc.device), 0, time.perf_counter()
+    bar = _progress_bar(config, step, acc)
+    window = _Window(torch.zeros((), device=acc.device))
     loop_started, first_step, last_loss, eval_loss = time.perf_counter(), step, float("nan"), None
     while step < config.max_steps:
         mine = stream.take(config.global_batch)[acc.process_index * per_process :][:per_process]
-        for k in range(accum):
-            batch = encoder.batch(mine[k * config.per_device_batch : (k + 1) * config.per_device_batch], acc.device)
-            with acc.no_sync(model) if k < accum - 1 else nullcontext():
-                loss = model(**batch).loss
-                acc.backward(loss / accum)
-            window_loss += loss.detach() / accum
-        if config.max_grad_norm > 0:
-            acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step, window_steps = step + 1, window_steps + 1
+        _optimise(model, optimizer, scheduler, encoder, mine, accum, window, acc, config)
+        step, window.steps = step + 1, window.steps + 1
         bar.update(1)
         row: dict[str, Any] = {}
         if step % config.log_every == 0 or step == config.max_steps:
-            elapsed = time.perf_counter() - window_start
-            last_loss = float(acc.reduce(window_loss, "mean")) / window_steps
-            row = {"step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "epoch": stream.epoch}
-            row["samples_per_s"] = config.global_batch * window_steps / elapsed if elapsed > 0 else None
+            row = window.flush(step, scheduler.get_last_lr()[0], stream.epoch, config.global_batch, acc)
+            last_loss = row["loss"]
             bar.set_postfix(loss=f"{last_loss:.4f}")
-            window_loss.zero_()
-            window_steps, window_start = 0, time.perf_counter()
         if evaluator.records and (step % config.eval_every == 0 or step == config.max_steps):
             eval_loss = _evaluate(model, evaluator, config.per_device_batch, acc)
             row = {"step": step, **row, "eval_loss": eval_loss}
@@ -252,14 +212,117 @@ def train(config: TrainConfig) -> TrainResult:
     bar.close()
     if metrics is not None:
         metrics.close()
+    adapter = _save_adapter(out, model, acc) if step == config.max_steps else None
+    acc.wait_for_everyone()
+    rate = config.global_batch * (step - first_step) / loop_seconds if loop_seconds > 0 else 0.0
+    return TrainResult(adapter, step, last_loss, eval_loss, rate, bad)
+
+
+def _train_and_eval_records(
+    config: TrainConfig, bad: list[BadLine]
+) -> tuple[list[InstructionRecord], list[InstructionRecord]]:
+    """The training records and the held-out ones (`eval_data`, else the first `eval_fraction`)."""
+    records = load_records(config.data, bad)
+    for line in bad:
+        log.warning("skipping %s", line)
+    if config.eval_data is not None:
+        return records, load_records(config.eval_data, bad)
+    held = int(len(records) * config.eval_fraction)
+    return records[held:], records[:held]
+
+
+def _load_adapter(model: Any, adapter: Path) -> None:
+    """Put a checkpoint's LoRA weights into the freshly wrapped model (resuming)."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    set_peft_model_state_dict(model, load_peft_weights(str(adapter), device="cpu"))
+
+
+def _optimizer_and_schedule(model: Any, config: TrainConfig) -> tuple[Any, Any]:
+    """AdamW over the trainable (LoRA) parameters, and the learning-rate schedule with its warmup."""
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = get_scheduler(
+        config.scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
+        num_training_steps=config.max_steps,
+    )
+    return optimizer, scheduler
+
+
+def _resume(start: Path, stream: DataStream, optimizer: Any, scheduler: Any, acc: Any, config: TrainConfig) -> int:
+    """Restore the optimizer, schedule, RNG and data position saved in `start`; the step to go on from."""
+    state = ckpt.load_state(start, acc.process_index, optimizer, scheduler)
+    stream.epoch, stream.index = state["epoch"], state["index"]
+    if state["global_batch"] != config.global_batch:
+        raise InvalidInputError("resuming with another --global-batch would change the data order", "keep it")
+    log.info("resumed from %s (step %d)", start, state["step"])
+    return int(state["step"])
+
+
+def _prepare_output(out: Path, step: int, config: TrainConfig) -> None:
+    """The run directory, rid of a killed save's leftovers and of metrics past the step resumed from."""
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.clean_temporaries(out)
+    _trim_metrics(out / "metrics.jsonl", step)
+    ckpt.write_json(out / "train_config.json", asdict(config))
+
+
+def _progress_bar(config: TrainConfig, step: int, acc: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.max_steps, initial=step, desc="rcvit", unit="step", disable=not acc.is_main_process)
+
+
+@dataclass
+class _Window:
+    """Loss and speed since the last logged step; the loss sums on the device (no host sync per step)."""
+
+    loss: Any
+    steps: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def flush(self, step: int, lr: float, epoch: int, global_batch: int, acc: Any) -> dict[str, Any]:
+        """The metrics row for `step` (loss averaged over processes), then start a new window."""
+        elapsed = time.perf_counter() - self.start
+        loss = float(acc.reduce(self.loss, "mean")) / self.steps
+        row: dict[str, Any] = {"step": step, "loss": loss, "lr": lr, "epoch": epoch}
+        row["samples_per_s"] = global_batch * self.steps / elapsed if elapsed > 0 else None
+        self.loss.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+        return row
+
+
+def _optimise(model: Any, optimizer: Any, scheduler: Any, encoder: Encoder, mine: list[int], accum: int,
+              window: _Window, acc: Any, config: TrainConfig) -> None:  # fmt: skip
+    """One optimizer step on this process's share of the global batch: gradients accumulate over
+    `accum` micro-batches and are synchronised across processes only on the last."""
+    for k in range(accum):
+        batch = encoder.batch(mine[k * config.per_device_batch : (k + 1) * config.per_device_batch], acc.device)
+        with acc.no_sync(model) if k < accum - 1 else nullcontext():
+            loss = model(**batch).loss
+            acc.backward(loss / accum)
+        window.loss += loss.detach() / accum
+    if config.max_grad_norm > 0:
+        acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _save_adapter(out: Path, model: Any, acc: Any) -> Path:
+    """The finished run's adapter at `out/adapter`, written whole or not at all (main process only)."""
     adapter = out / "adapter"
-    if acc.is_main_process and step == config.max_steps:
+    if acc.is_main_process:
         tmp = out / "adapter.tmp"
         acc.unwrap_model(model).save_pretrained(str(tmp))
         ckpt.atomic_replace_dir(tmp, adapter)
-    acc.wait_for_everyone()
-    rate = config.global_batch * (step - first_step) / loop_seconds if loop_seconds > 0 else 0.0
-    return TrainResult(adapter if step == config.max_steps else None, step, last_loss, eval_loss, rate, bad)
+    return adapter
 
 
 def _evaluate(model: Any, evaluator: Encoder, batch_size: int, acc: Any) -> float:
@@ -316,61 +379,7 @@ def _write_checkpoint(tmp: Path, step: int, stream: DataStream, model: Any, opti
     acc.wait_for_everyone()
 
 
-def _load_state(path: Path, rank: int, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    import json
-
-    import torch
-
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    rng_file = path / f"rng_state_{rank}.pt"
-    if rng_file.exists():  # a run resumed on more processes than it was saved from starts their RNG afresh
-        ckpt.load_rng(torch.load(rng_file, weights_only=True))
-    state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    return state
-
-
 def _trim_metrics(path: Path, step: int) -> None:
     """Drop metric rows a killed run wrote after its last checkpoint: the resumed run rewrites them."""
     if path.exists():
         write_jsonl(path, [row for _, row in read_jsonl(path) if int(row.get("step", 0)) <= step])
-
-
-def merge(adapter: Path, out: Path, *, base: str | None = None, processor: str | None = None) -> Path:
-    """Fold the adapter into its base model and save full weights + tokenizer + image processor.
-
-    The result is a plain Qwen2-VL directory: vLLM can serve it and the agent loads it as `RCMU_MODEL`.
-    Loading goes through the agent's own backend (which merges on load), so what is saved is exactly
-    what the agent would have run.
-    """
-    import json
-
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    from rcmu_agent.backends.hf import TransformersVLM
-    from rcmu_agent.errors import NotFoundError
-
-    adapter, out = Path(adapter), Path(out)
-    config_file = adapter / "adapter_config.json"
-    if not config_file.is_file():
-        raise NotFoundError(f"{adapter} is not a peft adapter (no adapter_config.json)", "give `output_dir/adapter`")
-    base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if not base:
-        raise InvalidInputError(f"{config_file} does not name its base model", "pass --base MODEL")
-    from rcmu_agent.settings import Settings
-
-    settings = Settings(model=base, processor=processor)
-    source = settings.processor_source()
-    vlm = TransformersVLM(base, processor=source, adapter=str(adapter), device="cpu")
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    vlm.model.save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(source).save_pretrained(str(tmp))
-    # the budget travels with the model, so a server (vLLM) resizes as the agent does
-    budget = {"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels}
-    AutoImageProcessor.from_pretrained(source, **budget).save_pretrained(str(tmp))
-    ckpt.atomic_replace_dir(tmp, out)
-    return out

@@ -8,42 +8,30 @@ Both receive exactly the same text block from `rcmu_agent.prompt`; only transpor
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+from rcmu_agent import model_cache
 from rcmu_agent.backends.base import VisionLanguageModel
 
 if TYPE_CHECKING:
+    from rcmu_agent.backends.hf import TransformersVLM
+    from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
     from rcmu_agent.settings import Settings
 
 __all__ = ["VisionLanguageModel", "load_backend"]
 
 
-_cache: dict[tuple[object, ...], VisionLanguageModel] = {}
-_cache_lock = threading.Lock()
-
-
 def load_backend(settings: Settings) -> VisionLanguageModel:
-    """The backend the settings describe; built once per process and reused."""
+    """The backend the settings describe; built once per process (`rcmu_agent.model_cache`) and reused."""
     budget = (settings.min_pixels, settings.max_pixels)
+    kind: type[OpenAICompatibleVLM] | type[TransformersVLM]
     if settings.backend == "openai":
-        key: tuple[object, ...] = ("openai", settings.model, settings.base_url, settings.request_timeout, budget)
+        from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM as kind
+
+        options: tuple[Hashable, ...] = (settings.base_url, settings.request_timeout, budget)
     else:
-        key = ("transformers", settings.model, settings.processor_source(), settings.adapter, settings.device, budget)
-        key += (settings.dtype,)
-    with _cache_lock:
-        backend = _cache.get(key)
-        if backend is None:
-            backend = _build(settings)
-            _cache[key] = backend
-        return backend
+        from rcmu_agent.backends.hf import TransformersVLM as kind
 
-
-def _build(settings: Settings) -> VisionLanguageModel:
-    if settings.backend == "openai":
-        from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
-
-        return OpenAICompatibleVLM.from_settings(settings)
-    from rcmu_agent.backends.hf import TransformersVLM
-
-    return TransformersVLM.from_settings(settings)
+        options = (settings.processor_source(), settings.adapter, settings.device, budget, settings.dtype)
+    return model_cache.get_or_load(kind, settings.model, options, lambda: kind.from_settings(settings))

@@ -18,11 +18,10 @@ from PIL import Image
 
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Region
-from rcmu_agent.testing import build_tiny_lora_adapter, build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_lora_adapter, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import fit_to_budget
 
 OBAMA_INFO = "Barack Obama was the 44th president of the United States and loves basketball"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent._tiny_vision import build_tiny_clip, build_tiny_owlv2
+from rcmu_agent.testing import build_tiny_clip, build_tiny_owlv2
 
 
 @pytest.fixture(scope="module")

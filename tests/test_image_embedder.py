@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rcmu_agent._tiny_vision import build_tiny_clip
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.memory import image_embedder
 from rcmu_agent.memory.image_embedder import ImageEmbedder
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import build_tiny_clip
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import pytest
 
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
 from rcmu_agent.errors import BackendError, InvalidInputError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.llm import LLM, LLMFormatError, Prompt, load_prompt, parse_json
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import Reply, serve
 
 
 def make_llm(url: str, tmp_path: Path, **kwargs: object) -> LLM:

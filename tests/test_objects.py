@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from rcmu_agent import objects
-from rcmu_agent._tiny_vision import build_tiny_grounding_dino, build_tiny_owlv2
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.objects import ObjectDetector, nms
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import build_tiny_grounding_dino, build_tiny_owlv2
 
 QUERIES = ["cat", "dog", "rocket"]
 

@@ -17,11 +17,10 @@ from PIL import Image
 from rcmu_agent.backends.hf import TransformersVLM
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.prompt import format_box
 from rcmu_agent.settings import Settings
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,

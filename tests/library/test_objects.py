@@ -8,7 +8,7 @@ from pathlib import Path
 from _library_helpers import copy
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent._tiny_vision import build_tiny_clip, build_tiny_owlv2
+from rcmu_agent.testing import build_tiny_clip, build_tiny_owlv2
 
 
 def test_objects_and_image_embeddings_are_indexed(tmp_path: Path, shared_data: Path) -> None:

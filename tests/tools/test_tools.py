@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from rcmu_agent import Assistant
-from rcmu_agent.fake_openai import FakeServer
+from rcmu_agent.testing import FakeServer
 from rcmu_agent.tools import RcmuToolkit, rcmu_tools
 
 # two_people.jpg is 1126x661: Obama's face at (253,47,409,203), Biden's at (778,57,965,243)

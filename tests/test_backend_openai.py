@@ -28,6 +28,8 @@ from rcmu_agent.settings import Settings
 from rcmu_agent.testing import FakeServer, Recorded, Reply, completion, serve
 from rcmu_agent.visual_budget import fit_to_budget
 
+pytestmark = pytest.mark.integration  # loopback OpenAI-compatible server
+
 MODEL = "weihongliang/RC-Qwen2VL-2b"
 KEY = "sk-test-0123456789abcdef"
 FAST: dict[str, Any] = {"retry_wait_max": 0.05, "timeout": 5.0}

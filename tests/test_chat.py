@@ -26,6 +26,8 @@ from rcmu_agent.parts import Parts
 from rcmu_agent.state import Context
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 
+pytestmark = pytest.mark.integration  # the chat graph over a loopback server, dlib, MiniLM, Chroma, a tiny VLM
+
 NO_MODEL: dict[str, Any] = {"object_detector": None, "image_embedding_model": None}
 OBAMA_FACE = (253, 47, 409, 203)  # in two_people.jpg (1126x661)
 REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."

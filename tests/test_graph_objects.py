@@ -11,6 +11,8 @@ import pytest
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.testing import build_tiny_clip, build_tiny_owlv2
 
+pytestmark = pytest.mark.integration  # tiny OWLv2 and CLIP through the graph
+
 
 @pytest.fixture(scope="module")
 def vision(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

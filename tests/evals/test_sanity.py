@@ -28,6 +28,8 @@ from rcmu_agent.evals.runner import EvalConfig, Runner, read_records
 from rcmu_agent.llm import LLM
 from rcmu_agent.testing import FakeServer, Recorded, Reply, serve
 
+pytestmark = pytest.mark.integration  # evaluation runs over loopback servers, dlib, MiniLM
+
 
 def run_rcmu(
     tmp: Path, data: Path, responder: Callable[[Recorded], Reply], judge_url: str, **config: Any

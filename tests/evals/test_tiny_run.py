@@ -20,6 +20,8 @@ from rcmu_agent.evals.runner import EvalConfig, Runner, read_records
 from rcmu_agent.llm import LLM
 from rcmu_agent.testing import FakeServer, build_tiny_clip, build_tiny_qwen2vl, serve
 
+pytestmark = pytest.mark.integration  # a tiny VLM and CLIP, loopback servers
+
 RCMU = "rcmu/test.jsonl"
 
 

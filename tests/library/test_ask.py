@@ -25,6 +25,8 @@ from rcmu_agent.schema import Region
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import fit_to_budget
 
+pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma, a tiny VLM
+
 QUESTION = "Who is with Obama?"
 
 

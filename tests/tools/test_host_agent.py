@@ -17,6 +17,8 @@ from pydantic import Field
 
 from rcmu_agent.testing import FakeServer
 
+pytestmark = pytest.mark.integration  # a host agent over a loopback server
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "host_agent.py"
 
 

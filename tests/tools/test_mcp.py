@@ -31,6 +31,8 @@ from PIL import Image
 
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 
+pytestmark = pytest.mark.integration  # MCP servers as subprocesses
+
 REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."
 OBAMA_FACE, BIDEN_FACE = (253, 47, 409, 203), (778, 57, 965, 243)
 RCMU = str(Path(sys.executable).with_name("rcmu"))

@@ -22,6 +22,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from rcmu_agent.testing import Reply, serve
 
+pytestmark = pytest.mark.integration  # the web app in chromium
+
 REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

@@ -20,8 +20,9 @@ Example — an assistant on the OpenAI-compatible backend, answered by the loopb
     from rcmu_agent.testing import FakeServer, Reply, serve
 
     with serve(FakeServer(default=Reply(text="Barack Obama [1] is on the left."))) as server:
-        settings = Settings(home=tmp_path, backend="openai", base_url=server.url, model="rc-under-test",
-                            object_detector=None)
+        settings = Settings(
+            home=tmp_path, backend="openai", base_url=server.url, model="rc-under-test", object_detector=None
+        )
         answer = Assistant(settings).ask("Who is on the left?", "two_people.jpg")
         assert answer.text.startswith("Barack Obama")
         assert server.requests[0].body["model"] == "rc-under-test"  # what your code sent

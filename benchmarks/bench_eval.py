@@ -63,7 +63,7 @@ def main() -> None:
     data = build_questions(root / "data", args.items)
     # The server runs as its own process, as vLLM would: in-process, its JSON parsing would share our GIL.
     server = subprocess.Popen(
-        [sys.executable, "-m", "rcmu_agent.fake_openai", "--delay", str(args.delay), "--text", "A"],
+        [sys.executable, "-m", "rcmu_agent.testing", "--delay", str(args.delay), "--text", "A"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=root,

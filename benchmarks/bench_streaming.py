@@ -81,7 +81,7 @@ def main() -> None:
 
     words = " ".join(f"word{i}" for i in range(args.tokens - 1))
     server = subprocess.Popen(
-        [sys.executable, "-m", "rcmu_agent.fake_openai", "--token-delay", str(args.token_delay), "--text", words],
+        [sys.executable, "-m", "rcmu_agent.testing", "--token-delay", str(args.token_delay), "--text", words],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real photos in ../shared/data and an isolated RCMU_HOME per test."""
+"""Shared fixtures: the real photos in ../shared/data and an isolated RCMU_HOME per test; every test is
+marked either `unit` (pure and fast) or `integration` (processes, servers, models, or over ~1 s)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,27 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "integration")
 SHARED_DATA = Path(os.environ.get("RCMU_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so no unmarked test slips through
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`pytest -m unit` and `pytest -m integration` together must run the whole suite, exactly once."""
+    wrong = []
+    for item in items:
+        if not item.path.is_relative_to(TESTS):
+            continue
+        kinds = sorted({mark.name for mark in item.iter_markers() if mark.name in KINDS})
+        if len(kinds) != 1:
+            wrong.append(f"  {item.nodeid}: {' and '.join(kinds) or 'no unit or integration mark'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"{len(wrong)} test(s) need exactly one of the marks unit, integration — put "
+            "`pytestmark = pytest.mark.unit` (pure and fast) or `pytest.mark.integration` (processes, servers, "
+            "models, or over ~1 s) in the module, or mark each test where a module mixes the two:\n" + "\n".join(wrong)
+        )
 
 
 @pytest.fixture(scope="session")

@@ -211,11 +211,12 @@ def test_memory_never_imports_the_parts_container() -> None:
 def test_importing_a_module_builds_nothing(tmp_path: Path) -> None:
     """Constants live in the module that owns them, and no module builds parts at import: with
     `Settings()` made to fail, every module but the LangGraph Server entry (whose job is to build the
-    graph at import) still imports, and none of them loads torch, dlib, Chroma or LangGraph for a constant."""
+    graph at import) and `__main__` scripts still imports, and none of them loads torch, dlib, Chroma
+    or LangGraph for a constant."""
     import subprocess
     import sys
 
-    modules = sorted(m for m in MODULES if m not in {"rcmu_agent.server"})
+    modules = sorted(m for m in MODULES if m != "rcmu_agent.server" and not m.endswith(".__main__"))
     script = f"""
 import sys
 from rcmu_agent import settings

@@ -23,10 +23,12 @@ from pydantic import SecretStr
 from rcmu_agent.backends import load_backend
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
 from rcmu_agent.errors import BackendError
-from rcmu_agent.fake_openai import FakeServer, Recorded, Reply, completion, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import FakeServer, Recorded, Reply, completion, serve
 from rcmu_agent.visual_budget import fit_to_budget
+
+pytestmark = pytest.mark.integration  # loopback OpenAI-compatible server
 
 MODEL = "weihongliang/RC-Qwen2VL-2b"
 KEY = "sk-test-0123456789abcdef"

@@ -20,12 +20,13 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.graph import build_graph
 from rcmu_agent.messages import ANSWER_KEY
 from rcmu_agent.parts import Parts
 from rcmu_agent.state import Context
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
+
+pytestmark = pytest.mark.integration  # the chat graph over a loopback server, dlib, MiniLM, Chroma, a tiny VLM
 
 NO_MODEL: dict[str, Any] = {"object_detector": None, "image_embedding_model": None}
 OBAMA_FACE = (253, 47, 409, 203)  # in two_people.jpg (1126x661)

@@ -19,6 +19,8 @@ import pytest
 
 from rcmu_agent import Assistant, Settings
 
+pytestmark = pytest.mark.integration  # PostgreSQL and SQLite threads through the graph
+
 NO_MODEL: dict[str, Any] = {"object_detector": None, "image_embedding_model": None}
 
 

@@ -7,6 +7,8 @@ import pytest
 from rcmu_agent.citations import is_refusal, parse_citation_numbers, resolve_citations
 from rcmu_agent.schema import Citation, ContextEntry, Region
 
+pytestmark = pytest.mark.unit
+
 
 def _known(index: int, box: tuple[int, int, int, int], category: str, name: str, info: str) -> ContextEntry:
     return ContextEntry(

@@ -37,6 +37,7 @@ def rcmu(home: Path, *args: str, env: dict[str, str] | None = None) -> object:
     return runner.invoke(app, list(args), env={**base, **(env or {})}, catch_exceptions=False)
 
 
+@pytest.mark.unit
 def test_help_reads_well() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
@@ -46,6 +47,7 @@ def test_help_reads_well() -> None:
     assert "--context-only" in ask_help and "<region1>" in ask_help and "x1,y1,x2,y2" in ask_help
 
 
+@pytest.mark.integration
 def test_list_and_json(taught: Path) -> None:
     result = rcmu(taught, "list", "--json")
     assert result.exit_code == 0
@@ -53,6 +55,7 @@ def test_list_and_json(taught: Path) -> None:
     assert names == ["Barack Obama", "Joe Biden"]
 
 
+@pytest.mark.integration
 def test_ask_context_only_json_and_annotate(taught: Path, faces_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "annotated.png"
     scene = faces_dir / "scenes" / "two_people.jpg"
@@ -69,12 +72,14 @@ def test_ask_context_only_json_and_annotate(taught: Path, faces_dir: Path, tmp_p
         assert png.getpixel((253, 120))[:3] != Image.open(scene).convert("RGB").getpixel((253, 120))  # box drawn
 
 
+@pytest.mark.integration
 def test_unknown_face_is_null_in_json(taught: Path, faces_dir: Path) -> None:
     result = rcmu(taught, "ask", str(faces_dir / "scenes" / "alex_lacamoire1.jpg"), "Who?", "--context-only", "--json")
     (region,) = json.loads(result.stdout)["regions"]
     assert region["name"] is None and region["entity_id"] is None and region["index"] is None
 
 
+@pytest.mark.integration
 def test_answer_with_a_local_tiny_model(taught: Path, faces_dir: Path, tmp_path: Path) -> None:
     model = build_tiny_qwen2vl(tmp_path / "tiny")
     scene = str(faces_dir / "scenes" / "two_people.jpg")
@@ -85,6 +90,7 @@ def test_answer_with_a_local_tiny_model(taught: Path, faces_dir: Path, tmp_path:
     assert json.loads(result.stdout)["answer"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -120,6 +126,7 @@ def test_bad_input_is_one_line_and_nonzero(
     assert sorted(p.name for p in (taught / "photos").rglob("*")) == before  # nothing half-written
 
 
+@pytest.mark.integration
 def test_real_subprocess_exit_code(taught: Path, faces_dir: Path) -> None:
     exe = shutil.which("rcmu", path=os.path.dirname(sys.executable))
     assert exe, "the rcmu console script is installed with the package"

@@ -13,6 +13,8 @@ from rcmu_agent.backends.hf import TransformersVLM, pick_dtype
 from rcmu_agent.settings import Settings
 from rcmu_agent.testing import build_tiny_qwen2vl
 
+pytestmark = pytest.mark.integration  # a tiny VLM
+
 
 def test_auto_is_fp32_on_cpu_and_names_are_taken_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pick_dtype("auto", "cpu") == torch.float32

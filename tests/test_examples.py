@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rcmu_agent.testing import build_tiny_qwen2vl
+
+pytestmark = pytest.mark.integration  # runs the examples as subprocesses
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
 

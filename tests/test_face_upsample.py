@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from rcmu_agent.faces import LARGE_SIDE, FaceDetector
@@ -41,6 +42,7 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+@pytest.mark.unit
 def test_upsample_choice_by_size() -> None:
     detector = FaceDetector.from_settings(Settings())
     assert detector.upsample == 1 and detector.model == "hog"  # no CUDA dlib here
@@ -54,6 +56,7 @@ def test_upsample_choice_by_size() -> None:
     assert FaceDetector(upsample=2).upsample_for(1548, 1024) == 1
 
 
+@pytest.mark.unit
 def test_every_shared_and_test_photo_keeps_todays_upsampling(shared_data: Path) -> None:
     detector = FaceDetector.from_settings(Settings())
     photos = every_photo(shared_data)
@@ -63,6 +66,7 @@ def test_every_shared_and_test_photo_keeps_todays_upsampling(shared_data: Path) 
             assert detector.upsample_for(*img.size) == Settings().face_upsample, path
 
 
+@pytest.mark.integration
 def test_same_faces_as_today_on_the_scenes(faces_dir: Path) -> None:
     detector = FaceDetector.from_settings(Settings())
     for path in sorted((faces_dir / "scenes").iterdir()):
@@ -70,6 +74,7 @@ def test_same_faces_as_today_on_the_scenes(faces_dir: Path) -> None:
         assert boxes(detector.detect(image)) == bare_hog(image, 1), path.name
 
 
+@pytest.mark.integration
 def test_phone_photo_at_upsample_0_finds_the_faces_upsample_1_finds(faces_dir: Path) -> None:
     """two_people.jpg as a 12 MP phone photo: the faces found at upsample 0 are today's faces (found at
     upsample 1 on the original), scaled."""

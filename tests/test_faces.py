@@ -49,6 +49,7 @@ def descriptors(references: list[Path], faces_dir: Path) -> dict[Path, np.ndarra
     return out
 
 
+@pytest.mark.unit
 def test_model_file_finds_the_shipped_dat_files() -> None:
     for name in (
         f"{FACE_DESCRIPTOR_MODEL}.dat",
@@ -59,12 +60,14 @@ def test_model_file_finds_the_shipped_dat_files() -> None:
         assert path.is_file() and path.name == name and path.stat().st_size > 0
 
 
+@pytest.mark.unit
 def test_model_file_names_a_missing_file_and_the_fix() -> None:
     with pytest.raises(ModelLoadError) as err:
         model_file("no_such_model.dat")
     assert "no_such_model.dat" in err.value.problem and err.value.fix
 
 
+@pytest.mark.integration
 def test_each_reference_photo_has_exactly_one_face(references: list[Path]) -> None:
     detector = FaceDetector()
     for path in references:
@@ -77,6 +80,7 @@ def test_each_reference_photo_has_exactly_one_face(references: list[Path]) -> No
         assert face.category == "person" and face.source == "face" and face.score is not None
 
 
+@pytest.mark.integration
 def test_two_people_has_both_faces_where_documented(faces_dir: Path) -> None:
     image = _open(faces_dir / "scenes" / "two_people.jpg")
     assert image.size == (1126, 661)
@@ -89,11 +93,13 @@ def test_two_people_has_both_faces_where_documented(faces_dir: Path) -> None:
     assert right.box[0] >= 770 and right.box[2] <= 975  # Biden, x≈780–965
 
 
+@pytest.mark.integration
 def test_detector_rejects_non_rgb_arrays() -> None:
     with pytest.raises(ValueError, match="RGB uint8"):
         FaceDetector().detect(np.zeros((20, 20), dtype=np.uint8))
 
 
+@pytest.mark.integration
 def test_encoder_gives_128_d_descriptors(faces_dir: Path, descriptors: dict[Path, np.ndarray]) -> None:
     encoder = FaceEncoder()
     assert encoder.dim == 128 and encoder.model_name == FACE_DESCRIPTOR_MODEL
@@ -109,6 +115,7 @@ def test_encoder_gives_128_d_descriptors(faces_dir: Path, descriptors: dict[Path
     assert all(r.descriptor is not None and len(r.descriptor) == 128 for r in encoded)
 
 
+@pytest.mark.integration
 def test_same_person_is_close_and_different_people_are_far(descriptors: dict[Path, np.ndarray]) -> None:
     same: list[tuple[float, str, str]] = []
     different: list[tuple[float, str, str]] = []
@@ -122,6 +129,7 @@ def test_same_person_is_close_and_different_people_are_far(descriptors: dict[Pat
     assert min(different)[0] > THRESHOLD, min(different)
 
 
+@pytest.mark.integration
 def test_two_people_faces_match_their_references(faces_dir: Path, descriptors: dict[Path, np.ndarray]) -> None:
     image = _open(faces_dir / "scenes" / "two_people.jpg")
     left, right = sorted(FaceEncoder().encode(image, FaceDetector().detect(image)), key=lambda f: f.box[0])

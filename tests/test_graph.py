@@ -18,11 +18,10 @@ from PIL import Image
 
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Region
-from rcmu_agent.testing import build_tiny_lora_adapter, build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_lora_adapter, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import fit_to_budget
 
 OBAMA_INFO = "Barack Obama was the 44th president of the United States and loves basketball"
@@ -89,6 +88,7 @@ def reference_generate(model_dir: Path, text: str, image: Image.Image, adapter: 
     return str(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
 
 
+@pytest.mark.integration
 def test_context_only_composes_the_exact_prompt_without_a_model(home: Path, scene: Path) -> None:
     assistant = Assistant(Settings(home=home, model="/nonexistent/model", **NO_MODEL))
     answer = assistant.ask("Who is on the left?", scene, context_only=True)
@@ -99,6 +99,7 @@ def test_context_only_composes_the_exact_prompt_without_a_model(home: Path, scen
     assert 240 <= by_index[1].box[0] <= 260 and 770 <= by_index[2].box[0] <= 790  # type: ignore[index]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("with_adapter", [False, True])
 def test_transformers_backend_end_to_end(home: Path, scene: Path, tiny: dict[str, Path], with_adapter: bool) -> None:
     adapter = tiny["adapter"] if with_adapter else None
@@ -113,6 +114,7 @@ def test_transformers_backend_end_to_end(home: Path, scene: Path, tiny: dict[str
     assert answer.text == expected and answer.text
 
 
+@pytest.mark.integration
 def test_adapter_changes_the_answer(home: Path, scene: Path, tiny: dict[str, Path]) -> None:
     base = reference_generate(tiny["model"], EXPECTED_PROMPT, load_image(scene))
     tuned = reference_generate(tiny["model"], EXPECTED_PROMPT, load_image(scene), tiny["adapter"])
@@ -129,6 +131,7 @@ def openai_settings(home: Path, url: str) -> Settings:
     return Settings(home=home, backend="openai", base_url=url, model="rc-qwen2-vl", api_key="sk-test", **NO_MODEL)
 
 
+@pytest.mark.integration
 def test_openai_backend_end_to_end_with_citations(home: Path, scene: Path) -> None:
     with serve() as server:
         server.default = Reply(text="Barack Obama [1] is on the left, beside Joe Biden [2][5].")
@@ -146,6 +149,7 @@ def test_openai_backend_end_to_end_with_citations(home: Path, scene: Path) -> No
     assert not answer.unanswerable
 
 
+@pytest.mark.integration
 def test_async_ask_sends_the_same_request_and_runs_concurrently(home: Path, scene: Path) -> None:
     """`aask` is the same graph: same prompt and pixels; many questions are in flight at once."""
     with serve() as server:
@@ -164,6 +168,7 @@ def test_async_ask_sends_the_same_request_and_runs_concurrently(home: Path, scen
     assert server.peak_in_flight > 1  # the model calls overlapped instead of queueing behind one another
 
 
+@pytest.mark.integration
 def test_follow_up_on_a_thread_survives_a_new_process(home: Path, scene: Path) -> None:
     with serve() as server:
         server.default = Reply(text="Cannot be answered. The information does not say.")
@@ -176,6 +181,7 @@ def test_follow_up_on_a_thread_survives_a_new_process(home: Path, scene: Path) -
     assert answer.unanswerable
 
 
+@pytest.mark.integration
 def test_memory_question_without_photo(home: Path) -> None:
     with serve() as server:
         server.default = Reply(text="He enjoys ice cream [1].")
@@ -191,6 +197,7 @@ class _NoDetector:
         raise AssertionError("detection must be skipped when the caller gives regions with info")
 
 
+@pytest.mark.integration
 def test_caller_regions_skip_detection_and_resolve_placeholders(home: Path, shared_data: Path) -> None:
     parts = Parts(Settings(home=home, model="/nonexistent", **NO_MODEL))
     parts.recognizer.__dict__["face_detector"] = _NoDetector()
@@ -213,12 +220,14 @@ def test_caller_regions_skip_detection_and_resolve_placeholders(home: Path, shar
     )
 
 
+@pytest.mark.integration
 def test_bad_caller_box_is_refused(home: Path, scene: Path) -> None:
     assistant = Assistant(Settings(home=home, **NO_MODEL))
     with pytest.raises(InvalidInputError, match="outside the 1126x661 image"):
         assistant.ask("?", scene, regions=[Region(box=(0, 0, 2000, 100), info="x")], context_only=True)
 
 
+@pytest.mark.integration
 def test_unloadable_model_names_the_fix(home: Path, scene: Path) -> None:
     with pytest.raises(ModelLoadError, match="RCMU_MODEL"):
         Assistant(Settings(home=home, model="/nonexistent/model", **NO_MODEL)).ask("Who?", scene)
@@ -226,6 +235,7 @@ def test_unloadable_model_names_the_fix(home: Path, scene: Path) -> None:
         Assistant(Settings(home=home, model="someone/not-cached", processor=None, **NO_MODEL)).ask("Who?", scene)
 
 
+@pytest.mark.unit
 def test_module_graph_for_langgraph_server() -> None:
     import json
 
@@ -236,6 +246,7 @@ def test_module_graph_for_langgraph_server() -> None:
     assert {"route", "detect", "recall", "recall_memory", "compose", "answer", "cite"} <= set(graph.get_graph().nodes)
 
 
+@pytest.mark.integration
 def test_encode_marks_image_tokens_for_multimodal_rope(tiny: dict[str, Path], scene: Path) -> None:
     """Without token types transformers gives image tokens 1-D text positions; the agent must not."""
     from rcmu_agent.backends.hf import TransformersVLM

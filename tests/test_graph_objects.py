@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent._tiny_vision import build_tiny_clip, build_tiny_owlv2
+from rcmu_agent.testing import build_tiny_clip, build_tiny_owlv2
+
+pytestmark = pytest.mark.integration  # tiny OWLv2 and CLIP through the graph
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from rcmu_agent import model_cache
-from rcmu_agent._tiny_vision import build_tiny_clip
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.memory.image_embedder import ImageEmbedder
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import build_tiny_clip
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +35,7 @@ def embedder(clip_dir: Path) -> ImageEmbedder:
     return ImageEmbedder(str(clip_dir), device="cpu")
 
 
+@pytest.mark.integration
 def test_embeddings_are_unit_rows_of_the_projection_width(
     embedder: ImageEmbedder, clip_dir: Path, photos: dict[str, Image.Image]
 ) -> None:
@@ -45,6 +46,7 @@ def test_embeddings_are_unit_rows_of_the_projection_width(
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_same_photo_is_identical_and_different_photos_differ(
     embedder: ImageEmbedder, photos: dict[str, Image.Image]
 ) -> None:
@@ -53,6 +55,7 @@ def test_same_photo_is_identical_and_different_photos_differ(
     assert float(cat @ rocket) < 0.9999
 
 
+@pytest.mark.integration
 def test_batching_does_not_change_results(embedder: ImageEmbedder, photos: dict[str, Image.Image]) -> None:
     images = [*photos.values(), photos["chelsea"].convert("L")]
     together = embedder.embed(images)
@@ -61,6 +64,7 @@ def test_batching_does_not_change_results(embedder: ImageEmbedder, photos: dict[
     np.testing.assert_allclose(embedder.embed(images[1:2])[0], together[1], atol=1e-5)
 
 
+@pytest.mark.integration
 def test_empty_input_and_dim_need_no_weights(clip_dir: Path) -> None:
     model_cache.clear()
     embedder = ImageEmbedder(str(clip_dir), device="cpu")
@@ -70,6 +74,7 @@ def test_empty_input_and_dim_need_no_weights(clip_dir: Path) -> None:
     assert embedder.model_name == str(clip_dir)
 
 
+@pytest.mark.integration
 def test_text_embeddings_share_the_space(embedder: ImageEmbedder, photos: dict[str, Image.Image]) -> None:
     texts = embedder.embed_text(["a photo of a cat", "a rocket", "a photo of a cat"])
     assert texts.shape == (3, embedder.dim) and texts.dtype == np.float32
@@ -80,6 +85,7 @@ def test_text_embeddings_share_the_space(embedder: ImageEmbedder, photos: dict[s
     assert similarity.shape == (1, 3) and np.all(np.abs(similarity) <= 1.0 + 1e-5)
 
 
+@pytest.mark.integration
 def test_weights_are_loaded_once_and_shared(clip_dir: Path, photos: dict[str, Image.Image]) -> None:
     model_cache.clear()
     first, second = ImageEmbedder(str(clip_dir), device="cpu"), ImageEmbedder(str(clip_dir), device="cpu")
@@ -91,6 +97,7 @@ def test_weights_are_loaded_once_and_shared(clip_dir: Path, photos: dict[str, Im
     assert model_cache.peek(ImageEmbedder, str(clip_dir), ("cpu",)).model is model
 
 
+@pytest.mark.unit
 def test_crop_clamps_to_the_photo(photos: dict[str, Image.Image]) -> None:
     cat = photos["chelsea"]
     crop = ImageEmbedder.crop(cat, (10.4, 20.6, 110.2, 80.0))
@@ -101,6 +108,7 @@ def test_crop_clamps_to_the_photo(photos: dict[str, Image.Image]) -> None:
         ImageEmbedder.crop(cat, (cat.width + 5, 0, cat.width + 50, 10))
 
 
+@pytest.mark.integration
 def test_missing_directory_names_the_setting(tmp_path: Path, photos: dict[str, Image.Image]) -> None:
     embedder = ImageEmbedder(str(tmp_path / "nope"), device="cpu")
     with pytest.raises(ModelLoadError, match="RCMU_IMAGE_EMBEDDING_MODEL"):
@@ -109,6 +117,7 @@ def test_missing_directory_names_the_setting(tmp_path: Path, photos: dict[str, I
         _ = embedder.dim
 
 
+@pytest.mark.integration
 def test_hub_id_offline_names_the_setting(monkeypatch: pytest.MonkeyPatch, photos: dict[str, Image.Image]) -> None:
     import huggingface_hub.constants
 
@@ -118,6 +127,7 @@ def test_hub_id_offline_names_the_setting(monkeypatch: pytest.MonkeyPatch, photo
         ImageEmbedder("rcmu-tests/no-such-clip", device="cpu").embed([photos["chelsea"]])
 
 
+@pytest.mark.integration
 def test_wrong_model_type_is_refused(tmp_path: Path, photos: dict[str, Image.Image]) -> None:
     from transformers import BertConfig
 
@@ -126,6 +136,7 @@ def test_wrong_model_type_is_refused(tmp_path: Path, photos: dict[str, Image.Ima
         ImageEmbedder(str(tmp_path), device="cpu").embed([photos["chelsea"]])
 
 
+@pytest.mark.integration
 def test_from_settings(clip_dir: Path) -> None:
     assert ImageEmbedder.from_settings(Settings(image_embedding_model="")) is None
     embedder = ImageEmbedder.from_settings(Settings(image_embedding_model=str(clip_dir), device="cpu"))

@@ -15,6 +15,8 @@ from PIL import Image
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.images import image_to_data_url, load_image
 
+pytestmark = pytest.mark.unit
+
 ORIENTATION = 0x0112
 
 

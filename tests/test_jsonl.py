@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from rcmu_agent.errors import NotFoundError
 from rcmu_agent.jsonl import BadLine, JsonlWriter, read_jsonl, read_models, write_jsonl
 
+pytestmark = pytest.mark.unit
+
 
 class Item(BaseModel):
     id: str

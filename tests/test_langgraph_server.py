@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent.fake_openai import Reply, serve
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
+
+pytestmark = pytest.mark.integration  # LangGraph Server as a subprocess
 
 REPO = Path(__file__).resolve().parents[1]
 NO_MODEL: dict[str, Any] = {"object_detector": None, "image_embedding_model": None}

@@ -10,9 +10,9 @@ import pytest
 
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
 from rcmu_agent.errors import BackendError, InvalidInputError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.llm import LLM, LLMFormatError, Prompt, load_prompt, parse_json
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import Reply, serve
 
 
 def make_llm(url: str, tmp_path: Path, **kwargs: object) -> LLM:
@@ -20,6 +20,7 @@ def make_llm(url: str, tmp_path: Path, **kwargs: object) -> LLM:
     return LLM(backend, cache=tmp_path / "cache.sqlite", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.integration
 def test_cache_makes_a_rerun_free(tmp_path: Path) -> None:
     with serve() as server:
         server.default = Reply(text='{"score": 4}')
@@ -34,6 +35,7 @@ def test_cache_makes_a_rerun_free(tmp_path: Path) -> None:
         assert len(server.requests) == 2
 
 
+@pytest.mark.integration
 def test_off_format_reply_is_asked_again_and_never_cached(tmp_path: Path) -> None:
     with serve() as server:
         server.then(Reply(text="Sure! Here you go"), Reply(text='```json\n{"ok": true}\n```'))
@@ -42,6 +44,7 @@ def test_off_format_reply_is_asked_again_and_never_cached(tmp_path: Path) -> Non
         assert llm.stats.off_format == 1 and llm.stats.calls == 2
 
 
+@pytest.mark.integration
 def test_persistent_off_format_is_a_reported_failure(tmp_path: Path) -> None:
     with serve() as server:
         server.default = Reply(text="no json here")
@@ -53,6 +56,7 @@ def test_persistent_off_format_is_a_reported_failure(tmp_path: Path) -> None:
         assert asyncio.run(llm.json("q")) == [1, 2]  # the failure was not cached
 
 
+@pytest.mark.integration
 def test_check_rejects_wrong_shape(tmp_path: Path) -> None:
     def needs_score(value: object) -> int:
         if not isinstance(value, dict) or "score" not in value:
@@ -64,6 +68,7 @@ def test_check_rejects_wrong_shape(tmp_path: Path) -> None:
         assert asyncio.run(make_llm(server.url, tmp_path).json("q", needs_score)) == 3
 
 
+@pytest.mark.integration
 def test_server_errors_surface_as_backend_errors(tmp_path: Path) -> None:
     with serve() as server:
         server.default = Reply(status=500, body={"message": "boom"})
@@ -73,6 +78,7 @@ def test_server_errors_surface_as_backend_errors(tmp_path: Path) -> None:
         assert llm.stats.failures == 1
 
 
+@pytest.mark.integration
 def test_concurrency_limit_is_respected(tmp_path: Path) -> None:
     with serve() as server:
         server.default = Reply(text="ok", delay=0.05)
@@ -85,6 +91,7 @@ def test_concurrency_limit_is_respected(tmp_path: Path) -> None:
     assert server.peak_in_flight == 3
 
 
+@pytest.mark.unit
 def test_parse_json_tolerates_preamble() -> None:
     assert parse_json('Here: {"a": [1]} done') == {"a": [1]}
     assert parse_json("[1, 2]") == [1, 2]
@@ -92,6 +99,7 @@ def test_parse_json_tolerates_preamble() -> None:
         parse_json("nothing")
 
 
+@pytest.mark.unit
 def test_prompt_files_are_versioned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "promptpkg"
     (package / "prompts").mkdir(parents=True)
@@ -108,6 +116,7 @@ def test_prompt_files_are_versioned(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         load_prompt("promptpkg", "bad")
 
 
+@pytest.mark.integration
 def test_from_settings_uses_agent_key_and_own_model(tmp_path: Path) -> None:
     with serve() as server:
         llm = LLM.from_settings(Settings(home=tmp_path, base_url=server.url), model="judge-model")
@@ -116,6 +125,7 @@ def test_from_settings_uses_agent_key_and_own_model(tmp_path: Path) -> None:
         assert json.dumps(server.requests[0].body["messages"][0]["content"][-1]["text"]) == '"hello"'
 
 
+@pytest.mark.unit
 def test_concurrency_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
         make_llm("http://127.0.0.1:9/v1", tmp_path, concurrency=0)

@@ -11,6 +11,8 @@ import pytest
 from rcmu_agent import model_cache
 from rcmu_agent.model_cache import ModelCache, ModelKey
 
+pytestmark = pytest.mark.unit
+
 
 class _Weights:
     """Stands for a loaded network: a fresh object per load, so identity tells loads apart."""

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from rcmu_agent import model_cache
-from rcmu_agent._tiny_vision import build_tiny_grounding_dino, build_tiny_owlv2
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.objects import ObjectDetector, nms
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import build_tiny_grounding_dino, build_tiny_owlv2
 
 QUERIES = ["cat", "dog", "rocket"]
 
@@ -46,6 +46,7 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 # ---- NMS ------------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_nms_drops_overlapping_lower_scores_and_keeps_order() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 10, 9], [5, 0, 15, 10]], float)
     scores = np.array([0.6, 0.9, 0.5, 0.95, 0.7])
@@ -53,6 +54,7 @@ def test_nms_drops_overlapping_lower_scores_and_keeps_order() -> None:
     assert nms(boxes, scores).tolist() == [3, 4, 2]
 
 
+@pytest.mark.unit
 def test_nms_threshold_is_strict_and_empty_input_is_fine() -> None:
     boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 5]], float)  # IoU exactly 0.5
     assert nms(boxes, np.array([0.9, 0.8]), iou_threshold=0.5).tolist() == [0, 1]
@@ -61,6 +63,7 @@ def test_nms_threshold_is_strict_and_empty_input_is_fine() -> None:
 
 
 # ---- OWLv2 ----------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_owlv2_detects_on_a_real_photo(owlv2_dir: Path, cat_photo: Image.Image) -> None:
     detector = ObjectDetector(str(owlv2_dir), device="cpu")
     regions = detector.detect(cat_photo, QUERIES, score_threshold=0.0)
@@ -81,6 +84,7 @@ def test_owlv2_detects_on_a_real_photo(owlv2_dir: Path, cat_photo: Image.Image) 
                 assert _iou(a.box, b.box) <= 0.5
 
 
+@pytest.mark.integration
 def test_owlv2_boxes_are_in_original_pixels_despite_square_padding(owlv2_dir: Path, cat_photo: Image.Image) -> None:
     """OWLv2 pads the 451x300 photo to 451x451; boxes must be scaled by 451 on both axes.
 
@@ -99,6 +103,7 @@ def test_owlv2_boxes_are_in_original_pixels_despite_square_padding(owlv2_dir: Pa
     assert all(r.box[1] < height - 1 for r in regions)
 
 
+@pytest.mark.integration
 def test_threshold_categories_and_image_modes(owlv2_dir: Path, cat_photo: Image.Image) -> None:
     detector = ObjectDetector(str(owlv2_dir), device="cpu", score_threshold=0.5)
     regions = detector.detect(cat_photo.convert("L"), ["  Cat ", "cat", "DOG"])
@@ -109,6 +114,7 @@ def test_threshold_categories_and_image_modes(owlv2_dir: Path, cat_photo: Image.
         detector.detect(cat_photo, ["cat"], score_threshold=1.5)
 
 
+@pytest.mark.integration
 def test_weights_are_loaded_once_and_shared(
     owlv2_dir: Path, cat_photo: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +138,7 @@ def test_weights_are_loaded_once_and_shared(
 
 
 # ---- Grounding DINO -------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_grounding_dino_detects_with_query_labels(grounding_dino_dir: Path, cat_photo: Image.Image) -> None:
     detector = ObjectDetector(str(grounding_dino_dir), device="cpu")
     regions = detector.detect(cat_photo, [*QUERIES, "coffee cup"], score_threshold=0.0)
@@ -146,6 +153,7 @@ def test_grounding_dino_detects_with_query_labels(grounding_dino_dir: Path, cat_
 
 
 # ---- loading failures -----------------------------------------------------------------------------
+@pytest.mark.unit
 def test_no_categories_returns_nothing_without_loading(cat_photo: Image.Image, tmp_path: Path) -> None:
     missing = str(tmp_path / "never-created")
     detector = ObjectDetector(missing, device="cpu")
@@ -154,12 +162,14 @@ def test_no_categories_returns_nothing_without_loading(cat_photo: Image.Image, t
     assert all(key.model != missing for key in model_cache.keys(ObjectDetector))
 
 
+@pytest.mark.integration
 def test_missing_directory_names_the_setting(cat_photo: Image.Image, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="RCMU_OBJECT_DETECTOR") as info:
         ObjectDetector(str(tmp_path / "nope"), device="cpu").detect(cat_photo, ["cat"])
     assert "does not exist" in info.value.problem
 
 
+@pytest.mark.integration
 def test_hub_id_offline_names_the_setting(cat_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
@@ -169,6 +179,7 @@ def test_hub_id_offline_names_the_setting(cat_photo: Image.Image, monkeypatch: p
         ObjectDetector("rcmu-tests/no-such-detector", device="cpu").detect(cat_photo, ["cat"])
 
 
+@pytest.mark.integration
 def test_wrong_model_type_is_refused(cat_photo: Image.Image, tmp_path: Path) -> None:
     from transformers import BertConfig
 
@@ -177,6 +188,7 @@ def test_wrong_model_type_is_refused(cat_photo: Image.Image, tmp_path: Path) -> 
         ObjectDetector(str(tmp_path), device="cpu").detect(cat_photo, ["cat"])
 
 
+@pytest.mark.integration
 def test_from_settings(owlv2_dir: Path) -> None:
     assert ObjectDetector.from_settings(Settings(object_detector="")) is None
     detector = ObjectDetector.from_settings(

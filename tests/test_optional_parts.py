@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.cli import app
 
+pytestmark = pytest.mark.integration  # dlib, MiniLM and Chroma through the CLI
+
 runner = CliRunner()
 OFFLINE_HUB_IDS = {  # the defaults: hub ids, unreachable here (HF_HUB_OFFLINE=1)
     "RCMU_OBJECT_DETECTOR": "google/owlv2-base-patch16-ensemble",

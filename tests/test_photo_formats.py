@@ -32,6 +32,7 @@ def _encoded(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
 def test_heic_and_avif_decode_and_find_the_face(face: Image.Image, fmt: str) -> None:
     data = _encoded(face, fmt, quality=90)
@@ -40,6 +41,7 @@ def test_heic_and_avif_decode_and_find_the_face(face: Image.Image, fmt: str) -> 
     assert len(FaceDetector().detect(img)) == 1
 
 
+@pytest.mark.integration
 def test_sixteen_bit_grey_png_is_rescaled_not_clipped_to_white(face: Image.Image) -> None:
     grey8 = np.asarray(face.convert("L"), dtype=np.uint16)
     img16 = Image.fromarray(grey8 * 257)  # the same picture on 0..65535
@@ -51,6 +53,7 @@ def test_sixteen_bit_grey_png_is_rescaled_not_clipped_to_white(face: Image.Image
     assert len(FaceDetector().detect(img)) == 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mode", ["LA", "RGBA", "P", "CMYK", "1", "F", "I"])
 def test_every_mode_becomes_rgb_of_the_same_size(face: Image.Image, mode: str) -> None:
     source = face.convert(mode)
@@ -58,11 +61,13 @@ def test_every_mode_becomes_rgb_of_the_same_size(face: Image.Image, mode: str) -
     assert img.mode == "RGB" and img.size == face.size
 
 
+@pytest.mark.unit
 def test_transparent_pixels_become_white_not_black() -> None:
     clear = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     assert np.asarray(load_image(_encoded(clear, "PNG"))).min() == 255
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
 def test_an_animation_is_refused_with_a_clear_error(face: Image.Image, fmt: str) -> None:
     frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
@@ -72,10 +77,12 @@ def test_an_animation_is_refused_with_a_clear_error(face: Image.Image, fmt: str)
     assert "still" in raised.value.fix
 
 
+@pytest.mark.unit
 def test_a_single_frame_gif_is_fine(face: Image.Image) -> None:
     assert load_image(_encoded(face, "GIF")).size == face.size
 
 
+@pytest.mark.unit
 def test_the_indexer_lists_every_photo_type_the_loader_reads() -> None:
     from rcmu_agent.memory._library_walk import PHOTO_SUFFIXES as LISTED
 
@@ -83,6 +90,7 @@ def test_the_indexer_lists_every_photo_type_the_loader_reads() -> None:
     assert {".heic", ".heif", ".avif", ".png", ".jpg"} <= PHOTO_SUFFIXES
 
 
+@pytest.mark.integration
 def test_remember_and_index_read_heic_and_sixteen_bit(face: Image.Image, tmp_path: Path) -> None:
     """The same formats through `remember` (several photos: the bad one is named) and `rcmu index`."""
     photos = tmp_path / "photos"

@@ -16,6 +16,8 @@ from rcmu_agent.masks import decode_rle, encode_rle, mask_to_box, to_rle
 from rcmu_agent.regions import check_box, parse_region_spec
 from rcmu_agent.schema import RLE, Region
 
+pytestmark = pytest.mark.unit
+
 SHAPES = [(1, 1), (1, 17), (23, 1), (7, 13), (64, 48), (120, 95)]
 
 

@@ -25,6 +25,8 @@ from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.memory.transfer import FORMAT_VERSION, ImportRow, import_rows
 from rcmu_agent.settings import Settings
 
+pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma (embedded and server), killed subprocesses
+
 PEOPLE = {
     "alex_lacamoire": ("Alex Lacamoire", "Alex Lacamoire is the music director of Hamilton."),
     "biden": ("Joe Biden", "Joe Biden was the 46th president of the United States."),

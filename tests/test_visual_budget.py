@@ -17,11 +17,10 @@ from PIL import Image
 from rcmu_agent.backends.hf import TransformersVLM
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.prompt import format_box
 from rcmu_agent.settings import Settings
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
@@ -47,6 +46,7 @@ def phone_photo(scene: Path) -> Image.Image:
     return img.crop((left, 0, left + width, img.height)).resize((4032, 3024), Image.Resampling.BICUBIC)
 
 
+@pytest.mark.unit
 def test_defaults_are_the_qwen2vl_card_range_and_env_sets_them(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (Settings().min_pixels, Settings().max_pixels) == (256 * 28 * 28, 1280 * 28 * 28)
     assert (DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS) == (200_704, 1_003_520)
@@ -57,6 +57,7 @@ def test_defaults_are_the_qwen2vl_card_range_and_env_sets_them(monkeypatch: pyte
         Settings(min_pixels=2000 * 28 * 28)
 
 
+@pytest.mark.integration
 def test_token_count_matches_qwen2vls_own_resize_rule() -> None:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
@@ -76,6 +77,7 @@ def test_token_count_matches_qwen2vls_own_resize_rule() -> None:
         visual_tokens(10_000, 20)
 
 
+@pytest.mark.integration
 def test_encode_applies_the_budget_identically_for_answering_and_training(tiny: Path, faces_dir: Path) -> None:
     photo = load_image(faces_dir / "scenes" / "two_people.jpg")  # 1126x661
     vlm = TransformersVLM(str(tiny), device="cpu", **SMALL)
@@ -98,6 +100,7 @@ def test_encode_applies_the_budget_identically_for_answering_and_training(tiny: 
     assert (default.min_pixels, default.max_pixels) == (config.min_pixels, config.max_pixels)
 
 
+@pytest.mark.integration
 def test_budget_bounds_a_phone_photo_in_the_processor(tiny: Path, shared_data: Path) -> None:
     photo = phone_photo(shared_data / "faces" / "scenes" / "two_people.jpg")
     vlm = TransformersVLM(str(tiny), device="cpu", max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28)
@@ -106,6 +109,7 @@ def test_budget_bounds_a_phone_photo_in_the_processor(tiny: Path, shared_data: P
     assert pads == visual_tokens(4032, 3024, min_pixels=4 * 28 * 28, max_pixels=128 * 28 * 28) <= 128
 
 
+@pytest.mark.integration
 def test_openai_backend_sends_a_budget_sized_jpeg_and_leaves_boxes_alone(shared_data: Path) -> None:
     photo = phone_photo(shared_data / "faces" / "scenes" / "two_people.jpg")
     box = (1200.0, 300.0, 2000.0, 1400.0)  # pixels of the 4032x3024 original
@@ -130,6 +134,7 @@ def test_openai_backend_sends_a_budget_sized_jpeg_and_leaves_boxes_alone(shared_
     assert re.search(r"\(\d+,\d+\),\(\d+,\d+\)", content[1]["text"])
 
 
+@pytest.mark.unit
 def test_fit_to_budget_and_jpeg_quality(shared_data: Path) -> None:
     photo = load_image(shared_data / "faces" / "scenes" / "two_people.jpg")
     fitted = fit_to_budget(photo)
@@ -143,6 +148,7 @@ def test_fit_to_budget_and_jpeg_quality(shared_data: Path) -> None:
     )  # quality 92: close to the pixels it was given
 
 
+@pytest.mark.integration
 def test_cli_context_only_reports_the_visual_tokens(tmp_path: Path, faces_dir: Path) -> None:
     from typer.testing import CliRunner
 

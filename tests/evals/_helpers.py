@@ -12,7 +12,7 @@ from typing import Any
 
 from rcmu_agent.citations import is_refusal
 from rcmu_agent.evals.datasets import RcmuItem
-from rcmu_agent.fake_openai import Recorded, Reply
+from rcmu_agent.testing import Recorded, Reply
 
 SAMPLES = Path(__file__).resolve().parents[2] / "evals" / "samples"
 REFUSAL = "Cannot be answered. The information does not say."

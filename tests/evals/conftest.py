@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _helpers, without ma
 
 from _helpers import SAMPLES, judge_responder
 
-from rcmu_agent.fake_openai import FakeServer, serve
 from rcmu_agent.settings import Settings
+from rcmu_agent.testing import FakeServer, serve
 
 NO_OBJECTS = {"object_detector": None, "image_embedding_model": None}
 

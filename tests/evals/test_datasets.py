@@ -7,12 +7,15 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from rcmu_agent.evals.datasets import load_rcmu, load_rcpbench, load_yollava
 from rcmu_agent.faces import FaceDetector
 from rcmu_agent.images import load_image
 from rcmu_agent.schema import Box
 
 
+@pytest.mark.unit
 def test_samples_load_with_every_kind(samples: Path) -> None:
     rcmu = load_rcmu(samples / "rcmu" / "test.jsonl")
     assert not rcmu.problems
@@ -28,6 +31,7 @@ def test_samples_load_with_every_kind(samples: Path) -> None:
     assert all("sks" not in q.question for q in yollava.questions)  # the concept's name stands in
 
 
+@pytest.mark.unit
 def test_malformed_lines_and_missing_images_are_reported_and_skipped(samples: Path, tmp_path: Path) -> None:
     lines = (samples / "rcmu" / "test.jsonl").read_text().splitlines()
     good = json.loads(lines[0])
@@ -52,6 +56,7 @@ def test_malformed_lines_and_missing_images_are_reported_and_skipped(samples: Pa
     assert "missing.jpg does not exist" in reasons and "duplicate id" in reasons
 
 
+@pytest.mark.unit
 def test_rcpbench_and_yollava_bad_records(samples: Path, tmp_path: Path) -> None:
     folder = tmp_path / "rcp"
     shutil.copytree(samples / "rcpbench", folder)
@@ -84,6 +89,7 @@ def _iou(a: Box, b: Box) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+@pytest.mark.integration
 def test_sample_face_boxes_are_dlib_detections(samples: Path) -> None:
     detector = FaceDetector()
     bench = load_rcpbench(samples / "rcpbench")

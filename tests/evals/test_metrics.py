@@ -24,6 +24,8 @@ from rcmu_agent.evals.metrics import (
     strip_citations,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_accuracy_leaves_judge_failures_out() -> None:
     assert accuracy([True, False, None, True]) == (2 / 3, 3, 1)

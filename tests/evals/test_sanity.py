@@ -25,8 +25,10 @@ from rcmu_agent.evals._shuffle import reshuffled_rcpbench
 from rcmu_agent.evals.datasets import RCVQA_KINDS, load_rcmu, load_rcpbench
 from rcmu_agent.evals.judges import Judges, LLMEntailment
 from rcmu_agent.evals.runner import EvalConfig, Runner, read_records
-from rcmu_agent.fake_openai import FakeServer, Recorded, Reply, serve
 from rcmu_agent.llm import LLM
+from rcmu_agent.testing import FakeServer, Recorded, Reply, serve
+
+pytestmark = pytest.mark.integration  # evaluation runs over loopback servers, dlib, MiniLM
 
 
 def run_rcmu(

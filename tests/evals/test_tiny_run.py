@@ -14,13 +14,13 @@ import pytest
 from _helpers import hashed_letter_responder
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent._tiny_vision import build_tiny_clip
 from rcmu_agent.evals.judges import ClipScorer, Judges, LLMEntailment
 from rcmu_agent.evals.report import metric_rows
 from rcmu_agent.evals.runner import EvalConfig, Runner, read_records
-from rcmu_agent.fake_openai import FakeServer, serve
 from rcmu_agent.llm import LLM
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import FakeServer, build_tiny_clip, build_tiny_qwen2vl, serve
+
+pytestmark = pytest.mark.integration  # a tiny VLM and CLIP, loopback servers
 
 RCMU = "rcmu/test.jsonl"
 

@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 
 from rcmu_agent import Assistant
 from rcmu_agent.cli import app
-from rcmu_agent.fake_openai import Reply, serve
 from rcmu_agent.images import load_image
 from rcmu_agent.schema import Region
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import fit_to_budget
+
+pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma, a tiny VLM
 
 QUESTION = "Who is with Obama?"
 

@@ -21,6 +21,8 @@ from PIL import Image
 from rcmu_agent import Assistant
 from rcmu_agent.errors import MemoryLockedError, NotFoundError
 
+pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma, killed subprocesses
+
 
 class CountingDetector:
     """The real dlib detector, counting its calls (re-indexing must not make any)."""

@@ -13,6 +13,8 @@ from _library_helpers import copy, mirrored, settings
 from rcmu_agent import Assistant
 from rcmu_agent.memory._library_workers import worker_count
 
+pytestmark = pytest.mark.integration  # index worker processes
+
 
 def build(root: Path, faces_dir: Path) -> None:
     ref, scenes = faces_dir / "reference", faces_dir / "scenes"

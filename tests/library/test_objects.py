@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from _library_helpers import copy
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent._tiny_vision import build_tiny_clip, build_tiny_owlv2
+from rcmu_agent.testing import build_tiny_clip, build_tiny_owlv2
+
+pytestmark = pytest.mark.integration  # tiny OWLv2 and CLIP
 
 
 def test_objects_and_image_embeddings_are_indexed(tmp_path: Path, shared_data: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent.fake_openai import FakeServer, Reply, serve
+from rcmu_agent.testing import FakeServer, Reply, serve
 
 # Distinctive, so any leaked piece of it is found: outputs and logs may not hold even 5 characters of it.
 SECRET = "SECRET_API_KEY=sk-live-Qz8vW3xK9mPq7Lr2"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # killed subprocesses
+
 DRIVER = Path(__file__).with_name("_crash_driver.py")
 INDEX_DRIVER = Path(__file__).with_name("_index_crash_driver.py")
 

@@ -90,6 +90,7 @@ def _hostile_paths(outside: Path, allowed: Path) -> dict[str, tuple[Any, str]]:
     }
 
 
+@pytest.mark.integration
 def test_every_photo_tool_refuses_every_hostile_path(
     assistant: Assistant, outside: Path, allowed: Path, caplog: pytest.LogCaptureFixture, server: Any
 ) -> None:
@@ -109,6 +110,7 @@ def test_every_photo_tool_refuses_every_hostile_path(
     assert_no_secret(*replies, *(r.getMessage() for r in caplog.records))
 
 
+@pytest.mark.integration
 def test_a_refusal_does_not_tell_whether_a_path_outside_exists(assistant: Assistant, outside: Path) -> None:
     ask = _tools(assistant, "bob")["ask_about_photo"]
     texts = [
@@ -118,6 +120,7 @@ def test_a_refusal_does_not_tell_whether_a_path_outside_exists(assistant: Assist
     assert texts[0] == texts[1]
 
 
+@pytest.mark.integration
 def test_a_secret_inside_the_allowed_folder_is_not_quoted_by_the_decoder(
     assistant: Assistant, allowed: Path, outside: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -142,6 +145,7 @@ def test_a_secret_inside_the_allowed_folder_is_not_quoted_by_the_decoder(
     assert_no_secret(*replies, *(r.getMessage() for r in caplog.records))
 
 
+@pytest.mark.integration
 def test_another_users_reference_photo_is_refused_and_ones_own_is_readable(assistant: Assistant) -> None:
     home = assistant.settings.home
     (alice_photo,) = next(e for e in assistant.entities(user="alice") if e.name == "Barack Obama").photos
@@ -159,6 +163,7 @@ def test_another_users_reference_photo_is_refused_and_ones_own_is_readable(assis
     assert "Barack Obama" in str(own.content)
 
 
+@pytest.mark.integration
 def test_a_stranger_with_no_memory_learns_nothing_about_other_users(assistant: Assistant, allowed: Path) -> None:
     scene = allowed / "scene.jpg"
     shutil.copy(Path(assistant.entities(user="alice")[0].photos[0]), scene)
@@ -179,6 +184,7 @@ def test_a_stranger_with_no_memory_learns_nothing_about_other_users(assistant: A
         assert private not in blob, private
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "path",
     ["", "   ", "\x00", "/", ".", "..", "~", "~root/.ssh/id_rsa", "a" * 5000, "file://", "file:///", "C:\\x.jpg"],
@@ -190,6 +196,7 @@ def test_the_gate_refuses_odd_paths_with_one_line(path: str, allowed: Path) -> N
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.unit
 def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_dir: Path) -> None:
     photo = allowed / "sub" / "x.jpg"
     photo.parent.mkdir(exist_ok=True)
@@ -210,6 +217,7 @@ def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_d
         resolve_allowed_photo(photo, [])  # no roots: no paths at all
 
 
+@pytest.mark.unit
 def test_allowed_roots_come_from_the_environment_with_a_folder_per_user(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

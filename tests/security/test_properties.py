@@ -56,6 +56,7 @@ def mutated_image(draw: st.DrawFn) -> bytes:
     return bytes(data[:cut]) + draw(st.binary(max_size=16))
 
 
+@pytest.mark.unit
 @FAST
 @given(st.one_of(st.binary(max_size=256), mutated_image()))
 def test_any_bytes_give_an_rgb_photo_or_one_line_error(data: bytes) -> None:
@@ -82,6 +83,7 @@ photo_arguments = st.one_of(
 )
 
 
+@pytest.mark.unit
 @FAST
 @given(photo_arguments)
 def test_any_photo_argument_gives_bytes_or_one_line_error(value: Any) -> None:
@@ -97,6 +99,7 @@ def test_any_photo_argument_gives_bytes_or_one_line_error(value: Any) -> None:
 coordinate = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10_000, 10_000).map(float))
 
 
+@pytest.mark.unit
 @FAST
 @given(
     st.tuples(coordinate, coordinate, coordinate, coordinate), st.integers(1, 5000), st.integers(1, 5000), st.booleans()
@@ -112,6 +115,7 @@ def test_any_box_is_fitted_inside_the_image_or_refused(
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height and x2 - x1 >= 1 and y2 - y1 >= 1
 
 
+@pytest.mark.integration
 @FAST
 @given(st.one_of(st.text(max_size=80), st.from_regex(r"-?\d{1,5}(\.\d+)?(,-?\d{1,5}(\.\d+)?){3}(:[^\n]{0,20}){0,2}")))
 def test_any_region_spec_parses_or_is_refused(spec: str) -> None:
@@ -149,6 +153,7 @@ region_json = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.integration
 @FAST
 @given(region_json)
 def test_any_region_json_validates_or_is_refused(data: dict[str, Any]) -> None:
@@ -164,6 +169,7 @@ def test_any_region_json_validates_or_is_refused(data: dict[str, Any]) -> None:
     assert x1 < x2 and y1 < y2
 
 
+@pytest.mark.unit
 @FAST
 @given(
     st.text(alphabet="0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmno", max_size=40),
@@ -179,6 +185,7 @@ def test_any_rle_counts_decode_or_are_refused(counts: str, height: int, width: i
     assert mask.shape == (height, width)
 
 
+@pytest.mark.unit
 def test_a_huge_mask_is_refused_before_it_is_allocated() -> None:
     with pytest.raises(InvalidInputError, match="MP limit"):
         decode_rle(RLE(size=(100_000, 100_000), counts=[10_000_000_000]))
@@ -208,6 +215,7 @@ hostile_text = st.one_of(
 )
 
 
+@pytest.mark.integration
 @FAST
 @given(st.lists(st.tuples(hostile_text, hostile_text, hostile_text), min_size=1, max_size=4))
 def test_a_prompt_has_exactly_one_header_line_per_entry(fields: list[tuple[str, str, str]]) -> None:

@@ -15,6 +15,8 @@ import pytest
 
 from rcmu_agent import Assistant, Settings
 
+pytestmark = pytest.mark.integration  # a soak run in a subprocess
+
 DRIVER = Path(__file__).with_name("_soak_driver.py")
 SECONDS = 8
 

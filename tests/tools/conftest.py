@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from rcmu_agent import Assistant, Settings
-from rcmu_agent.fake_openai import FakeServer, Recorded, Reply, serve
+from rcmu_agent.testing import FakeServer, Recorded, Reply, serve
 
 OBAMA_INFO = "Barack Obama was the 44th president of the United States and loves basketball"
 BIDEN_INFO = "Joe Biden was the 46th president and enjoys ice cream"

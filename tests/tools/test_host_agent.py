@@ -15,7 +15,9 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatResult
 from pydantic import Field
 
-from rcmu_agent.fake_openai import FakeServer
+from rcmu_agent.testing import FakeServer
+
+pytestmark = pytest.mark.integration  # a host agent over a loopback server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "host_agent.py"
 

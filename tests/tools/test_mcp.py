@@ -29,8 +29,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from PIL import Image
 
-from rcmu_agent.fake_openai import Reply, serve
-from rcmu_agent.testing import build_tiny_qwen2vl
+from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
+
+pytestmark = pytest.mark.integration  # MCP servers as subprocesses
 
 REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."
 OBAMA_FACE, BIDEN_FACE = (253, 47, 409, 203), (778, 57, 965, 243)

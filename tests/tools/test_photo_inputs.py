@@ -17,8 +17,8 @@ from PIL import Image
 from rcmu_agent import Assistant
 from rcmu_agent._photos import PhotoAccess, to_photo
 from rcmu_agent.errors import InvalidInputError, RcmuError
-from rcmu_agent.fake_openai import FakeServer
 from rcmu_agent.images import load_image
+from rcmu_agent.testing import FakeServer
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
 from rcmu_agent.visual_budget import fit_to_budget, jpeg_data_url
 
@@ -55,6 +55,7 @@ def _pixels(data_url: str) -> np.ndarray:
         return np.asarray(sent.convert("RGB"))
 
 
+@pytest.mark.integration
 def test_every_photo_form_reaches_the_model_as_the_same_pixels(
     assistant: Assistant, scene: Path, server: FakeServer
 ) -> None:
@@ -74,6 +75,7 @@ def test_every_photo_form_reaches_the_model_as_the_same_pixels(
         assert text_part["text"].startswith("[1]: The information of the person located at <|box_start|>(224,71)")
 
 
+@pytest.mark.integration
 def test_bytes_are_recognised_and_saved_once_under_the_home_inbox(assistant: Assistant, scene: Path) -> None:
     tool = DescribePhotoTool(assistant=assistant, user="alice")
     first = tool.invoke({"photo": scene.read_bytes()})
@@ -86,6 +88,7 @@ def test_bytes_are_recognised_and_saved_once_under_the_home_inbox(assistant: Ass
     assert sorted(inbox.glob("*.png")) == saved and len(saved) >= 1  # same content, same file
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("photo", "error", "message"),
     [
@@ -127,17 +130,20 @@ def test_unusable_photo_forms_are_refused_with_a_fix(photo: Any, error: type[Rcm
     assert raised.value.fix  # every refusal says what to do instead
 
 
+@pytest.mark.unit
 def test_a_directory_is_not_a_photo(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="is not a readable photo"):
         to_photo(str(tmp_path), PhotoAccess(roots=[tmp_path]))
 
 
+@pytest.mark.unit
 def test_a_typo_in_a_real_folder_is_not_a_readable_photo_nor_base64(tmp_path: Path) -> None:
     """Folder names can be all base64 characters; inside an allowed folder it is a path with a typo."""
     with pytest.raises(InvalidInputError, match="is not a readable photo"):
         to_photo(str(tmp_path / "IMG_0001.holiday_photo_of_the_beach"), PhotoAccess(roots=[tmp_path]))
 
 
+@pytest.mark.unit
 def test_a_path_that_exists_wins_over_base64(tmp_path: Path, scene: Path) -> None:
     """A file whose name happens to be valid base64 is still read as a file."""
     name = tmp_path / ("QUJD" * 10)
@@ -146,6 +152,7 @@ def test_a_path_that_exists_wins_over_base64(tmp_path: Path, scene: Path) -> Non
     assert isinstance(to_photo(str(name)), bytes)  # no folder allowed: the text can only be data
 
 
+@pytest.mark.unit
 def test_paths_are_read_only_inside_the_allowed_folders(tmp_path: Path, scene: Path) -> None:
     inside = tmp_path / "ok" / "scene.jpg"
     inside.parent.mkdir()

@@ -13,6 +13,8 @@ from langchain_core.messages import ToolMessage
 from rcmu_agent import Assistant
 from rcmu_agent.tools import SearchPhotosTool
 
+pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma, a loopback server
+
 
 def search(assistant: Assistant, user: str = "alice", **args: Any) -> ToolMessage:
     tool = SearchPhotosTool(assistant=assistant, user=user)

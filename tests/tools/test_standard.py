@@ -26,6 +26,8 @@ from rcmu_agent.tools import (
     SearchPhotosTool,
 )
 
+pytestmark = pytest.mark.integration  # langchain-tests over the tools: dlib, MiniLM, Chroma, a loopback server
+
 
 class _Bound:
     """Builds the tool class under test from the session's assistant, scoped to one user."""

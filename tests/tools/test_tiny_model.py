@@ -11,6 +11,8 @@ from rcmu_agent import Assistant, Settings
 from rcmu_agent.testing import build_tiny_qwen2vl
 from rcmu_agent.tools import rcmu_tools
 
+pytestmark = pytest.mark.integration  # a tiny VLM
+
 
 @pytest.fixture(scope="module")
 def tiny_assistant(home: Path, scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Assistant:

@@ -12,8 +12,10 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from rcmu_agent import Assistant
-from rcmu_agent.fake_openai import FakeServer
+from rcmu_agent.testing import FakeServer
 from rcmu_agent.tools import RcmuToolkit, rcmu_tools
+
+pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma, a loopback server
 
 # two_people.jpg is 1126x661: Obama's face at (253,47,409,203), Biden's at (778,57,965,243)
 OBAMA_LINE = "[1]: The information of the person located at <|box_start|>(224,71),(363,307)<|box_end|> in the image: "

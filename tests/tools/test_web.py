@@ -20,7 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from rcmu_agent.fake_openai import Reply, serve
+from rcmu_agent.testing import Reply, serve
+
+pytestmark = pytest.mark.integration  # the web app in chromium
 
 REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."
 CHROMIUM = "/usr/bin/chromium"

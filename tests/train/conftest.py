@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from rcmu_agent.backends.openai_compat import OpenAICompatibleVLM
-from rcmu_agent.fake_openai import FakeServer, Recorded, Reply, serve
 from rcmu_agent.llm import LLM
+from rcmu_agent.testing import FakeServer, Recorded, Reply, serve
 from rcmu_agent.train.data import BuildConfig, BuildResult, build
 from rcmu_agent.train.sources import SourceObject, SourceRecord
 

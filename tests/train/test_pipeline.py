@@ -22,6 +22,7 @@ def _stage_files(out: Path) -> dict[str, bytes]:
     return {name: (out / f"{name}.jsonl").read_bytes() for name, _ in STAGES}
 
 
+@pytest.mark.integration
 def test_every_stage_writes_valid_records(built: Any) -> None:
     for name, _ in STAGES:
         bad: list[BadLine] = []
@@ -37,6 +38,7 @@ def test_every_stage_writes_valid_records(built: Any) -> None:
     assert set(kinds) == {"V2C", "C2V", "UA-V2C", "UA-C2V", "RCID-cite"}
 
 
+@pytest.mark.integration
 def test_stages_add_what_they_promise(built: Any) -> None:
     by_stage = {name: {w.id: w for _, w in read_models(built.out / f"{name}.jsonl", Work)} for name, _ in STAGES}
     pair = by_stage["01_info"]["two_people"]
@@ -56,6 +58,7 @@ def test_stages_add_what_they_promise(built: Any) -> None:
     assert sorted(rcid.citations) == [1, 2]
 
 
+@pytest.mark.integration
 def test_bad_sources_are_rejected_and_counted_not_fatal(built: Any) -> None:
     rejected = {row["source_id"]: row for _, row in read_jsonl(built.out / "rejected.jsonl")}
     assert rejected["missing"]["stage"] == "01_info" and "missing image" in rejected["missing"]["reason"]
@@ -66,6 +69,7 @@ def test_bad_sources_are_rejected_and_counted_not_fatal(built: Any) -> None:
     assert manifest["llm"]["calls"] > 0 and manifest["llm"]["prompt_tokens"] > 0 and manifest["llm"]["failures"] >= 2
 
 
+@pytest.mark.integration
 def test_rerun_is_free_and_identical(
     built: Any, source_records: list[SourceRecord], tmp_path: Path, rebuild: Callable[..., Any]
 ) -> None:
@@ -79,6 +83,7 @@ def test_rerun_is_free_and_identical(
     assert (copy / "rcmu.jsonl").read_bytes() == (built.out / "rcmu.jsonl").read_bytes()
 
 
+@pytest.mark.integration
 def test_killed_stage_resumes_from_its_file(
     built: Any, source_records: list[SourceRecord], tmp_path: Path, rebuild: Callable[..., Any]
 ) -> None:
@@ -95,6 +100,7 @@ def test_killed_stage_resumes_from_its_file(
     assert _stage_files(copy) == _stage_files(built.out)
 
 
+@pytest.mark.integration
 def test_answerable_unanswerable_ratio_is_a_setting(
     built: Any, source_records: list[SourceRecord], tmp_path: Path, rebuild: Callable[..., Any]
 ) -> None:
@@ -109,6 +115,7 @@ def test_answerable_unanswerable_ratio_is_a_setting(
     assert two.requests == 3 + 2  # only the two bad sources ask again: the stages are done, the export changed
 
 
+@pytest.mark.integration
 def test_balance_trims_answerable_when_unanswerable_is_scarce(built: Any) -> None:
     records = [r for _, w in read_models(built.out / "07_substitute.jsonl", Work) for r in w.instructions]
     scarce = [r for r in records if r.kind not in UNANSWERABLE] + [r for r in records if r.kind in UNANSWERABLE][:1]
@@ -116,6 +123,7 @@ def test_balance_trims_answerable_when_unanswerable_is_scarce(built: Any) -> Non
     assert sum(r.kind in UNANSWERABLE for r in kept) == 1 and sum(r.kind in ("V2C", "C2V") for r in kept) == 1
 
 
+@pytest.mark.integration
 def test_no_citation_export_strips_every_citation(
     built: Any, source_records: list[SourceRecord], tmp_path: Path, rebuild: Callable[..., Any]
 ) -> None:
@@ -127,6 +135,7 @@ def test_no_citation_export_strips_every_citation(
     assert all(not row["citations"] and "[" not in row["answer"] for row in rows)
 
 
+@pytest.mark.integration
 def test_dedup_drops_near_duplicate_generated_expressions(tmp_path: Path) -> None:
     import asyncio
 
@@ -154,6 +163,7 @@ def test_dedup_drops_near_duplicate_generated_expressions(tmp_path: Path) -> Non
     assert out.objects[1].expressions == ["the man on the right"]
 
 
+@pytest.mark.unit
 def test_ratio_flag_rejects_nonsense() -> None:
     from rcmu_agent.train.cli import _ratio
 

@@ -68,6 +68,7 @@ def _score(model: Path, adapter: Path | None, eight: Path, home: Path) -> int:
     return right
 
 
+@pytest.mark.integration
 def test_trained_adapter_answers_through_the_agent(
     trained: Path, tiny_model: Path, eight: Path, tmp_path: Path
 ) -> None:
@@ -79,6 +80,7 @@ def test_trained_adapter_answers_through_the_agent(
     assert rows[-1]["eval_loss"] < 0.1 < rows[0]["loss"] and all(r["samples_per_s"] > 0 for r in rows if "loss" in r)
 
 
+@pytest.mark.integration
 def test_merged_weights_answer_the_same(trained: Path, eight: Path, tmp_path: Path) -> None:
     merged = tmp_path / "merged"
     result = runner.invoke(app, ["merge", "--adapter", str(trained / "adapter"), "--out", str(merged)])
@@ -89,6 +91,7 @@ def test_merged_weights_answer_the_same(trained: Path, eight: Path, tmp_path: Pa
     assert _score(merged, None, eight, tmp_path / "home") >= 7
 
 
+@pytest.mark.integration
 def test_prompt_and_image_tokens_carry_no_loss(tiny_model: Path, eight: Path) -> None:
     from rcmu_agent.backends.hf import IMAGE_PAD, TransformersVLM
     from rcmu_agent.train._batches import Encoder
@@ -109,6 +112,7 @@ def test_prompt_and_image_tokens_carry_no_loss(tiny_model: Path, eight: Path) ->
         assert (labels[start:] == ids[start:]).all()
 
 
+@pytest.mark.integration
 def test_only_language_model_lora_is_trainable(tiny_model: Path) -> None:
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -122,6 +126,7 @@ def test_only_language_model_lora_is_trainable(tiny_model: Path) -> None:
         assert any(f".{proj}.lora_A" in n for n in trainable), proj
 
 
+@pytest.mark.integration
 def test_resume_reproduces_the_uninterrupted_run(tiny_model: Path, eight: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -160,6 +165,7 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_model: Path, eight: Path, 
     assert state["step"] == 12 and state["epoch"] * 8 + state["index"] == 12 * 4
 
 
+@pytest.mark.integration
 def test_full_disk_during_a_save_keeps_the_last_checkpoint(
     tiny_model: Path, eight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -192,6 +198,7 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint(
     ]
 
 
+@pytest.mark.integration
 def test_train_reports_a_file_without_usable_records(tiny_model: Path, tmp_path: Path) -> None:
     data = tmp_path / "bad.jsonl"
     data.write_text("not json\n")
@@ -199,6 +206,7 @@ def test_train_reports_a_file_without_usable_records(tiny_model: Path, tmp_path:
     assert result.exit_code == 2 and "no usable records" in result.output
 
 
+@pytest.mark.unit
 def test_global_batch_must_split_evenly() -> None:
     from rcmu_agent.errors import InvalidInputError
     from rcmu_agent.train.rcvit import TrainConfig
@@ -208,6 +216,7 @@ def test_global_batch_must_split_evenly() -> None:
         TrainConfig(global_batch=32, per_device_batch=3).grad_accum(1)
 
 
+@pytest.mark.integration
 def test_runs_unchanged_under_torchrun(tiny_model: Path, eight: Path, tmp_path: Path) -> None:
     """Two processes (gloo on CPU) through `torchrun -m rcmu_agent.cli train`: the same command, many devices."""
     import os

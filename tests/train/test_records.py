@@ -37,6 +37,7 @@ def _good(shared_data: Path) -> dict[str, Any]:
     }
 
 
+@pytest.mark.unit
 def test_validate_reports_each_bad_record_with_its_line(shared_data: Path, tmp_path: Path) -> None:
     good = _good(shared_data)
     variants = [
@@ -76,6 +77,7 @@ def test_validate_reports_each_bad_record_with_its_line(shared_data: Path, tmp_p
     assert ok.exit_code == 0 and "1 good, 0 bad" in ok.output
 
 
+@pytest.mark.integration
 def test_record_prompt_is_the_agents_prompt(shared_data: Path, rcmu_home: Path) -> None:
     from rcmu_agent.assistant import Assistant
     from rcmu_agent.schema import Region
@@ -110,6 +112,7 @@ def _refer_files(tmp: Path) -> tuple[Path, Path]:
     return tmp / "refs(umd).p", tmp / "refs.json"
 
 
+@pytest.mark.unit
 def test_refcoco_layout_loads_from_pickle_and_json(tmp_path: Path) -> None:
     pickled, exported = _refer_files(tmp_path)
     for path in (pickled, exported):
@@ -123,6 +126,7 @@ def test_refcoco_layout_loads_from_pickle_and_json(tmp_path: Path) -> None:
     assert [o.category for o in train_only.objects] == ["cat"]
 
 
+@pytest.mark.unit
 def test_unreadable_annotation_files_are_reported(tmp_path: Path) -> None:
     pickled, _ = _refer_files(tmp_path)
     garbage = tmp_path / "garbage.p"
@@ -142,6 +146,7 @@ def test_unreadable_annotation_files_are_reported(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot read annotation file" in result.output
 
 
+@pytest.mark.unit
 def test_jsonl_sources_skip_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "sources.jsonl"
     ok = {"id": "a", "image": "a.jpg", "objects": [{"box": [0, 0, 5, 5], "category": "Dog", "expressions": ["x"]}]}
@@ -152,6 +157,7 @@ def test_jsonl_sources_skip_bad_lines(tmp_path: Path) -> None:
     assert [(b.line, b.reason) for b in bad] == [(2, "objects: Field required")]
 
 
+@pytest.mark.integration
 def test_full_disk_stops_cleanly_and_the_rerun_finishes(
     built: Any, source_records: list[SourceRecord], rebuild: Callable[..., Any], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -183,7 +183,7 @@ def serve(state: FakeServer | None = None) -> Iterator[FakeServer]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m rcmu_agent.fake_openai --delay 0.2`: the same server as its own process.
+    """`python -m rcmu_agent.testing --delay 0.2`: the same server as its own process.
 
     A benchmark measures the client, so the server must not share its interpreter (and GIL); it
     prints its URL on the first line of stdout, then serves until killed.

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -102,30 +103,30 @@ class MemoryStore:
         return self._cols[name]
 
     def _fresh(self, read: Callable[[], T]) -> T:
-        """`read()`, retried once on a fresh view of embedded Chroma if another process's writes made
-        this one's stale; if that fails too, a clear "busy" error instead of Chroma's internals."""
-        try:
-            return read()
-        except RcmuError:
-            raise
-        except Exception as exc:
-            if self.chroma_url or not _chroma_error(exc):
+        """`read()`, retried on a fresh view of embedded Chroma while another process's writes make this
+        one's stale (a few tries over at most `lock_timeout`, backing off: a busy writer may commit
+        several batches in a row); then a clear "busy" error instead of Chroma's internals."""
+        deadline = time.monotonic() + max(self.lock_timeout, 0.5)
+        pause = 0.05
+        while True:
+            try:
+                return read()
+            except RcmuError:
                 raise
-        with self._cols_lock:
-            old, self._client, self._cols = self._client, None, {}
-            self._generation += 1
-        with contextlib.suppress(Exception):
-            old.close()
-        try:
-            return read()
-        except RcmuError:
-            raise
-        except Exception as exc:
-            if not _chroma_error(exc):
-                raise
-            raise MemoryLockedError(
-                f"the memory at {self.home} is being changed by another process", "retry in a moment"
-            ) from exc
+            except Exception as exc:
+                if self.chroma_url or not _chroma_error(exc):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise MemoryLockedError(
+                        f"the memory at {self.home} is being changed by another process", "retry in a moment"
+                    ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            with self._cols_lock:
+                old, self._client, self._cols = self._client, None, {}
+                self._generation += 1
+            with contextlib.suppress(Exception):
+                old.close()
 
     # ---- reading -------------------------------------------------------------------------------
     @staticmethod

@@ -77,7 +77,7 @@ def main() -> None:
     assistant.remember("Joe Biden", info="46th president", photos=[REFERENCE / "biden_biden.jpg"])
 
     def graph_run() -> object:
-        assistant.parts._images.clear()  # decode the photo every time, as bare dlib does
+        assistant.parts.photos.clear()  # decode the photo every time, as bare dlib does
         return assistant.ask("Who is on the left?", SCENE, context_only=True)
 
     bare = statistics.median(timed(bare_dlib(), args.runs))

@@ -131,7 +131,7 @@ def fill(memory: Any, count: int, seed: int = 1) -> None:
 
 def recall(home: Path, stored: int, runs: int) -> tuple[float, float]:
     from rcmu_agent import Assistant, Settings
-    from rcmu_agent.graph import _Nodes
+    from rcmu_agent._nodes import Nodes
 
     assistant = Assistant(Settings(home=home, object_detector="", image_embedding_model=""))
     assistant.remember("Barack Obama", info="44th president", photos=[REFERENCE / "obama_obama.jpg"])
@@ -139,16 +139,16 @@ def recall(home: Path, stored: int, runs: int) -> tuple[float, float]:
     start = time.perf_counter()
     fill(assistant.parts.memory, stored)
     print(f"\nstored {stored} more entities (vectors inserted directly) in {time.perf_counter() - start:.1f} s")
-    nodes = _Nodes(assistant.parts)
+    nodes = Nodes(assistant.parts, local_caller=True)
     state: dict[str, Any] = {
         "user": "default",
         "question": "Is Joe Biden next to Barack Obama?",
-        "photo": str(SCENE),
         "image_path": str(SCENE),
+        "turn": {"regions": None},
     }
     state.update(nodes.detect(state))  # type: ignore[arg-type]
     found = nodes.recall(state)  # type: ignore[arg-type]  # also the warm-up: the references are read once
-    assert sorted(e.name for e in found["entries"] if e.name) == ["Barack Obama", "Joe Biden"], found
+    assert sorted(e["name"] for e in found["entries"] if e["name"]) == ["Barack Obama", "Joe Biden"], found
     samples = []
     for _ in range(runs):
         begin = time.perf_counter()

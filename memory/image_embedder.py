@@ -15,14 +15,13 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rcmu_agent import model_cache
-from rcmu_agent._hub import hub_kwargs
-from rcmu_agent.errors import InvalidInputError, ModelLoadError, first_line
+from rcmu_agent._hub import hub_kwargs, load_config, load_vision_checkpoint
+from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.regions import check_box
 
 if TYPE_CHECKING:
@@ -52,21 +51,18 @@ class _Loaded:
     max_text_len: int
 
 
-def _config(model: str) -> Any:
+def _config(model: str, hub: dict[str, Any] | None = None) -> Any:
     """The checkpoint's config, checked to be a CLIP model; every failure is a `ModelLoadError`."""
-    if model.startswith((".", "~", "/")) and not Path(model).expanduser().is_dir():
-        raise ModelLoadError(f"image embedding model directory {model!r} does not exist", EMBEDDER_FIX)
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model, **hub_kwargs(model, what="image embedding model", fix=EMBEDDER_FIX))
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # hub, IO and config errors all mean the same thing to a user
-        raise ModelLoadError(f"cannot load image embedding model {model!r}: {first_line(exc)}", EMBEDDER_FIX) from exc
-    if config.model_type not in SUPPORTED_EMBEDDERS:
-        raise ModelLoadError(f"{model!r} is a {config.model_type!r} model, not a CLIP model", EMBEDDER_FIX)
-    return config
+    if hub is None:
+        hub = hub_kwargs(model, what="image embedding model", fix=EMBEDDER_FIX)
+    return load_config(
+        model,
+        what="image embedding model",
+        fix=EMBEDDER_FIX,
+        kinds=SUPPORTED_EMBEDDERS,
+        kind_name="a CLIP model",
+        hub=hub,
+    )
 
 
 def _load(model: str, device: str) -> _Loaded:
@@ -75,28 +71,16 @@ def _load(model: str, device: str) -> _Loaded:
 
 
 def _load_now(model: str, device: str) -> _Loaded:
-    config = _config(model)
-    import torch
-    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+    from transformers import CLIPModel
 
-    try:
-        # fp32 on every device: stored reference embeddings must not depend on where they were made
-        hub = hub_kwargs(model, what="image embedding model", fix=EMBEDDER_FIX)
-        net: Any = CLIPModel.from_pretrained(model, dtype=torch.float32, **hub)
-        net = net.to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model, **hub)
-        image_processor = AutoImageProcessor.from_pretrained(model, **hub)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load image embedding model {model!r}: {first_line(exc)}", EMBEDDER_FIX) from exc
-    log.info("loaded image embedder %s on %s", model, device)
-    return _Loaded(
-        net,
-        tokenizer,
-        image_processor,
-        device,
-        int(config.projection_dim),
-        int(config.text_config.max_position_embeddings),
+    hub = hub_kwargs(model, what="image embedding model", fix=EMBEDDER_FIX)
+    config = _config(model, hub)
+    net, tokenizer, image_processor = load_vision_checkpoint(
+        CLIPModel, model, device, what="image embedding model", fix=EMBEDDER_FIX, hub=hub
     )
+    log.info("loaded image embedder %s on %s", model, device)
+    dim, max_text_len = int(config.projection_dim), int(config.text_config.max_position_embeddings)
+    return _Loaded(net, tokenizer, image_processor, device, dim, max_text_len)
 
 
 def _features(output: Any) -> Any:

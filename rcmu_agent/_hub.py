@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from rcmu_agent.errors import ModelLoadError
+from rcmu_agent.errors import ModelLoadError, first_line
 
-__all__ = ["hub_kwargs"]
+__all__ = ["hub_kwargs", "load_config", "load_vision_checkpoint"]
 
 
 def _offline() -> bool:
@@ -57,3 +57,40 @@ def hub_kwargs(model_id: str, *, what: str, fix: str) -> dict[str, Any]:
     if not _hub_reachable():
         raise ModelLoadError(f"cannot download {what} {model_id!r}: the model hub is unreachable from here", fix)
     return {}
+
+
+def load_config(model: str, *, what: str, fix: str, kinds: tuple[str, ...], kind_name: str, hub: dict[str, Any]) -> Any:
+    """`model`'s config, checked to be one of `kinds` (`kind_name` in words); every failure (a missing
+    directory, the hub, IO, an unsupported model type) is a `ModelLoadError` saying what to set."""
+    if model.startswith((".", "~", "/")) and not Path(model).expanduser().is_dir():
+        raise ModelLoadError(f"{what} directory {model!r} does not exist", fix)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model, **hub)
+    except Exception as exc:  # hub, IO and config errors all mean the same thing to a user
+        raise ModelLoadError(f"cannot load {what} {model!r}: {first_line(exc)}", fix) from exc
+    if str(config.model_type) not in kinds:
+        raise ModelLoadError(f"{model!r} is a {config.model_type!r} model, not {kind_name}", fix)
+    return config
+
+
+def load_vision_checkpoint(
+    model_class: Any, model: str, device: str, *, what: str, fix: str, hub: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """(network in fp32 on `device`, tokenizer, image processor) of a text+image checkpoint.
+
+    fp32 on every device: detector boxes are sensitive to half precision, and stored reference
+    embeddings must not depend on where they were made."""
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    try:
+        net: Any = model_class.from_pretrained(model, dtype=torch.float32, **hub)
+        return (
+            net.to(device).eval(),
+            AutoTokenizer.from_pretrained(model, **hub),
+            AutoImageProcessor.from_pretrained(model, **hub),
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load {what} {model!r}: {first_line(exc)}", fix) from exc

@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rcmu_agent import model_cache
-from rcmu_agent._hub import hub_kwargs
-from rcmu_agent.errors import InvalidInputError, ModelLoadError, first_line
+from rcmu_agent._hub import hub_kwargs, load_config, load_vision_checkpoint
+from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.regions import check_box
 from rcmu_agent.schema import Region, normalize_category
 
@@ -56,24 +55,16 @@ class _Loaded:
 
 def _config(model: str, hub: dict[str, Any] | None = None) -> Any:
     """The checkpoint's config, checked to be a supported detector; every failure is a `ModelLoadError`."""
-    if model.startswith((".", "~", "/")) and not Path(model).expanduser().is_dir():
-        raise ModelLoadError(f"object detector directory {model!r} does not exist", DETECTOR_FIX)
-    from transformers import AutoConfig
-
-    try:
-        if hub is None:
-            hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
-        config = AutoConfig.from_pretrained(model, **hub)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # hub, IO and config errors all mean the same thing to a user
-        raise ModelLoadError(f"cannot load object detector {model!r}: {first_line(exc)}", DETECTOR_FIX) from exc
-    if str(config.model_type) not in SUPPORTED_DETECTORS:
-        raise ModelLoadError(
-            f"{model!r} is a {config.model_type!r} model, not an open-vocabulary detector (OWLv2 or Grounding DINO)",
-            DETECTOR_FIX,
-        )
-    return config
+    if hub is None:
+        hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
+    return load_config(
+        model,
+        what="object detector",
+        fix=DETECTOR_FIX,
+        kinds=SUPPORTED_DETECTORS,
+        kind_name="an open-vocabulary detector (OWLv2 or Grounding DINO)",
+        hub=hub,
+    )
 
 
 def _load(model: str, device: str) -> _Loaded:
@@ -83,9 +74,6 @@ def _load(model: str, device: str) -> _Loaded:
 
 def _load_now(model: str, device: str) -> _Loaded:
     """Load the checkpoint, mapping every failure to `ModelLoadError`."""
-    import torch
-    from transformers import AutoImageProcessor, AutoTokenizer
-
     hub = hub_kwargs(model, what="object detector", fix=DETECTOR_FIX)
     config = _config(model, hub)
     kind = str(config.model_type)
@@ -93,14 +81,9 @@ def _load_now(model: str, device: str) -> _Loaded:
         from transformers import Owlv2ForObjectDetection as model_class
     else:
         from transformers import GroundingDinoForObjectDetection as model_class  # type: ignore[assignment]
-    try:
-        # fp32 everywhere: detectors are small, and box regression is sensitive to half precision
-        net: Any = model_class.from_pretrained(model, dtype=torch.float32, **hub)
-        net = net.to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model, **hub)
-        image_processor = AutoImageProcessor.from_pretrained(model, **hub)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load object detector {model!r}: {first_line(exc)}", DETECTOR_FIX) from exc
+    net, tokenizer, image_processor = load_vision_checkpoint(
+        model_class, model, device, what="object detector", fix=DETECTOR_FIX, hub=hub
+    )
     max_text_len = int(config.text_config.max_position_embeddings) if kind == "owlv2" else int(config.max_text_len)
     log.info("loaded %s detector %s on %s", kind, model, device)
     return _Loaded(kind, net, tokenizer, image_processor, device, max_text_len)

@@ -10,13 +10,35 @@ from PIL import Image, ImageDraw, ImageFont
 from rcmu_agent.files import atomic_write
 from rcmu_agent.schema import ContextEntry
 
-__all__ = ["annotate", "save_annotated"]
+__all__ = ["annotate", "label", "save_annotated", "shrink"]
 
 _KNOWN, _UNKNOWN = (46, 204, 113), (231, 76, 60)
 
 
-def annotate(image: Image.Image, entries: Sequence[ContextEntry]) -> Image.Image:
-    """A copy of `image` with each box outlined: green and labelled `[n] name` when known, red when not."""
+def label(entry: ContextEntry) -> str:
+    """`[n] name` for a cited entry; the category for a caller's described box; `unknown <category>`."""
+    number = f"[{entry.index}] " if entry.index else ""
+    known = entry.info is not None
+    return number + (entry.name or (entry.category if known else f"unknown {entry.category}"))
+
+
+def shrink(image: Image.Image, side: int) -> tuple[Image.Image, float]:
+    """`image` with its longer side at most `side` pixels, and the scale boxes must be multiplied by.
+
+    What a page or a chat shows need not carry a 12 MP photo; shrinking before drawing keeps the
+    drawing cheap and the labels readable at the size shown."""
+    scale = min(1.0, side / max(image.size))
+    if scale < 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    return image, scale
+
+
+def annotate(image: Image.Image, entries: Sequence[ContextEntry], *, max_side: int | None = None) -> Image.Image:
+    """A copy of `image` with each box outlined: green and labelled `[n] name` when known, red when not;
+    shrunk first to `max_side` pixels (boxes with it) when given."""
+    scale = 1.0
+    if max_side is not None:
+        image, scale = shrink(image, max_side)
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
@@ -24,17 +46,15 @@ def annotate(image: Image.Image, entries: Sequence[ContextEntry]) -> Image.Image
     for entry in entries:
         if entry.box is None:
             continue
-        known = entry.info is not None
-        color = _KNOWN if known else _UNKNOWN
-        label = f"[{entry.index}] " if entry.index else ""
-        label += entry.name or (entry.category if known else f"unknown {entry.category}")
-        x1, y1, x2, y2 = entry.box
+        color = _KNOWN if entry.info is not None else _UNKNOWN
+        text = label(entry)
+        x1, y1, x2, y2 = (v * scale for v in entry.box)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
-        left, top, right, bottom = draw.textbbox((x1, y1), label, font=font)
+        left, top, right, bottom = draw.textbbox((x1, y1), text, font=font)
         lift = bottom - top + 2 * width
         y = y1 - lift if y1 - lift >= 0 else y2
         draw.rectangle((x1, y, x1 + right - left + 2 * width, y + lift), fill=color)
-        draw.text((x1 + width, y + width - (top - y1)), label, fill=(255, 255, 255), font=font)
+        draw.text((x1 + width, y + width - (top - y1)), text, fill=(255, 255, 255), font=font)
     return out
 
 

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from rcmu_agent.annotate import label, shrink
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import InvalidInputError, ModelLoadError, NotFoundError
 from rcmu_agent.regions import parse_region_spec
@@ -59,17 +60,13 @@ def labelled(image: Any, regions: Sequence[ContextEntry], side: int = 1600) -> L
 
     A phone photo is shrunk to `side` pixels first, boxes with it: the page shows it, it need not carry 12 MP.
     """
-    scale = min(1.0, side / max(image.size))
-    if scale < 1.0:
-        image = image.resize((round(image.width * scale), round(image.height * scale)))
+    image, scale = shrink(image, side)
     boxes = []
     for entry in sorted(regions, key=lambda e: (e.index is None, e.index or 0)):
         if entry.box is None:
             continue
-        number = f"[{entry.index}] " if entry.index else ""
-        name = entry.name or (entry.category if entry.info else f"unknown {entry.category}")
         x1, y1, x2, y2 = (round(v * scale) for v in entry.box)
-        boxes.append(((x1, y1, x2, y2), f"{number}{name}"))
+        boxes.append(((x1, y1, x2, y2), label(entry)))
     return image, boxes
 
 

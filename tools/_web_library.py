@@ -11,24 +11,26 @@ from typing import Any
 
 import gradio as gr
 
+from rcmu_agent.annotate import shrink
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.tools import _web_handlers as act
 
 __all__ = ["library_tab"]
 
 
-def _drawn(path: str, regions: list[Any], matched: list[int]) -> Any:
-    """A search hit with the matched people outlined (others thinner), shrunk for the gallery."""
-    from PIL import Image, ImageDraw, ImageOps
+def _drawn(photo: Any, regions: list[Any], matched: list[int]) -> Any:
+    """A search hit with the matched people outlined (others thinner), shrunk for the gallery first:
+    drawing on the 12 MP original would cost more than the search."""
+    from PIL import ImageDraw
 
-    with Image.open(path) as img:
-        out = ImageOps.exif_transpose(img).convert("RGB")
+    out, scale = shrink(photo, 640)
+    out = out.convert("RGB")  # a copy: the cached photo is never drawn on
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 250))
     for i, region in enumerate(regions):
         color = (0, 160, 0) if i in matched else (120, 120, 120)
-        draw.rectangle(region.box, outline=color, width=width if i in matched else max(1, width // 2))
-    out.thumbnail((640, 640))
+        box = tuple(v * scale for v in region.box)
+        draw.rectangle(box, outline=color, width=width if i in matched else max(1, width // 2))
     return out
 
 
@@ -149,7 +151,8 @@ def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], read
             until=act.parse_day(end, "until"),
             user=user_of(request),
         )
-        return [(_drawn(h.path, h.regions, h.matched_regions), ", ".join(h.people) or h.path) for h in found]
+        load = assistant.parts.photos.load  # checked decode: EXIF rotation, HEIC, size limits
+        return [(_drawn(load(h.path), h.regions, h.matched_regions), ", ".join(h.people) or h.path) for h in found]
 
     @readable
     def asked(q: str, request: gr.Request) -> str:

@@ -168,8 +168,7 @@ class _Bridge:
             for r in artifact.get("regions", [])
             if r.get("box")
         ]
-        image = annotate(self.assistant.parts.photos.load(str(artifact["image"])), entries)
-        image.thumbnail((_PREVIEW_SIDE, _PREVIEW_SIDE))
+        image = annotate(self.assistant.parts.photos.load(str(artifact["image"])), entries, max_side=_PREVIEW_SIDE)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return base64.b64encode(buffer.getvalue()).decode()

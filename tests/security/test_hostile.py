@@ -228,3 +228,20 @@ def test_allowed_roots_come_from_the_environment_with_a_folder_per_user(
     assert settings.roots_for("bob") == [tmp_path / "shared", Path.home() / "uploads" / "bob"]
     monkeypatch.setenv("RCMU_ALLOWED_ROOTS", "")
     assert Settings(home=tmp_path / "home").allowed_roots == []  # the default: no paths at all
+
+
+@pytest.mark.integration
+def test_forget_cannot_reach_another_users_entity_by_id_or_name(assistant: Assistant) -> None:
+    """Entity ids are global in Chroma: a model that learns (or guesses) alice's id must still not be
+    able to delete her entry through bob's `forget`, nor learn from the refusal that it exists."""
+    alice = next(e for e in assistant.entities(user="alice") if e.name == "Barack Obama")
+    forget = _tools(assistant, "bob")["forget"]
+    refusals = [_call(forget, name=key) for key in (alice.id, "Barack Obama", "no-such-entity")]
+    for message in refusals:
+        assert message.status == "error" and str(message.content).count("\n") == 0, message.content
+    assert "Barack" not in str(refusals[0].content)  # asked by id: her entry's name is not given away
+    assert "alice" not in " ".join(str(m.content) for m in refusals)
+    by_id, unknown = str(refusals[0].content), str(refusals[2].content)
+    assert by_id.replace(alice.id, "KEY") == unknown.replace("no-such-entity", "KEY")  # same words as a miss
+    assert [e.name for e in assistant.entities(user="alice")] == ["Barack Obama"]  # untouched
+    assert [e.name for e in assistant.entities(user="bob")] == ["Joe Biden"]

@@ -48,9 +48,11 @@ def worker_count(configured: int) -> int:
     return configured if configured > 0 else max(os.cpu_count() or 1, 1)
 
 
-def compute_pixels(recognizer: Recognizer, rel: str, data: bytes, categories: list[str]) -> Pixels:
+def compute_pixels(
+    recognizer: Recognizer, rel: str, data: bytes, categories: list[str], whole: bool = True
+) -> Pixels:
     """Decode and check the photo, then see it as a question would (`categories`: object kinds to look
-    for — the non-person categories the user taught) and embed it whole for search by look."""
+    for — the non-person categories the user taught) and, with `whole`, embed it whole for search by look."""
     from rcmu_agent.images import load_image
     from rcmu_agent.memory._exif import read_exif
 
@@ -63,7 +65,8 @@ def compute_pixels(recognizer: Recognizer, rel: str, data: bytes, categories: li
     regions = recognizer.see(image, categories)
     faces = [r for r in regions if r.category == "person"]
     objects = [r for r in regions if r.category != "person"]
-    return Pixels(image.width, image.height, taken_at, place, faces, objects, recognizer.embed_photo(image))
+    vector = recognizer.embed_photo(image) if whole else None
+    return Pixels(image.width, image.height, taken_at, place, faces, objects, vector)
 
 
 # ---- inside a worker process ---------------------------------------------------------------------
@@ -83,22 +86,24 @@ def _start_worker(settings: Settings, threads: int) -> None:
     _worker_recognizer = Recognizer(settings)
 
 
-def _work(rel: str, data: bytes, categories: list[str]) -> Pixels:
+def _work(rel: str, data: bytes, categories: list[str], whole: bool) -> Pixels:
     assert _worker_recognizer is not None, "worker used before _start_worker"
-    return compute_pixels(_worker_recognizer, rel, data, categories)
+    return compute_pixels(_worker_recognizer, rel, data, categories, whole)
 
 
 class PixelPool:
-    """`submit` returns a future of `Pixels`: computed by worker processes when `workers > 1`, else
-    right away in this process with the caller's own recognizer (the way a test can swap a model in)."""
+    """`submit` returns a future of `Pixels`: computed by worker processes when `workers > 1` (or
+    `processes` says so: one worker beside a busy caller), else right away in this process with the
+    caller's own recognizer (the way a test can swap a model in)."""
 
-    def __init__(self, recognizer: Recognizer, workers: int) -> None:
+    def __init__(self, recognizer: Recognizer, workers: int, *, processes: bool | None = None) -> None:
         self.recognizer, self.workers = recognizer, workers
+        self.processes = workers > 1 if processes is None else processes
         self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, rel: str, data: bytes, categories: list[str]) -> Future[Pixels]:
-        if self.workers <= 1:
-            return _done(lambda: compute_pixels(self.recognizer, rel, data, categories))
+    def submit(self, rel: str, data: bytes, categories: list[str], whole: bool = True) -> Future[Pixels]:
+        if not self.processes:
+            return _done(lambda: compute_pixels(self.recognizer, rel, data, categories, whole))
         if self._pool is None:
             import multiprocessing
 
@@ -109,11 +114,11 @@ class PixelPool:
                 initializer=_start_worker,
                 initargs=(self.recognizer.settings, threads),
             )
-        return self._pool.submit(_work, rel, data, categories)
+        return self._pool.submit(_work, rel, data, categories, whole)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 
 

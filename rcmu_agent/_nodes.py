@@ -143,7 +143,7 @@ class Nodes:
         image = self.parts.photos.load(str(state["image_path"]))
         given = _regions_from_json(state["turn"].get("regions"))
         categories = [] if given else recognizer.object_categories(state["user"])
-        seen = recognizer.see(image, categories, given=given)
+        seen = recognizer.see(image, categories, given=given, source=state["image_path"])
         return {"detected": dump(seen), "image_size": list(image.size)}
 
     def recall(self, state: AgentState) -> dict[str, Any]:

@@ -184,7 +184,17 @@ def _answer(
 
     def work() -> Any:
         regions = [parse_region_spec(s) for s in specs]
-        assistant = make_assistant()
+        ahead = _see_ahead(photo) if photo and not regions else None
+        try:
+            assistant = make_assistant()
+            if ahead is not None:
+                assistant.parts.recognizer.expect(str(photo), ahead[1])
+            return asked(assistant, regions)
+        finally:
+            if ahead is not None:
+                ahead[0].close(wait=False)
+
+    def asked(assistant: Any, regions: list[Any]) -> Any:
         with err.status("thinking…") as status:
 
             def progress(node: str, update: dict[str, Any]) -> None:
@@ -225,6 +235,20 @@ def _answer(
     else:
         out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
     _print_regions(answer)
+
+
+def _see_ahead(photo: str) -> tuple[Any, Any] | None:
+    """Start finding the photo's faces in a second process while this one imports the agent (see
+    `Recognizer.expect`). None on one core, or when the file is not one the worker could take."""
+    from rcmu_agent._cli import settings
+    from rcmu_agent.memory._library_workers import PixelPool
+    from rcmu_agent.recognizer import Recognizer
+
+    config, path = settings(), Path(photo)
+    if (os.cpu_count() or 1) < 2 or not path.is_file() or path.stat().st_size > config.max_image_bytes:
+        return None
+    pool = PixelPool(Recognizer(config), 1, processes=True)
+    return pool, pool.submit(photo, path.read_bytes(), [], whole=False)
 
 
 def _answer_library(

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from threading import RLock
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rcmu_agent._lazy import built_once
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from rcmu_agent.memory.store import MemoryStore
     from rcmu_agent.objects import ObjectDetector
 
-__all__ = ["Recognizer", "Reference"]
+__all__ = ["Recognizer", "Reference", "Seen"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,15 @@ class Reference:
     faces: int = 0
 
 
+class Seen(Protocol):
+    """What a worker process saw in a photo (the indexer's `Pixels` is one): its size and its faces,
+    described."""
+
+    width: int
+    height: int
+    faces: list[Region]
+
+
 class Recognizer:
     """The pixel models and the memory they are matched against, for one configuration.
 
@@ -56,6 +67,7 @@ class Recognizer:
         self.settings = settings
         self.memory = memory
         self._build_lock = RLock()
+        self._expected: dict[tuple[str, int, int], Future[Any]] = {}
 
     # ---- the pixel models, built on first use ----------------------------------------------------
     @built_once
@@ -90,23 +102,56 @@ class Recognizer:
 
     # ---- detect + describe (pixels only) ---------------------------------------------------------
     def see(
-        self, image: Image.Image, categories: Sequence[str] = (), *, given: Sequence[Region] | None = None
+        self,
+        image: Image.Image,
+        categories: Sequence[str] = (),
+        *,
+        given: Sequence[Region] | None = None,
+        source: str | Path | None = None,
     ) -> list[Region]:
         """The photo's regions with what recognition compares attached (face descriptors for people,
         image embeddings for objects).
 
-        Without `given`: faces are detected, and objects of `categories` (the non-person kinds the
-        user taught). With `given` (a caller's boxes, in the caller's order, which `<regionK>` refers
-        to): the boxes are checked strictly and described as they are.
+        Without `given`: faces are detected (or taken from a worker that was `expect`ed to find them
+        in the file `source`), and objects of `categories` (the non-person kinds the user taught).
+        With `given` (a caller's boxes, in the caller's order, which `<regionK>` refers to): the boxes
+        are checked strictly and described as they are.
         """
         if given:
             regions = [r.model_copy(update={"box": check_box(r.box, image.size, strict=True)}) for r in given]
-        else:
-            regions = self.face_detector.detect(image)
-            kinds = [c for c in categories if c != "person"]
-            if kinds and self.object_detector is not None:
-                regions += self.object_detector.detect(image, kinds)
-        return self._describe(image, regions, given=bool(given))
+            return self._describe(image, regions, given=True)
+        ready = self._take_expected(source, image.size)
+        regions = self.face_detector.detect(image) if ready is None else []
+        kinds = [c for c in categories if c != "person"]
+        if kinds and self.object_detector is not None:
+            regions += self.object_detector.detect(image, kinds)
+        return (ready or []) + self._describe(image, regions, given=False)
+
+    def expect(self, path: str | Path, seen: Future[Any]) -> None:
+        """The faces of the photo file at `path` are being found by another process; `seen` resolves to
+        a `Seen`. `see(..., source=path)` then takes them instead of detecting again.
+
+        A cold `rcmu ask` spends about a second importing LangGraph and Chroma on one core; a worker
+        started first spends it on dlib on the other. The file's size and mtime are part of the key,
+        so an edited file is seen afresh, and a worker that failed is simply not used: `see` detects
+        here and reports the error as usual.
+        """
+        key = _file_key(path)
+        if key is not None:
+            self._expected[key] = seen
+
+    def _take_expected(self, source: str | Path | None, size: tuple[int, int]) -> list[Region] | None:
+        if not self._expected or source is None or (key := _file_key(source)) is None:
+            return None
+        future = self._expected.pop(key, None)
+        if future is None:
+            return None
+        try:
+            seen: Seen = future.result()
+        except Exception as exc:  # noqa: BLE001 - detected again here, where the error is reported
+            log.debug("faces seen ahead not used: %s", exc)
+            return None
+        return list(seen.faces) if (seen.width, seen.height) == tuple(size) else None
 
     def _describe(self, image: Image.Image, regions: list[Region], *, given: bool) -> list[Region]:
         """A caller's person box may hold a whole body, so its face is found by detection inside it
@@ -195,6 +240,15 @@ def _optional(what: str, build: Callable[[Settings], Any], owner: Recognizer) ->
     except ModelLoadError as exc:
         log.warning("%s skipped: %s", what, exc)
         return None
+
+
+def _file_key(path: str | Path) -> tuple[str, int, int] | None:
+    try:
+        resolved = Path(path).resolve()
+        stat = resolved.stat()
+    except (OSError, ValueError):
+        return None
+    return str(resolved), stat.st_mtime_ns, stat.st_size
 
 
 def _face_inside(box_region: Region, faces: list[Region]) -> Region | None:

@@ -1,0 +1,92 @@
+"""Faces seen ahead: `rcmu ask` starts dlib in a worker process while it imports the agent, and the
+graph's detect step takes the worker's faces instead of detecting again — the same faces, the same
+descriptors, and never a stale or failed result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rcmu_agent.images import load_image
+from rcmu_agent.memory._library_workers import PixelPool, Pixels
+from rcmu_agent.recognizer import Recognizer
+from rcmu_agent.schema import Region
+from rcmu_agent.settings import Settings
+
+
+class _NoDetection:
+    """A face detector that fails the test when the recognizer detects instead of taking what it expected."""
+
+    def detect(self, image: Any) -> list[Region]:
+        raise AssertionError("detected again although the faces were expected")
+
+
+def _pixel_only(settings: Settings) -> Recognizer:
+    return Recognizer(settings)
+
+
+def _done(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+@pytest.mark.integration
+def test_a_worker_process_sees_the_same_faces_and_see_takes_them(faces_dir: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "two_people.jpg"
+    shutil.copy(faces_dir / "scenes" / "two_people.jpg", photo)
+    settings = Settings(home=tmp_path / "home", object_detector="", image_embedding_model="")
+    here = _pixel_only(settings)
+    image = load_image(photo)
+    expected = here.see(image)
+    assert len(expected) == 2 and all(r.descriptor for r in expected)
+
+    pool = PixelPool(_pixel_only(settings), 1, processes=True)
+    try:
+        future = pool.submit(str(photo), photo.read_bytes(), [], whole=False)
+        ahead = _pixel_only(settings)
+        ahead.__dict__["face_detector"] = _NoDetection()
+        ahead.expect(tmp_path / "." / "two_people.jpg", future)  # any spelling of the same file
+        seen = ahead.see(image, source=str(photo))
+    finally:
+        pool.close()
+    assert [r.box for r in seen] == [r.box for r in expected]
+    assert [r.descriptor for r in seen] == [r.descriptor for r in expected]
+    assert future.result().image_vector is None  # `whole=False`: no photo embedding was computed
+    assert not ahead._expected  # taken once
+
+
+@pytest.mark.unit
+def test_stale_failed_or_mismatched_results_are_not_used(faces_dir: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "p.jpg"
+    shutil.copy(faces_dir / "scenes" / "two_people.jpg", photo)
+    settings = Settings(home=tmp_path / "home", object_detector="", image_embedding_model="")
+    image = load_image(photo)
+    truth = _pixel_only(settings).see(image)
+    fake = Pixels(image.width, image.height, None, None, [truth[0].model_copy(update={"box": (1, 2, 3, 4)})], [], None)
+
+    recognizer = _pixel_only(settings)
+    recognizer.expect(photo, _done(fake))
+    assert [r.box for r in recognizer.see(image, source=photo)] == [(1, 2, 3, 4)]  # used while fresh
+
+    recognizer.expect(photo, _done(fake))
+    os.utime(photo, ns=(1, 1))  # the file changed after the worker read it: seen afresh
+    assert [r.box for r in recognizer.see(image, source=photo)] == [r.box for r in truth]
+
+    failed: Future[Any] = Future()
+    failed.set_exception(RuntimeError("worker died"))
+    recognizer.expect(photo, failed)
+    assert [r.box for r in recognizer.see(image, source=photo)] == [r.box for r in truth]
+
+    other_size = Pixels(image.width + 1, image.height, None, None, fake.faces, [], None)
+    recognizer.expect(photo, _done(other_size))
+    assert [r.box for r in recognizer.see(image, source=photo)] == [r.box for r in truth]
+
+    recognizer.expect(photo, _done(fake))  # caller's regions never take expected faces
+    given = [Region(box=(10, 10, 200, 200), category="cup", info="a mug")]
+    assert [r.box for r in recognizer.see(image, given=given, source=photo)] == [(10, 10, 200, 200)]

@@ -142,10 +142,11 @@ def register(app: typer.Typer) -> None:
 
         def action() -> None:
             from rcmu_agent.evals.report import compare as compare_runs
+            from rcmu_agent.files import atomic_write
 
             table = compare_runs(run_a, run_b)
             if write is not None:
-                write.write_text(table, encoding="utf-8")
+                atomic_write(write, table)
             out.print(table, highlight=False, markup=False)
 
         run(action)

@@ -126,7 +126,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     ax.set_xlim(0, max([100.0, *values]) * 1.08)
     ax.set_title(f"rcmu eval {summary['benchmark']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
 

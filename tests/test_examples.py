@@ -47,3 +47,23 @@ def test_quickstart_without_a_model_says_what_to_do(tmp_path: Path) -> None:
     done = run(tmp_path, RCMU_MODEL="/nonexistent/model")
     assert done.returncode == 2
     assert "--context-only" in done.stderr and "RCMU_MODEL" in done.stderr
+
+
+def test_the_readme_test_kit_example_runs_as_written(tmp_path: Path, faces_dir: Path) -> None:
+    """The README's "Testing your own integration" block, run verbatim with `tmp_path` bound and the
+    photo beside it: the kit it advertises works as advertised."""
+    readme = (QUICKSTART.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Testing your own integration", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "two_people.jpg").write_bytes((faces_dir / "scenes" / "two_people.jpg").read_bytes())
+    script = f"from pathlib import Path\ntmp_path = Path({str(tmp_path / 'home')!r})\n{code}print('example ok')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("example ok")

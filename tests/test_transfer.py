@@ -323,8 +323,12 @@ def test_import_rows_from_python_keeps_ids_and_refuses_to_take_another_users(tmp
     small = _small(faces_dir, tmp_path / "small")
     assistant = _assistant(tmp_path / "home")
     rows = [ImportRow("kb:1", "Kit Harington", "Jon Snow.", "person", (small["kit_harington"],), entity_id="kit")]
-    report = import_rows(assistant.parts.recognizer, rows, user="alice", workers=0)
+    ticks: list[tuple[int, int]] = []
+    report = import_rows(
+        assistant.parts.recognizer, rows, user="alice", workers=0, progress=lambda *tick: ticks.append(tick)
+    )
     assert report.added == 1 and assistant.entities(user="alice")[0].id == "kit"
+    assert ticks and ticks[-1] == (1, 1) and all(0 <= d <= t == 1 for d, t in ticks)  # what the bar shows
     renamed = [ImportRow("kb:1", "Kit H.", "Jon Snow, renamed.", "person", (small["kit_harington"],), entity_id="kit")]
     assert import_rows(assistant.parts.recognizer, renamed, user="alice", workers=0).updated == 1  # same id: an update
     (kit,) = assistant.entities(user="alice")

@@ -106,15 +106,17 @@ def test_stdio_tools_answers_images_errors_and_resources(tmp_path: Path, shared_
                 )
                 assert not taught.is_error and taught.structured_content["entity"]["name"] == name
 
-            progress: list[tuple[float, str | None]] = []
+            progress: list[tuple[float, float | None, str | None]] = []
 
             async def heard(done: float, total: float | None, message: str | None) -> None:
-                progress.append((done, message))
+                progress.append((done, total, message))
 
             question = {"photo": str(scene), "question": "Who is on the left?"}
             asked = await client.call_tool("ask_about_photo", question, progress_callback=heard)
             assert not asked.is_error
-            assert [p[0] for p in progress] == [0, 1] and "ask_about_photo" in str(progress[0][1])
+            assert progress[0] == (0, None, "ask_about_photo started")
+            assert progress[-1][1:] == (progress[-1][0], "ask_about_photo done")  # the total, known at the end
+            assert [p[0] for p in progress] == list(range(len(progress)))  # only grows, as MCP asks
             structured = asked.structured_content
             assert structured["answer"] == REPLY
             cited = {c["name"]: tuple(round(v) for v in c["box"]) for c in structured["citations"]}

@@ -56,6 +56,9 @@ HEARTBEAT = 1.0  # seconds between progress notifications while a step runs
 _ASKS_MODEL = {"ask_about_photo", "describe_photo", "recall"}  # and search_photos with a question
 _DRAWN = {"ask_about_photo", "describe_photo"}  # answers about a photo come back with the photo annotated
 _PREVIEW_SIDE = 1600  # the annotated photo a chat shows; a 12 MP PNG would be ~20 MB of base64
+# The official SDK's HTTP client drops any server-sent event over 1 MiB (its whole result included):
+# a preview is PNG (exact pixels) when it fits this many bytes of base64, else JPEG, shrunk if need be.
+_PREVIEW_BYTES = 700_000
 
 
 class _Output(BaseModel):
@@ -172,8 +175,8 @@ class _Bridge:
         artifact: dict[str, Any] = message.artifact or {}
         content: list[Any] = [TextContent(type="text", text=str(message.content))]
         if name in _DRAWN and artifact.get("image"):
-            drawn = await asyncio.to_thread(self._drawn, artifact)
-            content.append(ImageContent(type="image", data=drawn, mime_type="image/png"))
+            drawn, mime = await asyncio.to_thread(self._drawn, artifact)
+            content.append(ImageContent(type="image", data=drawn, mime_type=mime))
         return CallToolResult(content=content, structured_content=_without_paths(artifact))
 
     def _load_model(self) -> None:
@@ -184,8 +187,8 @@ class _Bridge:
         if callable(load):
             load()
 
-    def _drawn(self, artifact: dict[str, Any]) -> str:
-        """The photo the answer is about, with each region's box and number, as base64 PNG."""
+    def _drawn(self, artifact: dict[str, Any]) -> tuple[str, str]:
+        """The photo the answer is about, with each region's box and number: base64 and its MIME type."""
         from rcmu_agent.annotate import annotate
 
         entries = [
@@ -194,9 +197,7 @@ class _Bridge:
             if r.get("box")
         ]
         image = annotate(self.assistant.parts.photos.load(str(artifact["image"])), entries, max_side=_PREVIEW_SIDE)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return base64.b64encode(buffer.getvalue()).decode()
+        return _encoded(image)
 
     def person(self, entity_id: str) -> str:
         """One memory entry as JSON, with small JPEG thumbnails of its reference photos."""
@@ -218,6 +219,22 @@ class _Bridge:
             thumbnails.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
         entry = {"id": entity.id, "name": entity.name, "category": entity.category, "info": entity.info}
         return json.dumps({**entry, "thumbnails": thumbnails})
+
+
+def _encoded(image: Any) -> tuple[str, str]:
+    """PNG when it fits `_PREVIEW_BYTES` of base64, else JPEG (a photo's natural format, ~6x smaller),
+    halved in size until it fits; each step is a single encode of an already shrunk preview."""
+    kind, options = "PNG", {}
+    while True:
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind, **options)
+        data = base64.b64encode(buffer.getvalue()).decode()
+        if len(data) <= _PREVIEW_BYTES or min(image.size) < 64:
+            return data, f"image/{kind.lower()}"
+        if kind == "PNG":
+            kind, options = "JPEG", {"quality": 90}
+        else:
+            image = image.resize((image.width // 2, image.height // 2))
 
 
 def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:

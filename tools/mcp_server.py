@@ -118,6 +118,30 @@ class TokenFileVerifier:
         return AccessToken(token=token, client_id=user, scopes=[], subject=user) if user else None
 
 
+class _Progress:
+    """MCP progress for one call: a step at the start and end, and while a slow step runs (first model
+    load, a long answer) a heartbeat every `HEARTBEAT` seconds naming the step and its elapsed time, so
+    a client can tell a working server from a hung one. Values only grow, as the protocol asks; the
+    total is known only at the end. A no-op when the client sent no progress token."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx, self.done = ctx, 0
+
+    async def step(self, message: str, *, last: bool = False) -> None:
+        await self.ctx.report_progress(self.done, self.done if last else None, message)
+        self.done += 1
+
+    async def during(self, work: Awaitable[T], doing: str) -> T:
+        task = asyncio.ensure_future(work)
+        started = time.monotonic()
+        try:
+            while not (await asyncio.wait({task}, timeout=HEARTBEAT))[0]:
+                await self.step(f"{doing} ({time.monotonic() - started:.0f} s)")
+            return task.result()
+        finally:
+            task.cancel()  # a cancelled call (client gone) takes its work with it; no-op when finished
+
+
 class _Bridge:
     """Binds MCP calls to LangChain tools: which user, which folders, and the result's MCP shape."""
 
@@ -161,10 +185,7 @@ class _Bridge:
             for k, v in args.items()
         }
         if name in _ASKS_MODEL or (name == "search_photos" and args.get("question")):
-            try:
-                await progress.during(asyncio.to_thread(self._load_model), "loading the vision-language model")
-            except RcmuError as exc:  # a model that cannot load: the same one-line fix a tool would give
-                raise ToolError(str(exc)) from None
+            await self._load_model(progress)
         call = tool.ainvoke({"type": "tool_call", "name": name, "args": args, "id": "mcp"})
         message = await progress.during(call, f"{name} working")
         await progress.step(f"{name} done", last=True)
@@ -179,13 +200,23 @@ class _Bridge:
             content.append(ImageContent(type="image", data=drawn, mime_type=mime))
         return CallToolResult(content=content, structured_content=_without_paths(artifact))
 
-    def _load_model(self) -> None:
+    async def _load_model(self, progress: _Progress) -> None:
         """The model is loaded on first use (seconds to minutes for transformers); loading it here, as a
-        step of its own, lets the client show what the wait is for. Returns at once once loaded, and at
-        once for a server backend (nothing to load)."""
-        load = getattr(self.assistant.parts.vlm, "load", None)
-        if callable(load):
-            load()
+        step of its own, lets the client show what the wait is for. Nothing to do once loaded, nor for
+        a server backend."""
+
+        def pending() -> Any:
+            vlm = self.assistant.parts.vlm  # building the backend imports it: off the event loop too
+            load = getattr(vlm, "load", None)
+            return load if callable(load) and not getattr(vlm, "loaded", True) else None
+
+        try:
+            load = await asyncio.to_thread(pending)
+            if load is not None:
+                await progress.step("loading the vision-language model (first call only)")
+                await progress.during(asyncio.to_thread(load), "loading the vision-language model")
+        except RcmuError as exc:  # a model that cannot load: the same one-line fix a tool would give
+            raise ToolError(str(exc)) from None
 
     def _drawn(self, artifact: dict[str, Any]) -> tuple[str, str]:
         """The photo the answer is about, with each region's box and number: base64 and its MIME type."""
@@ -252,30 +283,6 @@ def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
         if isinstance(structured.get(key), list):
             structured[key] = [photo(item) for item in structured[key]]
     return structured
-
-
-class _Progress:
-    """MCP progress for one call: a step at the start and end, and while a slow step runs (first model
-    load, a long answer) a heartbeat every `HEARTBEAT` seconds naming the step and its elapsed time, so
-    a client can tell a working server from a hung one. Values only grow, as the protocol asks; the
-    total is known only at the end. A no-op when the client sent no progress token."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx, self.done = ctx, 0
-
-    async def step(self, message: str, *, last: bool = False) -> None:
-        await self.ctx.report_progress(self.done, self.done if last else None, message)
-        self.done += 1
-
-    async def during(self, work: Awaitable[T], doing: str) -> T:
-        task = asyncio.ensure_future(work)
-        started = time.monotonic()
-        try:
-            while not (await asyncio.wait({task}, timeout=HEARTBEAT))[0]:
-                await self.step(f"{doing} ({time.monotonic() - started:.0f} s)")
-            return task.result()
-        finally:
-            task.cancel()  # a cancelled call (client gone) takes its work with it; no-op when finished
 
 
 class _RcmuServer(MCPServer[Any]):

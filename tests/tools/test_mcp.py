@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from PIL import Image
 
-from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
+from rcmu_agent.testing import FakeServer, Reply, build_tiny_qwen2vl, serve
 
 pytestmark = pytest.mark.integration  # MCP servers as subprocesses
 
@@ -134,6 +135,12 @@ def test_stdio_tools_answers_images_errors_and_resources(tmp_path: Path, shared_
             noise = 3.0  # JPEG's
             assert _drawn_on(drawn, original, OBAMA_FACE, noise) and _drawn_on(drawn, original, BIDEN_FACE, noise)
 
+            slow_answer.set()  # the model now takes 2.5 s: the client hears the call is still working
+            progress.clear()
+            await client.call_tool("recall", {"question": "Who is Joe Biden?"}, progress_callback=heard)
+            working = [m for _, _, m in progress if m and m.startswith("recall working (")]
+            assert working and working[0] == "recall working (1 s)", progress
+
             bad = await client.call_tool("ask_about_photo", {"photo": str(corrupt), "question": "Who?"})
             assert bad.is_error and "corrupt.jpg" in bad.content[0].text and " — " in bad.content[0].text
             outside = await client.call_tool("ask_about_photo", {"photo": "/etc/passwd", "question": "Who?"})
@@ -147,27 +154,42 @@ def test_stdio_tools_answers_images_errors_and_resources(tmp_path: Path, shared_
             person = json.loads(read.contents[0].text)
             assert person["name"] == "Barack Obama" and person["thumbnails"][0].startswith("data:image/jpeg;base64,")
 
-    with serve() as fake:
-        fake.default = Reply(text=REPLY)
+    slow_answer = threading.Event()
+    with serve(FakeServer(responder=lambda _: Reply(text=REPLY, delay=2.5 if slow_answer.is_set() else 0))) as fake:
         asyncio.run(session(fake.url))
     lines = (tmp_path / "stdout.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)  # nothing but the protocol
 
 
 def test_stdio_with_the_tiny_qwen2vl(tmp_path: Path, shared_data: Path, faces_dir: Path) -> None:
+    """The default backend: the first call reports the model load as a progress step, and the answer's
+    regions are Obama's and Biden's faces, left and right, in the photo's pixels."""
     model = build_tiny_qwen2vl(tmp_path / "qwen")
 
     async def session() -> None:
         env = _env(tmp_path, shared_data, RCMU_USER="alice", RCMU_MODEL=str(model), RCMU_MAX_NEW_TOKENS="8")
         async with stdio_session(env, tmp_path / "stdout.jsonl") as client:
-            photo = str(faces_dir / "reference" / "obama_obama.jpg")
-            await client.call_tool("remember", {"name": "Barack Obama", "info": "44th president", "photos": [photo]})
+            for name, photo in [("Barack Obama", "obama_obama.jpg"), ("Joe Biden", "biden_biden.jpg")]:
+                photos = [str(faces_dir / "reference" / photo)]
+                taught = await client.call_tool("remember", {"name": name, "info": f"{name} info", "photos": photos})
+                assert not taught.is_error, taught.content
             scene = str(faces_dir / "scenes" / "two_people.jpg")
-            asked = await client.call_tool("describe_photo", {"photo": scene})
+            heard: list[str | None] = []
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                heard.append(message)
+
+            question = {"photo": scene, "question": "Who is on the left?"}
+            asked = await client.call_tool("ask_about_photo", question, progress_callback=progress)
             assert not asked.is_error, asked.content
-            names = {r["name"] for r in asked.structured_content["regions"]}
-            assert names == {"Barack Obama", None}  # Biden was never taught
+            assert "loading the vision-language model (first call only)" in heard
+            regions = {r["name"]: tuple(round(v) for v in r["box"]) for r in asked.structured_content["regions"]}
+            assert regions == {"Barack Obama": OBAMA_FACE, "Joe Biden": BIDEN_FACE}  # Obama left, Biden right
+            assert isinstance(asked.structured_content["answer"], str)  # the tiny model's words are random
             assert [c.type for c in asked.content] == ["text", "image"]
+            heard.clear()
+            await client.call_tool("describe_photo", {"photo": scene}, progress_callback=progress)
+            assert not [m for m in heard if m and "loading" in m]  # loaded once
 
     asyncio.run(session())
     lines = (tmp_path / "stdout.jsonl").read_text().splitlines()

@@ -255,7 +255,7 @@ class _Bridge:
 def _encoded(image: Any) -> tuple[str, str]:
     """PNG when it fits `_PREVIEW_BYTES` of base64, else JPEG (a photo's natural format, ~6x smaller),
     halved in size until it fits; each step is a single encode of an already shrunk preview."""
-    kind, options = "PNG", {}
+    kind, options = "PNG", dict[str, Any]()
     while True:
         buffer = io.BytesIO()
         image.save(buffer, format=kind, **options)

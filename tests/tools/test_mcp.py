@@ -109,6 +109,7 @@ def test_stdio_tools_answers_images_errors_and_resources(tmp_path: Path, shared_
                     "remember", {"name": name, "info": f"{name} info", "photos": [str(reference / photo)]}
                 )
                 assert not taught.is_error and taught.structured_content["entity"]["name"] == name
+                assert str(tmp_path) not in json.dumps(taught.structured_content)  # not where its copies are kept
 
             progress: list[tuple[float, float | None, str | None]] = []
 

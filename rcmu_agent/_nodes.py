@@ -112,16 +112,19 @@ class Nodes:
             "library_limit": max(1, int(state.get("library_limit") or 4)),
         }
         fresh = {"user": user, "question": question, "turn": options, "reply": "", "reply_id": None, "prompt": ""}
+        # a turn about a photo of its own, or about memory, leaves the library's collage behind
+        off_library = {"library_photos": None, "library_refs": None}
         if turn.photo is not None:
-            return {**fresh, "route": "detect", "image_path": self._photo_path(turn.photo, user)}
+            return {**fresh, **off_library, "route": "detect", "image_path": self._photo_path(turn.photo, user)}
         if state.get("library"):
             return {**fresh, "route": "library"}
         if state.get("image_path") and (regions or state.get("entries") is not None):
-            # a follow-up about the thread's photo: new boxes are detected anew, else reuse what was found
-            return {**fresh, "route": "detect" if regions else "compose"}
+            # a follow-up about the thread's photo (or the library's collage, whose citations still
+            # resolve to photos): new boxes are detected anew on it, else reuse what was found
+            return {**fresh, **(off_library if regions else {}), "route": "detect" if regions else "compose"}
         if regions:
             raise InvalidInputError("regions were given without a photo", "send the photo the boxes belong to")
-        return {**fresh, "route": "memory", "image_path": None}
+        return {**fresh, **off_library, "route": "memory", "image_path": None}
 
     def _photo_path(self, photo: Path | bytes, user: str) -> str:
         """A path the thread can checkpoint: files stay where they are, sent bytes are kept once per

@@ -1,7 +1,8 @@
 """Which photo paths one caller may read: the allowed folders, minus the rcmu home.
 
 `rcmu_agent.images.resolve_allowed_photo` is the gate for the folders; this adds the home rule every
-model-facing entry needs (tools now; the graph's message interface, MCP and web as they land): files
+model-facing entry needs (the LangChain tools, and through them MCP and the web app; the graph's
+message interface as a server runs it): files
 under `RCMU_HOME` — other users' reference photos, the databases, the shared inbox — are refused even
 when an allowed folder contains the home, except the caller's own reference photos. Refusals are the
 gate's own "outside the allowed folders" sentence, and say nothing about what the home holds.

@@ -3,7 +3,8 @@
 A question over the photo library takes route → library_retrieve → compose → answer → cite_library:
 the retrieved photos become one collage with their regions as context (`rcmu_agent.collage`), and
 citations resolve to photos. A question with no photo takes route → recall_memory → compose_memory →
-answer → cite. A follow-up about the thread's photo goes from route straight to compose. With
+answer → cite. A follow-up about the thread's photo goes from route straight to compose (and, after a
+library question, on to cite_library: the follow-up is about the same photos). With
 `context_only`, compose goes straight to citing. Every route is its own path of nodes, so LangGraph
 Studio's picture of the graph shows all of them.
 
@@ -70,7 +71,9 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_c
 
 
 def _cite(state: AgentState) -> str:
-    return "cite_library" if state["route"] == "library" else "cite"
+    """Library answers, and follow-ups on the library's collage, cite photos: the thread keeps the
+    retrieved photos (`library_refs`) until a turn brings its own photo or asks memory alone."""
+    return "cite_library" if state["route"] == "library" or state.get("library_refs") is not None else "cite"
 
 
 def _after_compose(state: AgentState) -> str:

@@ -66,5 +66,5 @@ class AgentState(InputState, OutputState, total=False):
     prompt: str
     reply: str
     reply_id: str | None  # the streamed message's id, which the final AI message keeps
-    library_photos: list[dict[str, Any]]  # PhotoHit, in collage order
-    library_refs: list[dict[str, Any]]  # PhotoCitation per entry
+    library_photos: list[dict[str, Any]] | None  # PhotoHit, in collage order
+    library_refs: list[dict[str, Any]] | None  # PhotoCitation per entry; None: the thread is not on the library

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,91 @@ def test_rcmu_ask_prints_the_streamed_answer_once(home: Path, faces_dir: Path) -
         assert server.requests[-1].body["stream"] is True
         as_json = CliRunner().invoke(app, ["ask", scene, "Who?", "--json"], env=env, catch_exceptions=False)
         assert json.loads(as_json.stdout)["answer"] == REPLY  # one object at the end, no tokens before it
+
+
+def test_a_second_image_in_the_thread_starts_a_new_photo_context(home: Path, scene_block: dict, faces_dir: Path) -> None:
+    with serve() as server:
+        server.default = Reply(text="It is [1].")
+        graph = server_graph(home, server.url, threads=True)
+        config = {"configurable": {"thread_id": "two-photos"}}
+        first = graph.invoke({"messages": [ask("Who is on the left?", scene_block)]}, config)["answer"]
+        assert {r["name"] for r in first["regions"]} == {"Barack Obama", "Joe Biden"}
+        biden = base64.b64encode((faces_dir / "reference" / "biden_biden.jpg").read_bytes()).decode()
+        block = {"type": "image", "base64": biden, "mime_type": "image/jpeg"}
+        second = graph.invoke({"messages": [ask("Who is this?", block)]}, config)["answer"]
+        assert second["image"] != first["image"]  # the new photo, not the thread's first one
+        assert [r["name"] for r in second["regions"]] == ["Joe Biden"]  # nothing left over from the first photo
+        assert second["citations"][0]["name"] == "Joe Biden"
+        follow = graph.invoke({"messages": [ask("What does he like?")]}, config)["answer"]
+        assert follow["image"] == second["image"] and [r["name"] for r in follow["regions"]] == ["Joe Biden"]
+        sent = [r.body["messages"][0]["content"][0]["image_url"]["url"] for r in server.requests]
+        assert sent[0] != sent[1] == sent[2]  # the model saw the second photo for the second turn and after
+
+
+def test_a_follow_up_to_a_library_question_still_cites_photos(
+    home: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    """route → compose → cite_library: the follow-up is about the same retrieved photos."""
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "two_people.jpg").write_bytes((faces_dir / "scenes" / "two_people.jpg").read_bytes())
+    Assistant(Settings(home=home, user="alice", **NO_MODEL)).index_library(library)
+    with serve() as server:
+        server.default = Reply(text="Barack Obama [1] was with Joe Biden [2].")
+        graph = server_graph(home, server.url, threads=True)
+        config = {"configurable": {"thread_id": "library"}}
+        first = graph.invoke({"messages": [ask("Who was with Joe Biden?")], "library": True}, config)["answer"]
+        cited = {(Path(c["path"]).name, c["name"]) for c in first["photo_citations"]}
+        assert ("two_people.jpg", "Barack Obama") in cited
+        steps = [
+            step
+            for update in graph.stream({"messages": [ask("And who is on the right?")]}, config, stream_mode="updates")
+            for step in update
+        ]
+        assert steps == ["route", "compose", "answer", "cite_library"]
+        follow = graph.get_state(config).values["answer"]
+        assert {(Path(c["path"]).name, c["name"]) for c in follow["photo_citations"]} == cited
+        assert [Path(p["path"]).name for p in follow["photos"]] == ["two_people.jpg"]
+        assert follow["image"] == first["image"]  # the same collage went to the model again
+        # a photo of its own (or a memory question) leaves the library: plain citations again
+        biden = base64.b64encode((faces_dir / "reference" / "biden_biden.jpg").read_bytes()).decode()
+        photo = graph.invoke({"messages": [ask("Who?", {"type": "image", "base64": biden})]}, config)["answer"]
+        assert "photo_citations" not in photo and photo["citations"][0]["name"] == "Joe Biden"
+
+
+def test_rcmu_ask_prints_tokens_as_they_arrive(home: Path, faces_dir: Path) -> None:
+    """A real `rcmu ask` process against a server that decodes slowly: the first words are on stdout
+    well before the last, and well before the process ends."""
+    import subprocess
+    import sys
+    import time
+
+    with serve() as server:
+        server.default = Reply(text=REPLY, token_delay=0.15)
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(home.parent),
+            "RCMU_HOME": str(home),
+            "RCMU_USER": "alice",
+            "RCMU_BACKEND": "openai",
+            "RCMU_BASE_URL": server.url,
+            "RCMU_MODEL": "m",
+            "RCMU_OBJECT_DETECTOR": "",
+            "RCMU_IMAGE_EMBEDDING_MODEL": "",
+            "HF_HUB_OFFLINE": "1",
+            "ANONYMIZED_TELEMETRY": "False",
+        }
+        rcmu = str(Path(sys.executable).with_name("rcmu"))
+        scene = str(faces_dir / "scenes" / "two_people.jpg")
+        proc = subprocess.Popen([rcmu, "ask", scene, "Who is on the left?"], env=env, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        arrivals: list[tuple[float, bytes]] = []
+        while piece := os.read(proc.stdout.fileno(), 4096):
+            arrivals.append((time.monotonic(), piece))
+        ended = time.monotonic()
+        assert proc.wait(timeout=30) == 0
+    assert b"".join(p for _, p in arrivals).decode().startswith(REPLY + "\n")
+    first = arrivals[0]
+    assert first[1].decode().strip() and REPLY.startswith(first[1].decode())  # a head of the answer, not all
+    assert len(arrivals) > 3  # many writes, not one at the end
+    assert ended - first[0] > 1.0  # 13 chunks 0.15 s apart: the first came ~1.8 s before the end

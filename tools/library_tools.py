@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -46,12 +47,16 @@ class SearchPhotosInput(BaseModel):
 
 
 class SearchPhotosTool(RcmuTool):
-    """Search the indexed library, or answer a question over it."""
+    """Search the indexed library, or answer a question over it.
+
+    The artifact is an object either way, with `photos`: `{"photos": [PhotoHit as JSON]}` for a search,
+    `LibraryAnswer.summary()` (answer, citations, `photos`, `photo_citations`) for a question.
+    """
 
     name: str = "search_photos"
     description: str = (
         "Search the user's photo library: photos with all the given people together, photos matching a "
-        "text description, within a date range, or any combination. Each result gives the file path, when "
+        "text description, within a date range, or any combination. Each result gives the file name, when "
         "and where it was taken, who is in it and the pixel boxes of the matching people. With `question` "
         "instead, answers a question over the library, citing photos and regions as [n]."
     )
@@ -104,7 +109,7 @@ class SearchPhotosTool(RcmuTool):
         hits = self.assistant.search_photos(
             people=people, text=text, since=since, until=until, limit=limit, user=self.scope
         )
-        return _hits_text(hits), [h.model_dump(mode="json") for h in hits]
+        return _hits_text(hits), {"photos": [h.model_dump(mode="json") for h in hits]}
 
 
 def _check_alone(people: list[str], text: str | None, since: date | None, until: date | None) -> None:
@@ -117,6 +122,13 @@ def _check_alone(people: list[str], text: str | None, since: date | None, until:
 
 def _box(box: Any) -> str:
     return "(" + ",".join(f"{v:.0f}" for v in box) + ")"
+
+
+def _file(path: str) -> str:
+    """A photo as the model reads it: its file name only. The text goes to a model (and through MCP or
+    a web chat to a stranger), so the folders the library lives in stay on this machine; the
+    artifact keeps full paths for the application."""
+    return PurePath(path).name or "(a photo whose file is gone)"
 
 
 def _hits_text(hits: list[PhotoHit]) -> str:
@@ -133,7 +145,7 @@ def _hits_text(hits: list[PhotoHit]) -> str:
         matched = [hit.regions[i] for i in hit.matched_regions if 0 <= i < len(hit.regions)]
         if matched:
             facts.append("matched: " + ", ".join(f"{r.info or r.category} at {_box(r.box)}" for r in matched))
-        lines.append(f"{n}. {hit.path} — " + "; ".join(facts) + f" (score {hit.score:.2f})")
+        lines.append(f"{n}. {_file(hit.path)} — " + "; ".join(facts) + f" (score {hit.score:.2f})")
     return "\n".join(lines)
 
 
@@ -142,7 +154,7 @@ def _library_answer(answer: LibraryAnswer) -> tuple[str, dict[str, Any]]:
     lines = [answer.text.strip() or "(the model returned no text)"]
     for c in sorted(answer.photo_citations, key=lambda c: c.index):
         what = f"{c.name} ({c.category})" if c.name else c.category
-        lines.append(f"[{c.index}] = {what} in {c.path}" + (f" at {_box(c.box)}" if c.box else ""))
+        lines.append(f"[{c.index}] = {what} in {_file(c.path)}" + (f" at {_box(c.box)}" if c.box else ""))
     if not answer.photos:
         lines.append("(no photo in the library matched the question)")
     if answer.invalid_citations:

@@ -1,7 +1,9 @@
 """`rcmu mcp`: serve the rcmu tools over MCP (stdio for desktop assistants, streamable HTTP for remote apps).
 
-In stdio mode stdout carries the protocol and nothing else: logs go to stderr (and to the client through
-MCP's logging), and library progress bars are switched off.
+In stdio mode stdout carries the protocol and nothing else: logs go to stderr only (a desktop host keeps
+it in its log for the server; redirect it to a file when running by hand), and library progress bars are
+switched off. Nothing is sent through MCP's logging capability, which the SDK has deprecated; what a
+client sees of a long call are progress notifications (`rcmu_agent.tools.mcp_server`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Every MCP tool is one of the LangChain tools (`rcmu_agent.tools`), called as a L
 same argument schema (it becomes the MCP input schema), the same code, the same `problem — fix` errors.
 The MCP layer adds what MCP clients expect: `structuredContent` validated against an output schema, a
 short text for the model, the photo redrawn with numbered boxes as image content, errors as tool
-errors (`isError: true`), progress notifications, and the people in memory as `rcmu://people/{id}`
-resources.
+errors (`isError: true`), progress notifications (each step, and a heartbeat while the model loads or
+answers), and the people in memory as `rcmu://people/{id}` resources. No path on the server's disk is
+sent to a client.
 
 Users: over stdio the server serves the one user it was started for; over streamable HTTP each request
 carries a bearer token, and the token's user (from a tokens file, see `rcmu_agent.tokens`) is the only
@@ -22,8 +23,10 @@ import base64
 import io
 import json
 import logging
-from pathlib import Path
-from typing import Any, cast
+import time
+from collections.abc import Awaitable
+from pathlib import Path, PurePath
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from langchain_core.messages import ToolMessage
@@ -47,9 +50,15 @@ from rcmu_agent.tools.toolkit import TOOL_CLASSES
 __all__ = ["TokenFileVerifier", "build_server"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PEOPLE_URI = "rcmu://people/{entity_id}"
+HEARTBEAT = 1.0  # seconds between progress notifications while a step runs
+_ASKS_MODEL = {"ask_about_photo", "describe_photo", "recall"}  # and search_photos with a question
 _DRAWN = {"ask_about_photo", "describe_photo"}  # answers about a photo come back with the photo annotated
 _PREVIEW_SIDE = 1600  # the annotated photo a chat shows; a 12 MP PNG would be ~20 MB of base64
+# The official SDK's HTTP client drops any server-sent event over 1 MiB (its whole result included):
+# a preview is PNG (exact pixels) when it fits this many bytes of base64, else JPEG, shrunk if need be.
+_PREVIEW_BYTES = 700_000
 
 
 class _Output(BaseModel):
@@ -76,7 +85,12 @@ class PeopleOutput(_Output):
 
 
 class PhotosOutput(_Output):
-    """Photos found in the library (and, for a question, the answer over them)."""
+    """Photos found in the library, and for a `question` also the answer over them (`answer`,
+    `citations`, `photo_citations`: each `[n]` as `index`, `photo_id`, `file`, `box`, `name`).
+    `photos[i]` has `id`, `file` (the file name; server paths are never sent), `taken_at`, `place`,
+    `people`, and for a search `regions` and `matched_regions` (indices into `regions`)."""
+
+    photos: list[dict[str, Any]]
 
 
 OUTPUTS: dict[str, type[_Output]] = {
@@ -102,6 +116,30 @@ class TokenFileVerifier:
             tokens = {**tokens, self.token: self.user}
         user = user_for_token(token, tokens)
         return AccessToken(token=token, client_id=user, scopes=[], subject=user) if user else None
+
+
+class _Progress:
+    """MCP progress for one call: a step at the start and end, and while a slow step runs (first model
+    load, a long answer) a heartbeat every `HEARTBEAT` seconds naming the step and its elapsed time, so
+    a client can tell a working server from a hung one. Values only grow, as the protocol asks; the
+    total is known only at the end. A no-op when the client sent no progress token."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx, self.done = ctx, 0
+
+    async def step(self, message: str, *, last: bool = False) -> None:
+        await self.ctx.report_progress(self.done, self.done if last else None, message)
+        self.done += 1
+
+    async def during(self, work: Awaitable[T], doing: str) -> T:
+        task = asyncio.ensure_future(work)
+        started = time.monotonic()
+        try:
+            while not (await asyncio.wait({task}, timeout=HEARTBEAT))[0]:
+                await self.step(f"{doing} ({time.monotonic() - started:.0f} s)")
+            return task.result()
+        finally:
+            task.cancel()  # a cancelled call (client gone) takes its work with it; no-op when finished
 
 
 class _Bridge:
@@ -139,14 +177,18 @@ class _Bridge:
         user = self.current_user()
         bound: dict[str, Any] = {"assistant": self.assistant, "user": user, "roots": await self.roots(ctx)}
         tool = tool_class(**bound)
-        await ctx.report_progress(0, 1, f"{name} started")
+        progress = _Progress(ctx)
+        await progress.step(f"{name} started")
         args = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in arguments.items()}
         args = {
             k: [i.model_dump(mode="json") if isinstance(i, BaseModel) else i for i in v] if isinstance(v, list) else v
             for k, v in args.items()
         }
-        message = await tool.ainvoke({"type": "tool_call", "name": name, "args": args, "id": "mcp"})
-        await ctx.report_progress(1, 1, f"{name} done")
+        if name in _ASKS_MODEL or (name == "search_photos" and args.get("question")):
+            await self._load_model(progress)
+        call = tool.ainvoke({"type": "tool_call", "name": name, "args": args, "id": "mcp"})
+        message = await progress.during(call, f"{name} working")
+        await progress.step(f"{name} done", last=True)
         assert isinstance(message, ToolMessage)
         if message.status == "error":
             log.info("%s refused: %s", name, message.content)
@@ -154,13 +196,30 @@ class _Bridge:
         artifact: dict[str, Any] = message.artifact or {}
         content: list[Any] = [TextContent(type="text", text=str(message.content))]
         if name in _DRAWN and artifact.get("image"):
-            drawn = await asyncio.to_thread(self._drawn, artifact)
-            content.append(ImageContent(type="image", data=drawn, mime_type="image/png"))
-        structured = {k: v for k, v in artifact.items() if k != "image"}  # a server path means nothing to a client
-        return CallToolResult(content=content, structured_content=structured)
+            drawn, mime = await asyncio.to_thread(self._drawn, artifact)
+            content.append(ImageContent(type="image", data=drawn, mime_type=mime))
+        return CallToolResult(content=content, structured_content=_without_paths(artifact))
 
-    def _drawn(self, artifact: dict[str, Any]) -> str:
-        """The photo the answer is about, with each region's box and number, as base64 PNG."""
+    async def _load_model(self, progress: _Progress) -> None:
+        """The model is loaded on first use (seconds to minutes for transformers); loading it here, as a
+        step of its own, lets the client show what the wait is for. Nothing to do once loaded, nor for
+        a server backend."""
+
+        def pending() -> Any:
+            vlm = self.assistant.parts.vlm  # building the backend imports it: off the event loop too
+            load = getattr(vlm, "load", None)
+            return load if callable(load) and not getattr(vlm, "loaded", True) else None
+
+        try:
+            load = await asyncio.to_thread(pending)
+            if load is not None:
+                await progress.step("loading the vision-language model (first call only)")
+                await progress.during(asyncio.to_thread(load), "loading the vision-language model")
+        except RcmuError as exc:  # a model that cannot load: the same one-line fix a tool would give
+            raise ToolError(str(exc)) from None
+
+    def _drawn(self, artifact: dict[str, Any]) -> tuple[str, str]:
+        """The photo the answer is about, with each region's box and number: base64 and its MIME type."""
         from rcmu_agent.annotate import annotate
 
         entries = [
@@ -169,9 +228,7 @@ class _Bridge:
             if r.get("box")
         ]
         image = annotate(self.assistant.parts.photos.load(str(artifact["image"])), entries, max_side=_PREVIEW_SIDE)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return base64.b64encode(buffer.getvalue()).decode()
+        return _encoded(image)
 
     def person(self, entity_id: str) -> str:
         """One memory entry as JSON, with small JPEG thumbnails of its reference photos."""
@@ -193,6 +250,39 @@ class _Bridge:
             thumbnails.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
         entry = {"id": entity.id, "name": entity.name, "category": entity.category, "info": entity.info}
         return json.dumps({**entry, "thumbnails": thumbnails})
+
+
+def _encoded(image: Any) -> tuple[str, str]:
+    """PNG when it fits `_PREVIEW_BYTES` of base64, else JPEG (a photo's natural format, ~6x smaller),
+    halved in size until it fits; each step is a single encode of an already shrunk preview."""
+    kind, options = "PNG", dict[str, Any]()
+    while True:
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind, **options)
+        data = base64.b64encode(buffer.getvalue()).decode()
+        if len(data) <= _PREVIEW_BYTES or min(image.size) < 64:
+            return data, f"image/{kind.lower()}"
+        if kind == "PNG":
+            kind, options = "JPEG", {"quality": 90}
+        else:
+            image = image.resize((image.width // 2, image.height // 2))
+
+
+def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
+    """The artifact as a client may see it: no path on this server's disk (the annotated `image` goes
+    as image content instead; library photos keep only their file name, as `file`)."""
+
+    def photo(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        kept = {k: v for k, v in item.items() if k not in {"path", "paths"}}
+        return {**kept, "file": PurePath(str(item["path"])).name} if item.get("path") else kept
+
+    structured = {k: v for k, v in artifact.items() if k != "image"}
+    for key in ("photos", "photo_citations"):
+        if isinstance(structured.get(key), list):
+            structured[key] = [photo(item) for item in structured[key]]
+    return structured
 
 
 class _RcmuServer(MCPServer[Any]):

@@ -145,7 +145,7 @@ class RememberTool(RcmuTool):
             f"{verb} {entity.name} ({entity.category}, id {entity.id}) with {len(entity.photos)} reference "
             f"photo(s), {added} new. Info: {entity.info}"
         )
-        return text, {"entity": entity.model_dump(mode="json"), "created": old is None, "photos_added": added}
+        return text, {"entity": _entry(entity), "created": old is None, "photos_added": added}
 
     def _photo(self, value: Any, number: int, count: int) -> Any:
         try:

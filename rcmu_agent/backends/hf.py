@@ -174,6 +174,11 @@ class TransformersVLM(VisionLanguageModel):
         return peft_model.merge_and_unload()  # merged: inference costs the same as the base model
 
     @property
+    def loaded(self) -> bool:
+        """Whether `load` has run: a server reports the first, slow load as a step of its own."""
+        return self._model is not None
+
+    @property
     def model(self) -> Any:
         self.load()
         return self._model

@@ -157,10 +157,11 @@ def test_remember_adds_then_updates_and_the_tools_then_recognise(
     added = call(tools["remember"], name="Barack Obama", info="Erin's chess partner", photos=[block])
     assert added.status == "success" and added.artifact["created"] and added.artifact["photos_added"] == 1
     entity = added.artifact["entity"]
-    assert (entity["user"], entity["category"], entity["info"]) == ("erin", "person", "Erin's chess partner")
+    assert (entity["category"], entity["info"], entity["photos"]) == ("person", "Erin's chess partner", 1)
     more = call(tools["remember"], name="barack obama", photos=[str(faces_dir / "reference" / "obama_obama2.jpg")])
     assert not more.artifact["created"] and more.artifact["entity"]["id"] == entity["id"]
-    assert more.artifact["entity"]["info"] == "Erin's chess partner" and len(more.artifact["entity"]["photos"]) == 2
+    assert more.artifact["entity"]["info"] == "Erin's chess partner" and more.artifact["entity"]["photos"] == 2
+    assert str(assistant.settings.home) not in str(more.artifact)  # the stored copies' paths stay private
     assert str(more.content).startswith(f"updated Barack Obama (person, id {entity['id']}) with 2 reference photo(s)")
     seen = call(tools["ask_about_photo"], photo=str(scene), question="Who is on the left?")
     assert sorted(str(r["name"]) for r in seen.artifact["regions"]) == ["Barack Obama", "None"]

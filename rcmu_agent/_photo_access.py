@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.images import resolve_allowed_photo
+from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.images import _SYSTEM_TREES, resolve_allowed_photo
 from rcmu_agent.settings import Settings
 
 __all__ = ["PhotoAccess"]
@@ -50,6 +50,33 @@ class PhotoAccess:
             raise
         if self._private(real, real=True):
             resolve_allowed_photo(path, ())
+        return real
+
+    def folder(self, path: Path | str) -> Path:
+        """A folder whose photos may be indexed for this caller: the photo rule, for a whole tree.
+
+        Inside a root (by text first, then with symlinks resolved), not under the home but for `own`, and
+        not holding the home either — walking it would reach other users' photos and uploads. A refusal
+        is one sentence that says nothing about what lies outside or what the home holds.
+        """
+        text = os.fspath(path).strip()
+        shown = repr(text if len(text) <= 120 else text[:117] + "...")
+        outside = InvalidInputError(f"folder {shown} is outside the allowed folders", "pick a folder inside them")
+        lexical = _lexical(text) if text else None
+        if lexical is None or not self.holds(text) or self._private(lexical, real=False):
+            raise outside  # decided without touching the disk
+        real = Path(os.path.realpath(lexical))
+        roots = [Path(os.path.realpath(r)) for r in self.roots]
+        if not any(real.is_relative_to(r) for r in roots) or self._private(real, real=True):
+            raise outside
+        if any(real.is_relative_to(tree) for tree in _SYSTEM_TREES):
+            raise outside
+        if self.home is not None and Path(os.path.realpath(self.home)).is_relative_to(real):
+            raise InvalidInputError(
+                f"folder {shown} holds the rcmu data folder", "pick a folder of photos inside it, not around it"
+            )
+        if not real.is_dir():
+            raise NotFoundError(f"folder {shown} is not a folder here", "check the path")
         return real
 
     def _private(self, path: Path | None, *, real: bool) -> bool:

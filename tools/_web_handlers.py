@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -17,9 +18,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.annotate import label, shrink
 from rcmu_agent.assistant import Assistant
-from rcmu_agent.errors import InvalidInputError, ModelLoadError, NotFoundError
+from rcmu_agent.errors import InvalidInputError, ModelLoadError
 from rcmu_agent.regions import parse_region_spec
 from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
 from rcmu_agent.tools._common import answer_text
@@ -28,6 +30,7 @@ __all__ = [
     "NO_MODEL_NOTE",
     "ChatSession",
     "Labelled",
+    "Uploads",
     "allowed_folder",
     "check_reference",
     "labelled",
@@ -53,6 +56,51 @@ class ChatSession:
 
     def new_photo(self, photo: str | None) -> ChatSession:
         return ChatSession(photo=photo)
+
+
+@dataclass
+class Uploads:
+    """Each login's own copies of the files it uploaded, under `web/users/<login>/`.
+
+    Gradio keeps every upload in one shared folder (`web/uploads`) and accepts any path in it from any
+    session. So the first login to use an uploaded file gets its own copy and the file is marked as
+    theirs; another login presenting the same upload (its path known some other way) is refused. A new
+    upload of the same content is a new file (a new inode), and is the new uploader's.
+    """
+
+    web: Path
+    _claims: dict[Path, tuple[str, tuple[int, int], Path]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def own(self, path: str, user: str) -> str:
+        """The path of `user`'s copy of the uploaded file at `path`, or an error if it is not theirs."""
+        real = Path(os.path.realpath(path))
+        mine = Path(os.path.realpath(self.web / "users" / user))
+        if real.is_relative_to(mine) and real.is_file():
+            return str(real)  # already this login's copy (a retry, or a follow-up turn)
+        refused = InvalidInputError(f"photo {Path(path).name!r} was not uploaded from this login", "upload it again")
+        if not real.is_relative_to(os.path.realpath(self.web / "uploads")):
+            raise refused
+        try:
+            stat = os.stat(real)
+            identity: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
+        except OSError:
+            identity = None
+        with self._lock:
+            claim = self._claims.get(real)
+            if claim is not None and (identity is None or claim[1] == identity):
+                if claim[0] != user or not claim[2].is_file():
+                    raise refused
+                return str(claim[2])
+            if identity is None:
+                raise refused
+            copy = mine / real.parent.name / real.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            part = copy.with_name(f".{copy.name}.{uuid.uuid4().hex}.part")
+            shutil.copyfile(real, part)
+            os.replace(part, copy)  # whole or absent
+            self._claims[real] = (user, identity, copy)
+            return str(copy)
 
 
 def labelled(image: Any, regions: Sequence[ContextEntry], side: int = 1600) -> Labelled:
@@ -131,7 +179,8 @@ def stream_answer(
 
 
 def check_reference(assistant: Assistant, photos: Sequence[str], category: str) -> tuple[list[Labelled], list[str]]:
-    """Each reference photo with the face that would be remembered, and a warning per doubtful photo."""
+    """Each reference photo (decoded upright, as recognition sees it) with the face that would be
+    remembered, and a warning per doubtful photo."""
     from rcmu_agent.images import load_image
 
     settings, shown, warnings = assistant.settings, [], []
@@ -139,7 +188,7 @@ def check_reference(assistant: Assistant, photos: Sequence[str], category: str) 
         name = Path(photo).name
         image = load_image(photo, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         if category.strip().lower() != "person":
-            shown.append((photo, [((0, 0, image.width, image.height), f"photo {number}: the whole photo")]))
+            shown.append((image, [((0, 0, image.width, image.height), f"photo {number}: the whole photo")]))
             continue
         faces = assistant.parts.recognizer.face_detector.detect(image)
         if not faces:
@@ -147,7 +196,7 @@ def check_reference(assistant: Assistant, photos: Sequence[str], category: str) 
         elif len(faces) > 1:
             warnings.append(f"photo {number} ({name}) holds {len(faces)} faces; the largest will be used")
         boxes = [(tuple(round(v) for v in f.box), "this face" if i == 0 else "ignored") for i, f in enumerate(faces)]
-        shown.append((photo, boxes))  # type: ignore[arg-type]
+        shown.append((image, boxes))  # type: ignore[arg-type]
     return shown, warnings
 
 
@@ -155,22 +204,16 @@ def people_rows(entities: Sequence[Entity]) -> list[list[Any]]:
     return [[e.name, e.category, e.info, len(e.photos)] for e in entities]
 
 
-def allowed_folder(folder: str, roots: Sequence[Path]) -> Path:
-    """A folder to index, only inside the allowed folders (symlinks and `..` resolved first)."""
+def allowed_folder(folder: str, access: PhotoAccess) -> Path:
+    """A folder to index: the project's one photo-access rule (allowed folders, never the rcmu home but
+    the user's own photos, never a folder around the home), applied to the whole tree."""
     if not folder.strip():
         raise InvalidInputError("no folder given", "type the path of a folder of photos")
-    if not roots:
+    if not access.roots:
         raise InvalidInputError(
             "indexing from the web needs RCMU_ALLOWED_ROOTS", "start `rcmu web` with RCMU_ALLOWED_ROOTS=/photos/folder"
         )
-    real = Path(os.path.realpath(Path(folder.strip()).expanduser()))
-    if not any(real.is_relative_to(os.path.realpath(root)) for root in roots):
-        raise InvalidInputError(
-            f"folder {folder.strip()!r} is outside the allowed folders", "pick a folder inside them"
-        )
-    if not real.is_dir():
-        raise NotFoundError(f"folder {folder.strip()!r} is not a folder here", "check the path")
-    return real
+    return access.folder(folder)
 
 
 def parse_day(value: str, what: str) -> date | None:

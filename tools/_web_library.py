@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.annotate import shrink
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.tools import _web_handlers as act
@@ -78,25 +79,27 @@ def _layout() -> _Controls:
     gr.Markdown("### Faces nobody has named yet")
     clusters = gr.Gallery(label="Clusters (largest first)", columns=6, height=220, elem_id="library-clusters")
     with gr.Row():
-        cluster_id = gr.Number(label="Cluster", precision=0)
-        cluster_name = gr.Textbox(label="Name them")
+        cluster_id = gr.Number(label="Cluster", precision=0, elem_id="library-name-id")
+        cluster_name = gr.Textbox(label="Name them", elem_id="library-name")
         cluster_info = gr.Textbox(label="Info (optional)")
-        name_it = gr.Button("Name")
+        name_it = gr.Button("Name", elem_id="library-name-go")
     with gr.Row():
-        merge_ids = gr.Textbox(label="Merge clusters (ids)")
-        merge = gr.Button("Merge")
-        split_id = gr.Number(label="Split cluster", precision=0)
-        split_faces = gr.Textbox(label="Face ids to move out")
-        split = gr.Button("Split")
+        merge_ids = gr.Textbox(label="Merge clusters (ids)", elem_id="library-merge")
+        merge = gr.Button("Merge", elem_id="library-merge-go")
+        split_id = gr.Number(label="Split cluster", precision=0, elem_id="library-split-id")
+        split_faces = gr.Textbox(label="Face ids to move out", elem_id="library-split-faces")
+        split = gr.Button("Split", elem_id="library-split-go")
     gr.Markdown("### Search and ask")
     with gr.Row():
         people = gr.Textbox(label="People (comma separated, all together)", elem_id="search-people")
         text = gr.Textbox(label="Text", elem_id="search-text")
-        since = gr.Textbox(label="Since (YYYY-MM-DD)")
-        until = gr.Textbox(label="Until (YYYY-MM-DD)")
+        since = gr.Textbox(label="Since (YYYY-MM-DD)", elem_id="search-since")
+        until = gr.Textbox(label="Until (YYYY-MM-DD)", elem_id="search-until")
         search = gr.Button("Search", elem_id="search-go")
     hits = gr.Gallery(label="Photos", columns=4, height=320, elem_id="search-hits")
-    question = gr.Textbox(label="Ask about your photos", placeholder="When was I last with Rose and Kit?")
+    question = gr.Textbox(
+        label="Ask about your photos", placeholder="When was I last with Rose and Kit?", elem_id="library-question"
+    )
     answer = gr.Markdown(elem_id="library-answer")
     return _Controls(
         folder=folder, index=index, report=report, clusters=clusters, cluster_id=cluster_id,
@@ -112,13 +115,14 @@ def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], read
     @readable
     def indexed(path: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[str, list[Any]]:
         user = user_of(request)
-        root = act.allowed_folder(path, assistant.settings.roots_for(user))
+        root = act.allowed_folder(path, PhotoAccess.for_user(assistant.settings, user))
         done = assistant.index_library(root, user=user, progress=act.progress_callback(progress))
         skipped = f", {len(done.skipped)} skipped" if done.skipped else ""
         summary = (
             f"{done.photos} photos indexed ({done.added} new, {done.unchanged} unchanged{skipped}), {done.faces} faces"
         )
-        return summary, shown_clusters(request)
+        found = shown_clusters(request)
+        return summary + ("" if found else "; nobody to name: every face found is someone you taught"), found
 
     @readable
     def shown_clusters(request: gr.Request) -> list[Any]:

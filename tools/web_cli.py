@@ -1,6 +1,7 @@
 """`rcmu web`: start the web app (Gradio) on this machine.
 
-Uploads stay under the home (`RCMU_HOME/web/uploads`), nothing is fetched from the internet, and with
+Uploads stay under the home (`RCMU_HOME/web/uploads`, and each login's own copies under
+`RCMU_HOME/web/users/<login>`), nothing is fetched from the internet, and with
 `--auth users.json` each login is its own memory user.
 """
 
@@ -53,7 +54,7 @@ def web(
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         logins = _logins(auth) if auth else None
         from rcmu_agent.assistant import Assistant
-        from rcmu_agent.tools.web_app import THEME, build_app
+        from rcmu_agent.tools.web_app import PAGE_CSS, PAGE_JS, THEME, build_app
 
         app = build_app(Assistant(settings), context_only=context_only, logins=logins is not None)
         err.print(f"rcmu web on http://{host}:{port}" + (" (logins required)" if logins else ""))
@@ -62,6 +63,8 @@ def web(
             server_port=port,
             auth=logins,
             theme=THEME,
+            js=PAGE_JS,
+            css=PAGE_CSS,
             show_error=True,
             quiet=True,
             max_file_size=settings.max_image_bytes,

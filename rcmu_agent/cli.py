@@ -311,10 +311,10 @@ _STEPS = {
 
 def _print_regions(answer: Any) -> None:
     for entry in answer.regions:
-        box = ",".join(f"{v:.0f}" for v in entry.box) if entry.box else "memory"
+        where = "at " + ",".join(f"{v:.0f}" for v in entry.box) if entry.box else "from memory"
         label = f"[{entry.index}]" if entry.index else "[-]"
         name = entry.name or ("(caller info)" if entry.info else "unknown")
-        err.print(f"{label} {name} — {entry.category} at {box}", markup=False, highlight=False)
+        err.print(f"{label} {name} — {entry.category} {where}", markup=False, highlight=False)
     if answer.invalid_citations:
         err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
 

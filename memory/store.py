@@ -315,9 +315,10 @@ class MemoryStore:
         ]
         if len({name_key(t.name) for t in items}) != len(items):
             raise InvalidInputError("the same name appears twice in one batch", "merge their photos and info")
-        # embedded before the lock: a cold MiniLM load (seconds on a busy machine) must not make other
-        # writers wait, or time out as "busy"
+        # embedded and opened before the lock: a cold MiniLM load or Chroma start (seconds on a busy
+        # machine) must not make other writers wait, or time out as "busy"
         texts = self._text.embed([f"{t.name}. {t.info}" for t in items])
+        self._col("entities")
         with write_lock(self.home, self.lock_timeout):
             recover_write(self)
             entities = BatchWrite(self, user, items, texts).run()

@@ -48,13 +48,26 @@ def test_context_only_works_with_a_dog_in_memory_and_no_detector(
     assert skipped and "skipped" in skipped[0] and "RCMU_OBJECT_DETECTOR" in skipped[0] and "\n" not in skipped[0]
 
 
-def test_index_works_offline_without_the_image_embedder(tmp_path: Path, faces_dir: Path) -> None:
+def test_index_works_offline_without_the_image_embedder(
+    tmp_path: Path, faces_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(faces_dir / "scenes" / "two_people.jpg", photos / "two.jpg")
     settings = Settings(home=tmp_path / "home")  # default (hub) models, unreachable
-    report = Assistant(settings).index_library(photos)
-    assert report.added == 1 and report.photos == 1 and not report.skipped
+    with caplog.at_level(logging.WARNING):
+        report = Assistant(settings).index_library(photos)
+    assert report.added == 1 and report.photos == 1 and not report.skipped and report.faces == 2
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "rcmu_agent.recognizer"
+    ]
+    skipped = [w for w in warnings if "photo search by look" in w]
+    assert len(skipped) == 1, warnings  # said once, not per photo
+    line = skipped[0]
+    assert line.startswith("object recognition and photo search by look skipped: "), line  # what was skipped
+    assert "openai/clip-vit-base-patch32" in line  # which model could not load
+    assert "set RCMU_IMAGE_EMBEDDING_MODEL to a local directory holding a CLIP model" in line  # how to enable it
+    assert "\n" not in line
 
 
 def test_index_that_indexed_nothing_exits_non_zero_with_a_fix(tmp_path: Path) -> None:

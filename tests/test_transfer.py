@@ -276,10 +276,11 @@ def test_users_stay_apart_through_export_and_import(tmp_path: Path, faces_dir: P
     everyone = assistant.export_memory(tmp_path / "everyone", all_users=True)
     assert everyone.users == {"alice": 1, "bob": 1, "carol": 1}
     other = _assistant(tmp_path / "other")
-    with pytest.raises(InvalidInputError, match="several users"):
+    with pytest.raises(InvalidInputError, match="holds 3 users") as several:
         other.import_memory(tmp_path / "everyone", workers=0)
-    with pytest.raises(NotFoundError, match="no user 'dave'"):
+    with pytest.raises(NotFoundError, match="no entity of user 'dave'") as missing:
         other.import_memory(tmp_path / "everyone", from_user="dave", workers=0)
+    assert not [u for u in ("alice", "bob", "carol") if u in f"{several.value} {missing.value}"]  # names no one else
     restored = _rcmu(tmp_path / "other", "import", str(tmp_path / "everyone"), "--all-users", "--workers", "0")
     assert restored.returncode == 0, restored.stderr
     for user in ("alice", "bob", "carol"):

@@ -1,10 +1,18 @@
 """kill -9 at random moments of `index_library`, with a fresh reader after each kill.
 
 Run by test_crash.py: `python _index_crash_driver.py HOME DATA LIBRARY ROUNDS SEED`; prints a JSON report.
-Each round adds two new photos of Barack Obama (re-encoded, so new content) and forks an indexer that
-is killed after a random delay; a forked reader then searches for him. Whatever the kill interrupted,
-a reader must only see whole photos: every hit exists on disk, appears once, and has its faces with
-Obama among them. A last, unkilled run must then index every photo.
+
+Each round adds two new small photos of Barack Obama (400 px scenes with a coloured corner, so new
+content: one with his face alone, one with him and another face) and forks an indexer, which reports
+each photo it finishes; the parent kills it after a random delay (round 0 runs to the end, to measure
+how long a run takes; kills then fall anywhere from before the lock to after the last commit). A
+forked reader then looks the way `rcmu search` does: the list of indexed photos, the photos where
+Obama is recognised, and a text search. Files are indexed in name order and each photo is its own
+commit, so the committed state is always the first P files; the indexer's last report (d photos
+finished) allows exactly P = d or d + 1 (the photo after d committed, its report not yet written),
+and never fewer than before. The list must be exactly those files, recognition must find every one of
+them whole (all its faces, Obama named), and text search only whole listed photos. A last, unkilled
+run must then index every photo, and text search find them all.
 """
 
 from __future__ import annotations
@@ -18,61 +26,119 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.memory import TextEmbedder
 
+FACES = (1, 2)  # faces in each round's two photos
+
 
 def _settings(home: Path) -> Settings:
     # one process: the kill lands in the indexer itself (workers are spawned interpreters a kill would orphan)
-    return Settings(home=home, object_detector=None, image_embedding_model=None, library_workers=1)
-
-
-def _in_child(action: Any, out: int) -> None:
-    try:
-        result = action()
-        os.write(out, (json.dumps(result) + "\n").encode())
-    except BaseException as exc:
-        os.write(out, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
-    finally:
-        os._exit(0)
+    return Settings(
+        home=home, object_detector=None, image_embedding_model=None, library_workers=1, library_min_similarity=-1
+    )
 
 
 def _fork(action: Any) -> tuple[int, Any]:
+    """`action(out)` in a forked child writing lines to the returned pipe; any error is one JSON line."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read)
-        _in_child(action, write)
+        try:
+            action(write)
+        except BaseException as exc:
+            os.write(write, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+        finally:
+            os._exit(0)
     os.close(write)
     return pid, os.fdopen(read, "rb")
 
 
-def _read(assistant: Assistant) -> dict[str, Any]:
-    hits = assistant.search_photos(people=["Barack Obama"], limit=50)
+def _index(assistant: Assistant, library: Path, out: int) -> None:
+    """Index, writing `finished D` after each photo the indexer finishes and `done` at the end."""
+    began = time.monotonic()
+    assistant.index_library(library, progress=lambda done, total: os.write(out, f"finished {done}\n".encode()))
+    os.write(out, f"done {time.monotonic() - began:.4f}\n".encode())
+
+
+def _whole(hit: Any) -> dict[str, Any]:
     return {
-        "hits": [
-            {
-                "id": h.id,
-                "path": h.path,
-                "exists": Path(h.path).is_file(),
-                "regions": len(h.regions),
-                "named": [h.regions[i].info for i in h.matched_regions],
-            }
-            for h in hits
-        ]
+        "rel": Path(hit.path).name,
+        "exists": Path(hit.path).is_file(),
+        "regions": len(hit.regions),
+        "named": sorted(hit.regions[i].info for i in hit.matched_regions),
     }
 
 
-def _verdict(seen: dict[str, Any]) -> str | None:
+def _read(assistant: Assistant, out: int) -> None:
+    """What a fresh `rcmu search` process sees: every photo, Obama's photos, and a text search."""
+    seen = {
+        "listed": [_whole(h) for h in assistant.search_photos(limit=1000)],
+        "people": [_whole(h) for h in assistant.search_photos(people=["Barack Obama"], limit=1000)],
+        "text": [_whole(h) for h in assistant.search_photos(text="Barack Obama in a photo", limit=1000)],
+    }
+    os.write(out, (json.dumps(seen) + "\n").encode())
+
+
+def _verdict(seen: dict[str, Any], files: list[str], allowed: set[int]) -> tuple[int | None, str | None]:
+    """The committed prefix the reader saw, and why it is wrong (None when list, recognition and text
+    search agree with one of the `allowed` prefixes)."""
     if "error" in seen:
-        return f"reader failed: {seen['error']}"
-    hits = seen["hits"]
-    if len({h["id"] for h in hits}) != len(hits):
-        return f"a photo appears twice: {hits}"
-    torn = [h for h in hits if not h["exists"] or not h["regions"] or h["named"] != ["Barack Obama"]]
-    return f"partial photos seen: {torn}" if torn else None
+        return None, f"reader failed: {seen['error']}"
+    listed = sorted(h["rel"] for h in seen["listed"])
+    if len(listed) not in allowed or listed != files[: len(listed)]:
+        return None, f"listed {listed} is not one of the committed prefixes {sorted(allowed)} of {files}"
+    faces = {name: FACES[int(name.rsplit("-", 1)[1].split(".")[0])] for name in files}
+    for kind in ("listed", "people", "text"):
+        hits = seen[kind]
+        if len({h["rel"] for h in hits}) != len(hits):
+            return None, f"{kind}: a photo appears twice: {hits}"
+        torn = [h for h in hits if not h["exists"] or h["regions"] != faces[h["rel"]] or h["rel"] not in listed]
+        if torn:
+            return None, f"{kind}: partial or unlisted photos: {torn}"
+    people = sorted(h["rel"] for h in seen["people"])
+    if people != listed or any(h["named"] != ["Barack Obama"] for h in seen["people"]):
+        return None, f"recognition {seen['people']} disagrees with the list {listed}"
+    return len(listed), None
+
+
+def _read_index_run(pipe: Any) -> tuple[int, float | None, str | None, dict[str, Any] | None]:
+    """Photos the indexer reported finished, its duration if it got to the end, its error if any, and
+    what it read after the end (the last run only)."""
+    finished, duration, error, after = 0, None, None, None
+    for raw in pipe.read().decode().splitlines():
+        if raw.startswith("finished "):
+            finished = int(raw.split()[1])
+        elif raw.startswith("done "):
+            duration = float(raw.split()[1])
+        elif raw.startswith('{"listed"'):
+            after = json.loads(raw)
+        elif raw.strip():
+            error = raw.strip()
+    return finished, duration, error, after
+
+
+def _new_photos(sources: list[Image.Image], library: Path, round_no: int) -> list[str]:
+    names = []
+    for k, image in enumerate(sources):
+        copy = image.copy()
+        marker = ((round_no * 37) % 256, (round_no * 91) % 256, 120 * k)  # new content every round
+        copy.paste(marker, (0, 0, 16, 16))  # a block, not a pixel: JPEG would quantise a pixel away
+        names.append(f"r{round_no:03d}-{k}.jpg")
+        copy.save(library / names[-1], quality=90)
+    return names
+
+
+def _run(assistant: Assistant, library: Path, out: int, *, final: bool = False) -> None:
+    """One fresh process: read what a reader sees now, then index (and, the last time, read again)."""
+    _read(assistant, out)
+    _index(assistant, library, out)
+    if final:
+        _read(assistant, out)
 
 
 def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[str, Any]:
@@ -84,34 +150,68 @@ def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[
     assistant.parts.recognizer.face_encoder.encode(Image.new("RGB", (64, 64)), [])
     TextEmbedder().embed(["warm up"])  # loaded once here; each forked child reuses it
     ref = data / "faces" / "reference" / "obama_obama.jpg"
-    pid, pipe = _fork(lambda: bool(assistant.remember("Barack Obama", info="44th president", photos=[ref])))
-    assert json.loads(pipe.readline()) is True
+    pid, pipe = _fork(lambda out: os.write(out, b"%d\n" % len(assistant.remember("Barack Obama", info="44th president", photos=[ref]).photos)))
+    assert pipe.readline().strip() == b"1"
     os.waitpid(pid, 0)
-    sources = [Image.open(data / "faces" / "scenes" / n).convert("RGB") for n in ("obama1.jpg", "two_people.jpg")]
+    sources = []
+    for name in ("obama1.jpg", "two_people.jpg"):
+        with Image.open(data / "faces" / "scenes" / name) as img:
+            small = img.convert("RGB")
+        small.thumbnail((400, 400))  # faces still found; detection in tens of milliseconds
+        sources.append(small)
     report: dict[str, Any] = {"rounds": 0, "killed": 0, "failures": [], "photos": 0}
-    for round_no in range(rounds):
-        for k, image in enumerate(sources):
-            image.save(library / f"r{round_no}-{k}.jpg", quality=70 + round_no)  # new content every round
-        pid, pipe = _fork(lambda: assistant.index_library(library).photos)
-        time.sleep(rng.uniform(0.1, 1.5))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        report["killed"] += not pipe.read()
-        report["rounds"] += 1
-        pid, pipe = _fork(lambda: _read(assistant))
+    report["landed"] = {"before any new commit": 0, "between commits": 0, "after the last commit": 0, "completed": 0}
+    files: list[str] = []
+    committed, durations = 0, []  # the committed prefix; seconds a whole run took
+    allowed, last = {0}, None  # what the next reader may see; how the last run ended (killed?, files then)
+    started = time.monotonic()
+    for round_no in range(rounds + 2):  # round 0 runs to the end (how long a run takes); the last one too
+        end = round_no == rounds + 1
+        files += [] if end else _new_photos(sources, library, round_no)
+        pid, pipe = _fork(lambda out, end=end: _run(assistant, library, out, final=end))
         seen = json.loads(pipe.readline() or b'{"error": "reader died"}')
-        os.waitpid(pid, 0)
-        why = _verdict(seen)
+        prefix, why = _verdict(seen, files, allowed)
         if why:
-            report["failures"].append({"round": round_no, "why": why})
-    pid, pipe = _fork(lambda: {"photos": assistant.index_library(library).photos, **_read(assistant)})
-    final = json.loads(pipe.readline() or b'{"error": "indexer died"}')
-    os.waitpid(pid, 0)
-    why = _verdict(final)
+            report["failures"].append({"round": round_no - 1, "why": why})
+        if last is not None and prefix is not None:
+            killed, total = last
+            where = (
+                "completed" if not killed
+                else "before any new commit" if prefix == committed
+                else "after the last commit" if prefix == total
+                else "between commits"
+            )  # fmt: skip
+            report["landed"][where] += 1
+        committed = prefix if prefix is not None else committed
+        limit = 1.1 * float(np.median(durations)) if durations else 0.0
+        slept = rng.uniform(0.0, limit)
+        if durations and not end:
+            time.sleep(slept)
+            os.kill(pid, signal.SIGKILL)
+        finished, duration, error, after = _read_index_run(pipe)
+        os.waitpid(pid, 0)
+        if error:
+            report["failures"].append({"round": round_no, "why": f"indexer failed: {error}"})
+        if duration is not None:
+            durations.append(duration)
+            allowed = {len(files)}
+        else:
+            allowed = {committed} if finished < committed else {finished, min(finished + 1, len(files))}
+            if slept > 0.8 * limit:  # killed after what a run was thought to take: runs take longer now
+                durations.append(1.5 * limit)
+        if round_no and not end:
+            report["rounds"] += 1
+            report["killed"] += duration is None
+            last = (duration is None, len(files))
+    final = after or {"error": "the last run did not finish"}
+    prefix, why = _verdict(final, files, {len(files)})
     if why:
         report["failures"].append({"round": "final", "why": why})
-    report["photos"] = final.get("photos", 0)
-    report["found"] = len(final.get("hits", []))
+    report["files"] = len(files)
+    report["photos"] = len(final.get("listed", []))
+    report["found"] = len(final.get("people", []))
+    report["searched"] = len(final.get("text", []))
+    report["seconds"] = round(time.monotonic() - started, 1)
     return report
 
 

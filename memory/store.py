@@ -161,9 +161,6 @@ class MemoryStore:
     def entities(self, user: str) -> list[Entity]:
         return sorted(self._get(check_user(user)), key=lambda e: (e.category, e.name.lower()))
 
-    def has_user(self, user: str) -> bool:
-        return bool(self._col("profiles").get(ids=[check_user(user)], include=[])["ids"])
-
     def users(self) -> list[str]:
         return sorted(self._col("profiles").get(include=[])["ids"])
 

@@ -48,9 +48,7 @@ def worker_count(configured: int) -> int:
     return configured if configured > 0 else max(os.cpu_count() or 1, 1)
 
 
-def compute_pixels(
-    recognizer: Recognizer, rel: str, data: bytes, categories: list[str], whole: bool = True
-) -> Pixels:
+def compute_pixels(recognizer: Recognizer, rel: str, data: bytes, categories: list[str], whole: bool = True) -> Pixels:
     """Decode and check the photo, then see it as a question would (`categories`: object kinds to look
     for — the non-person categories the user taught) and, with `whole`, embed it whole for search by look."""
     from rcmu_agent.images import load_image

@@ -148,7 +148,7 @@ class Recognizer:
             return None
         try:
             seen: Seen = future.result()
-        except Exception as exc:  # noqa: BLE001 - detected again here, where the error is reported
+        except Exception as exc:
             log.debug("faces seen ahead not used: %s", exc)
             return None
         return list(seen.faces) if (seen.width, seen.height) == tuple(size) else None

@@ -286,7 +286,9 @@ def test_rcmu_ask_prints_the_streamed_answer_once(home: Path, faces_dir: Path) -
         assert json.loads(as_json.stdout)["answer"] == REPLY  # one object at the end, no tokens before it
 
 
-def test_a_second_image_in_the_thread_starts_a_new_photo_context(home: Path, scene_block: dict, faces_dir: Path) -> None:
+def test_a_second_image_in_the_thread_starts_a_new_photo_context(
+    home: Path, scene_block: dict, faces_dir: Path
+) -> None:
     with serve() as server:
         server.default = Reply(text="It is [1].")
         graph = server_graph(home, server.url, threads=True)
@@ -305,9 +307,7 @@ def test_a_second_image_in_the_thread_starts_a_new_photo_context(home: Path, sce
         assert sent[0] != sent[1] == sent[2]  # the model saw the second photo for the second turn and after
 
 
-def test_a_follow_up_to_a_library_question_still_cites_photos(
-    home: Path, faces_dir: Path, tmp_path: Path
-) -> None:
+def test_a_follow_up_to_a_library_question_still_cites_photos(home: Path, faces_dir: Path, tmp_path: Path) -> None:
     """route → compose → cite_library: the follow-up is about the same retrieved photos."""
     library = tmp_path / "library"
     library.mkdir()

@@ -116,7 +116,10 @@ def _readable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # The library's fixes name CLI commands; on the page, the same fix is a place to click.
 WEB_FIXES = (
-    (r"see (?:the face ids with )?`rcmu people(?: --json)?`", "see the cluster and face ids under each face in the Library tab"),
+    (
+        r"see (?:the face ids with )?`rcmu people(?: --json)?`",
+        "see the cluster and face ids under each face in the Library tab",
+    ),
     (r"e\.g\. `rcmu merge-clusters 3 7`", "type two or more cluster ids, e.g. 3 7"),
     (r"(?:with|run) `rcmu index(?: DIR)?`(?: again)?", "in the Library tab: type a folder and press Index"),
     (r"teach them with `rcmu remember`", "teach them in the Memory tab"),

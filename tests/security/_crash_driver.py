@@ -21,6 +21,7 @@ is the nearest committed vector under dlib's 0.6 threshold, asked through `Recog
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -28,7 +29,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-import io
 from typing import Any
 
 import numpy as np

@@ -150,7 +150,11 @@ def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[
     assistant.parts.recognizer.face_encoder.encode(Image.new("RGB", (64, 64)), [])
     TextEmbedder().embed(["warm up"])  # loaded once here; each forked child reuses it
     ref = data / "faces" / "reference" / "obama_obama.jpg"
-    pid, pipe = _fork(lambda out: os.write(out, b"%d\n" % len(assistant.remember("Barack Obama", info="44th president", photos=[ref]).photos)))
+    pid, pipe = _fork(
+        lambda out: os.write(
+            out, b"%d\n" % len(assistant.remember("Barack Obama", info="44th president", photos=[ref]).photos)
+        )
+    )
     assert pipe.readline().strip() == b"1"
     os.waitpid(pid, 0)
     sources = []

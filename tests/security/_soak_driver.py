@@ -26,7 +26,6 @@ from rcmu_agent import Assistant, Settings
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory import TextEmbedder
 
-
 COLD_CAP = 150.0  # seconds: the warm roles stop by then even if a cold write hangs
 COLD_WRITES = 1  # each takes tens of seconds among the warm roles on 2 cores
 STARTED = time.monotonic()

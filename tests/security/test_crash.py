@@ -25,10 +25,18 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "TQ
 def test_kill_9_during_remember_update_and_forget_leaves_a_committed_state(
     tmp_path: Path, faces_dir: Path, mode: str, rounds: int
 ) -> None:
-    """"assistant": writes through `Assistant.remember` / `Assistant.forget` (what `rcmu remember` and
+    """ "assistant": writes through `Assistant.remember` / `Assistant.forget` (what `rcmu remember` and
     `rcmu forget` call) with real photos; "store": `MemoryStore` with random vectors, every kill inside
     the store's own write."""
-    command = [sys.executable, str(DRIVER), str(tmp_path / "home"), str(rounds), "7", mode, str(faces_dir / "reference")]
+    command = [
+        sys.executable,
+        str(DRIVER),
+        str(tmp_path / "home"),
+        str(rounds),
+        "7",
+        mode,
+        str(faces_dir / "reference"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=400, env=ENV, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)

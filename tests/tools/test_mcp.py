@@ -55,7 +55,9 @@ def _env(home: Path, shared_data: Path, **extra: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def stdio_session(env: dict[str, str], stdout_copy: Path, errlog: TextIO = sys.stderr) -> AsyncIterator[ClientSession]:
+async def stdio_session(
+    env: dict[str, str], stdout_copy: Path, errlog: TextIO = sys.stderr
+) -> AsyncIterator[ClientSession]:
     """`rcmu mcp` over stdio, its stdout also copied to a file so the test can check every byte of it
     (and its stderr to `errlog`)."""
     command = f"{RCMU} mcp | tee {stdout_copy}"

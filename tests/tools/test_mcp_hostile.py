@@ -26,7 +26,10 @@ def _json_safe(photo: Any) -> Any:
 
 
 def test_ask_about_photo_over_mcp_refuses_every_hostile_path(
-    tmp_path: Path, shared_data: Path, allowed: Path, outside: Path  # noqa: F811
+    tmp_path: Path,
+    shared_data: Path,
+    allowed: Path,  # noqa: F811
+    outside: Path,  # noqa: F811
 ) -> None:
     matrix = _hostile_paths(outside, allowed)
     outputs: list[Any] = []

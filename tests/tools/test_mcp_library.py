@@ -135,7 +135,9 @@ def test_over_http_no_tool_shows_one_user_the_others_people_or_photos(two_users:
                 r["name"] is None for r in result.structured_content["regions"]
             )  # faces found, nobody recognised: the other user's people are not this user's
         assert _files(searched) == own_files and _files(question) <= own_files
-        blob = json.dumps([[r.structured_content, [c.model_dump() for c in r.content if c.type == "text"]] for r in seen])
+        blob = json.dumps(
+            [[r.structured_content, [c.model_dump() for c in r.content if c.type == "text"]] for r in seen]
+        )
         leaked = [word for word in others if word in blob]
         assert not leaked, leaked
 
@@ -156,7 +158,7 @@ def test_http_with_a_single_token_serves_its_user_only(tmp_path: Path, shared_da
             for headers in ({}, {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer carol"}):
                 assert httpx.post(url, json=hello, headers=headers, timeout=10).status_code == 401
 
-            async def run() -> None:
+            async def run(url: str = url) -> None:
                 async with http_session(url, "carol-token") as carol:
                     people = (await carol.call_tool("list_people", {})).structured_content["people"]
                     assert [(p["name"], p["info"]) for p in people] == [("Joe Biden", "carol's neighbour")]

@@ -323,7 +323,10 @@ def test_library_refuses_the_home_then_indexes_clusters_and_searches(app: App) -
 
     def listed() -> list[tuple[int, list[int]]]:
         text = clusters.inner_text()
-        return [(int(c), [int(f) for f in fs.split(",")]) for c, fs in re.findall(r"cluster (\d+):.*?faces \[([\d, ]+)\]", text)]
+        return [
+            (int(c), [int(f) for f in fs.split(",")])
+            for c, fs in re.findall(r"cluster (\d+):.*?faces \[([\d, ]+)\]", text)
+        ]
 
     first, second = listed()[:2]
     _fill(page, "library-merge", f"{first[0]} {second[0]}")
@@ -359,7 +362,9 @@ def test_library_refuses_the_home_then_indexes_clusters_and_searches(app: App) -
     _fill(page, "search-since", "2016-01-01")
     _fill(page, "search-until", "2016-12-31")
     page.locator("#search-go").click()
-    expect(hits.locator("img")).to_have_count(1, timeout=30_000)  # only alex_lacamoire1.jpg has an EXIF date (2016-05-04)
+    expect(hits.locator("img")).to_have_count(
+        1, timeout=30_000
+    )  # only alex_lacamoire1.jpg has an EXIF date (2016-05-04)
     app.shot(page, "24-search")
 
     _fill(page, "library-question", "When was I with Someone Known?")
@@ -367,7 +372,9 @@ def test_library_refuses_the_home_then_indexes_clusters_and_searches(app: App) -
     answer = page.locator("#library-answer")
     cited = re.compile(r"Someone Known, named in the photo library \(in photo \d: \w+\.jpg\) \[\d\]")
     expect(answer).to_contain_text(cited, timeout=60_000)  # the answer cites a person's region in a photo
-    expect(answer).to_contain_text(re.compile(r"\[\d\] Someone Known in \S+/scenes/two_people\.jpg at \(253, 47, 409, 203\)"))
+    expect(answer).to_contain_text(
+        re.compile(r"\[\d\] Someone Known in \S+/scenes/two_people\.jpg at \(253, 47, 409, 203\)")
+    )
     app.shot(page, "25-library-answer")
 
 

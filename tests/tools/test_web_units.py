@@ -43,7 +43,9 @@ def test_folders_inside_the_home_or_around_it_are_refused_like_any_outside_folde
         "/proc/self",
         "",
     ):
-        with pytest.raises(InvalidInputError, match="is outside the allowed folders — pick a folder inside them$") as caught:
+        with pytest.raises(
+            InvalidInputError, match=r"is outside the allowed folders — pick a folder inside them$"
+        ) as caught:
             bob.folder(folder)
         assert "alice" not in caught.value.fix
     with pytest.raises(InvalidInputError, match="holds the rcmu data folder"):
@@ -78,7 +80,9 @@ def test_an_upload_is_used_only_as_its_uploaders_own_copy(tmp_path: Path) -> Non
         uploads.own(str(shared), "alice")
 
 
-def test_reference_previews_are_drawn_on_the_upright_photo(tmp_path: Path, assistant: Assistant, faces_dir: Path) -> None:
+def test_reference_previews_are_drawn_on_the_upright_photo(
+    tmp_path: Path, assistant: Assistant, faces_dir: Path
+) -> None:
     """A phone photo stored on its side (EXIF orientation 6): the face box, found on the upright photo,
     is drawn on the upright photo, not on the pixels as stored."""
     upright = faces_dir / "reference" / "obama_obama.jpg"
@@ -93,7 +97,7 @@ def test_reference_previews_are_drawn_on_the_upright_photo(tmp_path: Path, assis
         act.check_reference(assistant, [str(p)], "person")[0][0] for p in (sideways, upright)
     )
     assert image.size == plain.size and image.width < image.height
-    (x1, y1, x2, y2), what = boxes[0]
+    (x1, y1, x2, _), what = boxes[0]
     assert what == "this face" and all(abs(a - b) <= 3 for a, b in zip(boxes[0][0], plain_boxes[0][0], strict=True))
 
     drawn = act_draw(image, boxes)

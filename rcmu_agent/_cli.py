@@ -32,10 +32,11 @@ def settings(**extra: Any) -> Settings:
     return Settings(**values)
 
 
-def assistant() -> Any:
+def assistant(config: Settings | None = None) -> Any:
+    """The Assistant over `config` (default: `settings()`)."""
     from rcmu_agent.assistant import Assistant
 
-    return Assistant(settings())
+    return Assistant(config or settings())
 
 
 def run(action: Any) -> Any:

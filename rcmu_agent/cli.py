@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from rcmu_agent._cli import JsonOpt, UserOpt, err, out, overrides, run
+from rcmu_agent._cli import JsonOpt, UserOpt, err, out, overrides, run, settings
 from rcmu_agent._cli import assistant as make_assistant
 from rcmu_agent.errors import InvalidInputError
 
@@ -184,9 +184,10 @@ def _answer(
 
     def work() -> Any:
         regions = [parse_region_spec(s) for s in specs]
-        ahead = _see_ahead(photo) if photo and not regions else None
+        config = settings()
+        ahead = _see_ahead(photo, config) if photo and not regions else None
         try:
-            assistant = make_assistant()
+            assistant = make_assistant(config)
             if ahead is not None:
                 assistant.parts.recognizer.expect(str(photo), ahead[1])
             return asked(assistant, regions)
@@ -237,14 +238,14 @@ def _answer(
     _print_regions(answer)
 
 
-def _see_ahead(photo: str) -> tuple[Any, Any] | None:
+def _see_ahead(photo: str, config: Any) -> tuple[Any, Any] | None:
     """Start finding the photo's faces in a second process while this one imports the agent (see
-    `Recognizer.expect`). None on one core, or when the file is not one the worker could take."""
-    from rcmu_agent._cli import settings
+    `Recognizer.expect`), with the settings the answer uses. None on one core, or when the file is
+    not one the worker could take."""
     from rcmu_agent.memory._library_workers import PixelPool
     from rcmu_agent.recognizer import Recognizer
 
-    config, path = settings(), Path(photo)
+    path = Path(photo)
     if (os.cpu_count() or 1) < 2 or not path.is_file() or path.stat().st_size > config.max_image_bytes:
         return None
     pool = PixelPool(Recognizer(config), 1, processes=True)

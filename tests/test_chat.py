@@ -261,6 +261,19 @@ def test_assistant_streams_tokens_and_keeps_its_signature(home: Path, faces_dir:
         assert answer.citations[0].name == "Barack Obama"
 
 
+def _rcmu_env(home: Path, url: str) -> dict[str, str]:
+    """What an `rcmu` command needs to answer as alice from the loopback server, faces only."""
+    return {
+        "RCMU_HOME": str(home),
+        "RCMU_USER": "alice",
+        "RCMU_BACKEND": "openai",
+        "RCMU_BASE_URL": url,
+        "RCMU_MODEL": "m",
+        "RCMU_OBJECT_DETECTOR": "",
+        "RCMU_IMAGE_EMBEDDING_MODEL": "",
+    }
+
+
 def test_rcmu_ask_prints_the_streamed_answer_once(home: Path, faces_dir: Path) -> None:
     from typer.testing import CliRunner
 
@@ -268,15 +281,7 @@ def test_rcmu_ask_prints_the_streamed_answer_once(home: Path, faces_dir: Path) -
 
     with serve() as server:
         server.default = Reply(text=REPLY, token_delay=0.01)
-        env = {
-            "RCMU_HOME": str(home),
-            "RCMU_USER": "alice",
-            "RCMU_BACKEND": "openai",
-            "RCMU_BASE_URL": server.url,
-            "RCMU_MODEL": "m",
-            "RCMU_OBJECT_DETECTOR": "",
-            "RCMU_IMAGE_EMBEDDING_MODEL": "",
-        }
+        env = _rcmu_env(home, server.url)
         scene = str(faces_dir / "scenes" / "two_people.jpg")
         result = CliRunner().invoke(app, ["ask", scene, "Who is on the left?"], env=env, catch_exceptions=False)
         assert result.exit_code == 0, result.output
@@ -346,15 +351,9 @@ def test_rcmu_ask_prints_tokens_as_they_arrive(home: Path, faces_dir: Path) -> N
     with serve() as server:
         server.default = Reply(text=REPLY, token_delay=0.15)
         env = {
+            **_rcmu_env(home, server.url),
             "PATH": os.environ["PATH"],
             "HOME": str(home.parent),
-            "RCMU_HOME": str(home),
-            "RCMU_USER": "alice",
-            "RCMU_BACKEND": "openai",
-            "RCMU_BASE_URL": server.url,
-            "RCMU_MODEL": "m",
-            "RCMU_OBJECT_DETECTOR": "",
-            "RCMU_IMAGE_EMBEDDING_MODEL": "",
             "HF_HUB_OFFLINE": "1",
             "ANONYMIZED_TELEMETRY": "False",
         }

@@ -30,6 +30,19 @@ def _pixel_only(settings: Settings) -> Recognizer:
     return Recognizer(settings)
 
 
+@pytest.fixture()
+def photo(faces_dir: Path, tmp_path: Path) -> Path:
+    """A copy of two_people.jpg this test may touch."""
+    copy = tmp_path / "two_people.jpg"
+    shutil.copy(faces_dir / "scenes" / "two_people.jpg", copy)
+    return copy
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", object_detector="", image_embedding_model="")
+
+
 def _done(value: Any) -> Future[Any]:
     future: Future[Any] = Future()
     future.set_result(value)
@@ -37,10 +50,9 @@ def _done(value: Any) -> Future[Any]:
 
 
 @pytest.mark.integration
-def test_a_worker_process_sees_the_same_faces_and_see_takes_them(faces_dir: Path, tmp_path: Path) -> None:
-    photo = tmp_path / "two_people.jpg"
-    shutil.copy(faces_dir / "scenes" / "two_people.jpg", photo)
-    settings = Settings(home=tmp_path / "home", object_detector="", image_embedding_model="")
+def test_a_worker_process_sees_the_same_faces_and_see_takes_them(
+    photo: Path, settings: Settings, tmp_path: Path
+) -> None:
     here = _pixel_only(settings)
     image = load_image(photo)
     expected = here.see(image)
@@ -62,10 +74,7 @@ def test_a_worker_process_sees_the_same_faces_and_see_takes_them(faces_dir: Path
 
 
 @pytest.mark.unit
-def test_stale_failed_or_mismatched_results_are_not_used(faces_dir: Path, tmp_path: Path) -> None:
-    photo = tmp_path / "p.jpg"
-    shutil.copy(faces_dir / "scenes" / "two_people.jpg", photo)
-    settings = Settings(home=tmp_path / "home", object_detector="", image_embedding_model="")
+def test_stale_failed_or_mismatched_results_are_not_used(photo: Path, settings: Settings) -> None:
     image = load_image(photo)
     truth = _pixel_only(settings).see(image)
     fake = Pixels(image.width, image.height, None, None, [truth[0].model_copy(update={"box": (1, 2, 3, 4)})], [], None)

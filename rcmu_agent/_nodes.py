@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from rcmu_agent._photos import ANY_FILE, PhotoAccess
+from rcmu_agent._photos import ANY_FILE, Inbound, PhotoAccess, PhotoRef
 from rcmu_agent.citations import is_refusal, resolve_citations
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.messages import answer_message, read_turn
+from rcmu_agent.messages import answer_message, photo_block, read_turn
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, number_entries, resolve_placeholders
 from rcmu_agent.schema import Answer, ContextEntry, Entity, LibraryAnswer, PhotoCitation, PhotoHit, Region
@@ -115,38 +114,38 @@ class Nodes:
         # a turn about a photo of its own, or about memory, leaves the library's collage behind
         off_library = {"library_photos": None, "library_refs": None}
         if turn.photo is not None:
-            return {**fresh, **off_library, "route": "detect", "image_path": self._photo_path(turn.photo, user)}
+            pid = self._photo_id(turn.photo, user)
+            kept = _by_reference(state["messages"][-1], pid)
+            return {**fresh, **off_library, **kept, "route": "detect", "photo": pid}
         if state.get("library"):
             return {**fresh, "route": "library"}
-        if state.get("image_path") and (regions or state.get("entries") is not None):
+        if state.get("photo") and (regions or state.get("entries") is not None):
             # a follow-up about the thread's photo (or the library's collage, whose citations still
-            # resolve to photos): new boxes are detected anew on it, else reuse what was found
+            # resolve to photos): new boxes are detected anew on it, else reuse what was found. The
+            # id comes from the checkpoint, which the thread's owner may rewrite: it is checked
+            # against this user's vault before anything else runs.
+            self.parts.photos.image(user, state["photo"])
             return {**fresh, **(off_library if regions else {}), "route": "detect" if regions else "compose"}
         if regions:
             raise InvalidInputError("regions were given without a photo", "send the photo the boxes belong to")
-        return {**fresh, **off_library, "route": "memory", "image_path": None}
+        return {**fresh, **off_library, "route": "memory", "photo": None}
 
-    def _photo_path(self, photo: Path | bytes, user: str) -> str:
-        """A path the thread can checkpoint: files stay where they are, sent bytes are kept once per
-        user under the home's inbox (by content, so resending the same photo writes nothing)."""
-        parts = self.parts
-        if isinstance(photo, Path):  # already allowed by `read_turn`: any file locally, else RCMU_ALLOWED_ROOTS
-            path = str(photo)
-            parts.photos.load(path)  # checked now, and decoded once: detection reuses it
-            return path
-        from rcmu_agent.files import save_by_content
-        from rcmu_agent.images import load_image
-
-        load_image(photo, max_bytes=parts.settings.max_image_bytes, max_pixels=parts.settings.max_image_pixels)
-        return str(save_by_content(photo, parts.settings.home / "inbox" / user, "." + (_format(photo) or "img")))
+    def _photo_id(self, photo: Inbound | PhotoRef, user: str) -> str:
+        """The photo in `user`'s vault: sent bytes are checked and kept there (once per content); a
+        reference must already be there."""
+        photos = self.parts.photos
+        if isinstance(photo, PhotoRef):
+            photos.image(user, photo.id)  # "no such photo" unless it is this user's
+            return photo.id
+        return photos.ingest(user, photo)
 
     # ---- detect + recall ----------------------------------------------------------------------
     def detect(self, state: AgentState) -> dict[str, Any]:
         recognizer = self.parts.recognizer
-        image = self.parts.photos.load(str(state["image_path"]))
+        image = self.parts.photos.image(state["user"], state["photo"])
         given = _regions_from_json(state["turn"].get("regions"))
         categories = [] if given else recognizer.object_categories(state["user"])
-        seen = recognizer.see(image, categories, given=given, source=state["image_path"])
+        seen = recognizer.see(image, categories, given=given, source=state["photo"])
         return {"detected": dump(seen), "image_size": list(image.size)}
 
     def recall(self, state: AgentState) -> dict[str, Any]:
@@ -168,20 +167,20 @@ class Nodes:
             ContextEntry(category=e.category, index=i, entity_id=e.id, name=e.name, info=e.info)
             for i, e in enumerate(chosen, start=1)
         ]
-        return {"entries": dump(entries), "mentioned": dump(named), "detected": [], "image_path": None}
+        return {"entries": dump(entries), "mentioned": dump(named), "detected": [], "photo": None}
 
     def library_retrieve(self, state: AgentState) -> dict[str, Any]:
         """Top photos for the question, as one collage with every known region as context."""
-        from rcmu_agent.collage import library_context, save_collage
+        from rcmu_agent.collage import collage_bytes, library_context
 
         parts, user = self.parts, state["user"]
         photos = parts.library.search.retrieve(user, state["question"], state["turn"]["library_limit"])
         canvas, entries, refs = library_context(
             photos, parts.photos, parts.memory, user, parts.settings.library_collage_cell
         )
-        path = save_collage(canvas, parts.settings.home / "library" / "collages")
+        pid = parts.photos.ingest(user, Inbound(collage_bytes(canvas), name="collage"))
         return {
-            "image_path": str(path),
+            "photo": pid,
             "image_size": list(canvas.size),
             "entries": dump(entries),
             "detected": [],
@@ -207,8 +206,9 @@ class Nodes:
         torch and decode the photo, so async callers build it in a worker thread."""
         from rcmu_agent.backends.chat_model import VLMChatModel
 
-        path = state.get("image_path")
-        return VLMChatModel(backend=self.parts.vlm, image=self.parts.photos.load(path) if path else None)
+        pid = state.get("photo")
+        image = self.parts.photos.image(state["user"], pid) if pid else None
+        return VLMChatModel(backend=self.parts.vlm, image=image)
 
     def answer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         reply = self._chat_model(state).invoke([HumanMessage(content=state["prompt"])], config)
@@ -254,7 +254,7 @@ class Nodes:
             regions=[e for e in entries if e.region is not None] or entries,
             prompt=state.get("prompt", ""),
             context_only=context_only,
-            image=state.get("image_path"),
+            photo=state.get("photo"),
         )
 
     @staticmethod
@@ -262,11 +262,16 @@ class Nodes:
         return answer_message(answer, message_id=state.get("reply_id"))
 
 
-def _format(data: bytes) -> str | None:
-    """The decoder's name for the format ("jpeg", "png", …), read from the header only."""
-    import io
+def _by_reference(message: BaseMessage, pid: str) -> dict[str, Any]:
+    """The human message again, its image replaced by the vault id (same message id, so LangGraph
+    replaces it): the checkpoint keeps a few dozen bytes, not the photo, for every later turn."""
+    content = message.content
+    blocks = [content] if isinstance(content, str) else list(content)
+    if any(isinstance(b, dict) and b.get("id") == pid for b in blocks) or message.id is None:
+        return {}
+    kept: list[Any] = [b for b in blocks if not (isinstance(b, dict) and b.get("type") in _IMAGE_TYPES)]
+    kept = [{"type": "text", "text": b} if isinstance(b, str) else b for b in kept]
+    return {"messages": [HumanMessage(content=[*kept, photo_block(pid)], id=message.id)]}
 
-    from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        return image.format.lower() if image.format else None
+_IMAGE_TYPES = {"image", "image_url", "file"}

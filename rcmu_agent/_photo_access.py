@@ -1,11 +1,12 @@
 """Which photo paths one caller may read: the allowed folders, minus the rcmu home.
 
-`rcmu_agent.images.resolve_allowed_photo` is the gate for the folders; this adds the home rule every
-model-facing entry needs (the LangChain tools, and through them MCP and the web app; the graph's
-message interface as a server runs it): files
-under `RCMU_HOME` — other users' reference photos, the databases, the shared inbox — are refused even
-when an allowed folder contains the home, except the caller's own reference photos. Refusals are the
-gate's own "outside the allowed folders" sentence, and say nothing about what the home holds.
+`rcmu_agent.door.read_photo_file` is the door for files; this adds the home rule every model-facing
+entry needs (the LangChain tools, and through them MCP and the web app; the graph's message interface
+as a server runs it): nothing under `RCMU_HOME` — other users' vaults and reference photos, the
+databases — is read by path, even when an allowed folder contains the home, and the door checks that
+on the file it opened. Refusals are the door's own "outside the allowed folders" sentence, and say
+nothing about what the home holds. A caller with a `home` is a stranger, so hard-linked files are
+refused too (a hard link is the one way a file in an allowed folder can be a stored photo).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rcmu_agent.door import SYSTEM_TREES, Inbound, read_photo_file
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.images import _SYSTEM_TREES, resolve_allowed_photo
 from rcmu_agent.settings import Settings
 
 __all__ = ["PhotoAccess"]
@@ -30,27 +31,27 @@ class PhotoAccess:
     roots: Sequence[Path] = ()
     home: Path | None = None
     own: Path | None = None
+    max_bytes: int = 50 << 20
 
     @classmethod
     def for_user(cls, settings: Settings, user: str) -> PhotoAccess:
         """`RCMU_ALLOWED_ROOTS` with `{user}` as `user`, minus the home but for `user`'s own photos."""
-        return cls(roots=settings.roots_for(user), home=settings.home, own=settings.home / "photos" / user)
+        return cls(
+            roots=settings.roots_for(user),
+            home=settings.home,
+            own=settings.home / "photos" / user,
+            max_bytes=settings.max_image_bytes,
+        )
 
     def holds(self, text: str) -> bool:
         """Whether `text`, read as a path, names a place inside a root (decided without the disk)."""
         path = _lexical(text)
         return path is not None and any(path.is_relative_to(r) for r in map(_lexical, self.roots) if r is not None)
 
-    def allowed(self, path: Path | str) -> Path:
-        try:
-            real = resolve_allowed_photo(path, self.roots)
-        except InvalidInputError:
-            if self._private(_lexical(os.fspath(path)), real=False):  # say nothing about what the home holds
-                resolve_allowed_photo(path, ())  # no roots: raises the plain "outside" refusal
-            raise
-        if self._private(real, real=True):
-            resolve_allowed_photo(path, ())
-        return real
+    def read(self, path: Path | str) -> Inbound:
+        """The photo file at `path`, read once through the door; never anything under the home."""
+        deny = (self.home,) if self.home is not None else ()
+        return read_photo_file(path, self.roots, deny=deny, max_bytes=self.max_bytes, single_link=bool(deny))
 
     def folder(self, path: Path | str) -> Path:
         """A folder whose photos may be indexed for this caller: the photo rule, for a whole tree.
@@ -69,7 +70,7 @@ class PhotoAccess:
         roots = [Path(os.path.realpath(r)) for r in self.roots]
         if not any(real.is_relative_to(r) for r in roots) or self._private(real, real=True):
             raise outside
-        if any(real.is_relative_to(tree) for tree in _SYSTEM_TREES):
+        if any(real.is_relative_to(tree) for tree in SYSTEM_TREES):
             raise outside
         if self.home is not None and Path(os.path.realpath(self.home)).is_relative_to(real):
             raise InvalidInputError(

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
+from rcmu_agent._photos import ANY_FILE, Inbound, PhotoRef
+from rcmu_agent.errors import NotFoundError, RcmuError
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import DESCRIBE_QUESTION
@@ -39,6 +41,7 @@ __all__ = ["Assistant"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
+Photo = ImageSource | Inbound | PhotoRef  # a local path, bytes, a PIL image, what the door read, or a vault id
 
 
 class Assistant:
@@ -77,7 +80,7 @@ class Assistant:
         name: str,
         *,
         info: str,
-        photos: Sequence[ImageSource] = (),
+        photos: Sequence[Photo] = (),
         category: str = "person",
         user: str | None = None,
     ) -> Entity:
@@ -91,7 +94,7 @@ class Assistant:
             label = str(source) if isinstance(source, str | Path) else "photo"
             which = f" (photo {number} of {len(photos)})" if len(photos) > 1 else ""
             try:
-                data, suffix = _photo_bytes(source)
+                data, suffix = self._photo_bytes(source, user)
                 image = load_image(
                     data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
                 )
@@ -220,7 +223,7 @@ class Assistant:
     def ask(
         self,
         question: str,
-        photo: ImageSource | None = None,
+        photo: Photo | None = None,
         *,
         regions: Sequence[Region] | None = None,
         user: str | None = None,
@@ -256,7 +259,7 @@ class Assistant:
     async def aask(
         self,
         question: str,
-        photo: ImageSource | None = None,
+        photo: Photo | None = None,
         *,
         regions: Sequence[Region] | None = None,
         user: str | None = None,
@@ -279,68 +282,70 @@ class Assistant:
     def _turn(
         self,
         question: str,
-        photo: ImageSource | None,
+        photo: Photo | None,
         regions: Sequence[Region] | None,
         user: str | None,
         context_only: bool,
     ) -> tuple[dict[str, Any], Context]:
-        """The graph input for one turn: the human message (text + the photo as a local file), this
-        turn's regions as JSON, and the user in the run's context."""
+        """The graph input for one turn: the human message (text + the photo's vault id), this turn's
+        regions as JSON, and the user in the run's context."""
         user = self._known_user(user)
-        path = self._photo_path(photo, user) if photo is not None else None
+        pid = self._photo_id(photo, user) if photo is not None else None
         state = {
-            "messages": [_human(question, path)],
+            "messages": [_human(question, pid)],
             "regions": [r.model_dump(mode="json") for r in regions] if regions else None,
             "context_only": context_only,
         }
         return state, _context(user)
 
-    def describe(self, photo: ImageSource, **kwargs: Any) -> Answer:
+    def photo(self, photo_id: str, *, user: str | None = None) -> Any:
+        """The decoded photo `photo_id` (an answer's `photo`) from `user`'s vault: "no such photo"
+        for an id of anyone else's."""
+        return self.parts.photos.image(self._user(user), photo_id)
+
+    def describe(self, photo: Photo, **kwargs: Any) -> Answer:
         """Region-level context-aware description (the RCID task)."""
         return self.ask(DESCRIBE_QUESTION, photo, **kwargs)
 
-    def _photo_path(self, photo: ImageSource, user: str) -> str:
-        """A path the graph can checkpoint: files stay where they are, bytes and images are saved once
-        per user under the home's inbox."""
-        if isinstance(photo, str | Path):
-            path = str(Path(str(photo).removeprefix("file://")).expanduser().resolve())
-            self.parts.photos.load(path)  # checked now, and decoded once: detection reuses it
-            return path
+    def _photo_id(self, photo: Photo, user: str) -> str:
+        """The photo in `user`'s vault (read once, checked, kept by content): the graph gets its id."""
+        if isinstance(photo, PhotoRef):
+            self.parts.photos.image(user, photo.id)  # "no such photo" unless it is this user's
+            return photo.id
+        if isinstance(photo, Inbound):
+            return self.parts.photos.ingest(user, photo)
+        data, _ = self._photo_bytes(photo, user)
+        name = str(photo) if isinstance(photo, str | Path) else "photo"
+        return self.parts.photos.ingest(user, Inbound(data, name=name))
+
+    def _photo_bytes(self, source: Photo, user: str) -> tuple[bytes, str]:
+        """A photo's bytes and a file suffix: local paths through the door (the machine's own user may
+        name any regular file), vault ids from `user`'s vault."""
+        if isinstance(source, bytes):
+            return source, ".img"
+        if isinstance(source, Inbound):
+            return source.data, ".img"
+        if isinstance(source, PhotoRef):
+            return self.parts.vault.get(user, source.id), ".img"
+        if isinstance(source, str | Path):
+            path = Path(str(source).removeprefix("file://")).expanduser()
+            if not path.exists():
+                raise NotFoundError(f"photo {path} does not exist", "check the path")
+            return replace(ANY_FILE, max_bytes=self.settings.max_image_bytes).read(path).data, path.suffix or ".img"
         import io
 
-        from rcmu_agent.files import save_by_content
-
-        image = load_image(photo, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return str(save_by_content(buffer.getvalue(), self.settings.home / "inbox" / user, ".png"))
+        source.save(buffer, format="PNG")
+        return buffer.getvalue(), ".png"
 
 
-def _human(question: str, photo: str | None = None) -> Any:
+def _human(question: str, photo_id: str | None = None) -> Any:
     from rcmu_agent.messages import human_turn  # LangChain loads with the first question, not with `rcmu list`
 
-    return human_turn(question, photo)
+    return human_turn(question, photo_id)
 
 
 def _context(user: str) -> Context:
     from rcmu_agent.state import Context
 
     return Context(user=user)
-
-
-def _photo_bytes(source: ImageSource) -> tuple[bytes, str]:
-    if isinstance(source, bytes):
-        return source, ".img"
-    if isinstance(source, str | Path):
-        path = Path(str(source).removeprefix("file://")).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"photo {path} does not exist", "check the path")
-        try:
-            return path.read_bytes(), path.suffix or ".img"
-        except OSError as exc:  # /proc files, permissions: one line, not a traceback
-            raise InvalidInputError(f"photo {path} cannot be read ({exc.strerror})", "check the path") from None
-    import io
-
-    buffer = io.BytesIO()
-    source.save(buffer, format="PNG")
-    return buffer.getvalue(), ".png"

@@ -218,11 +218,11 @@ def _answer(
                 on_update=progress,
                 on_token=token if live else None,
             )
-        if annotate is not None and answer.image:
+        if annotate is not None and answer.photo:
             from rcmu_agent.annotate import save_annotated
 
-            save_annotated(assistant.parts.photos.load(answer.image), answer.regions, annotate)
-        return answer, _visual_tokens(assistant, answer)
+            save_annotated(assistant.photo(answer.photo, user=user), answer.regions, annotate)
+        return answer, _visual_tokens(assistant, answer, user)
 
     answer, tokens = run(work)
     if as_json:
@@ -259,11 +259,11 @@ def _answer_library(
         assistant = make_assistant()
         with err.status("searching your photos…"):
             answer = assistant.ask_library(question, user=user, limit=limit, context_only=context_only)
-        if annotate is not None and answer.image:
+        if annotate is not None and answer.photo:
             from rcmu_agent.annotate import save_annotated
 
-            save_annotated(assistant.parts.photos.load(answer.image), answer.regions, annotate)
-        return answer, _visual_tokens(assistant, answer)
+            save_annotated(assistant.photo(answer.photo, user=user), answer.regions, annotate)
+        return answer, _visual_tokens(assistant, answer, user)
 
     answer, tokens = run(work)
     if as_json:
@@ -283,14 +283,14 @@ def _answer_library(
         err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
 
 
-def _visual_tokens(assistant: Any, answer: Any) -> int | None:
+def _visual_tokens(assistant: Any, answer: Any, user: str | None) -> int | None:
     """Image tokens the model sees (or would see) for the answer's photo, from the token budget alone."""
-    if not answer.image:
+    if not answer.photo:
         return None
     from rcmu_agent.visual_budget import visual_tokens
 
     settings = assistant.settings
-    size = assistant.parts.photos.load(answer.image).size
+    size = assistant.photo(answer.photo, user=user).size
     return visual_tokens(*size, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rcmu_agent.errors import NotFoundError
-from rcmu_agent.files import save_by_content
 from rcmu_agent.schema import Box, ContextEntry, PhotoCitation, PhotoHit, Region
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from rcmu_agent.images import PhotoCache
     from rcmu_agent.memory import MemoryStore
 
-__all__ = ["Tile", "build_collage", "cite_photos", "library_context", "save_collage"]
+__all__ = ["Tile", "build_collage", "cite_photos", "collage_bytes", "library_context"]
 
 BACKGROUND = (255, 255, 255)
 
@@ -66,11 +65,11 @@ def build_collage(
     return canvas, tiles
 
 
-def save_collage(canvas: Image.Image, folder: Path) -> Path:
-    """Saved by content (PNG, lossless): the graph passes paths, and a repeated question reuses the file."""
+def collage_bytes(canvas: Image.Image) -> bytes:
+    """PNG (lossless), for the asking user's vault: a repeated question stores nothing new."""
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return save_by_content(buffer.getvalue(), folder.resolve(), ".png")
+    canvas.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def _when_where(photo: PhotoHit) -> str:

@@ -1,8 +1,11 @@
-"""Loading photos safely: one place that turns paths, bytes or PIL images into a checked RGB image.
+"""Decoding photos safely: one place that turns bytes, local paths or PIL images into a checked RGB image.
 
 Everything downstream (boxes, the 0..999 grid, face detection) assumes the image as displayed, so
-EXIF orientation is applied here, once. Model-facing entry points (tools, graph messages, servers)
-first pass a path through `resolve_allowed_photo`, which decides whether it may be read at all.
+EXIF orientation is applied here, once. Only photo formats are decoded (`PHOTO_FORMATS`): PostScript,
+EPS and PDF would run Ghostscript on a stranger's bytes, and the many rare formats Pillow knows are
+attack surface no photo needs. Decoding has a time limit. Model-facing entry points read a path
+through `rcmu_agent.door` first; past that, photos are ids in the user's `PhotoVault`, which
+`PhotoCache` decodes once.
 """
 
 from __future__ import annotations
@@ -10,27 +13,30 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import os
 import stat
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 
+if TYPE_CHECKING:
+    from rcmu_agent.door import Inbound
+    from rcmu_agent.vault import PhotoVault
+
 __all__ = [
+    "PHOTO_FORMATS",
     "PHOTO_SUFFIXES",
     "ImageSource",
     "PhotoCache",
     "image_to_data_url",
     "load_image",
+    "open_image",
     "register_openers",
-    "resolve_allowed_photo",
 ]
 
 ImageSource = str | Path | bytes | Image.Image
@@ -42,8 +48,10 @@ PHOTO_SUFFIXES = frozenset(
 # Files whose extra frames are not an animation: the first (primary) image is the photo itself
 # (HEIF depth maps and bursts, MPO's second eye or depth image).
 _PRIMARY_IMAGE_FORMATS = frozenset({"HEIF", "HEIC", "MPO"})
-_SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
-_OUTSIDE = "send the photo as base64, or put it under one of the folders in RCMU_ALLOWED_ROOTS"
+# The only decoders Pillow may run (its names for them). MPO comes through the JPEG plugin.
+PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+_KNOWN = "give a JPEG, PNG, WebP, HEIC or AVIF file"
+DECODE_SECONDS = 60.0  # a 12 MP JPEG decodes in ~0.3 s; 80 MP in a few seconds
 _registered = threading.Lock()
 _REGISTERED: list[bool] = []
 
@@ -62,72 +70,33 @@ def register_openers() -> None:
         _REGISTERED.append(True)
 
 
-def resolve_allowed_photo(path: str | Path, roots: Sequence[Path]) -> Path:
-    """The real path of a photo file inside one of `roots`, or an `InvalidInputError`.
-
-    For entry points that read paths chosen by a model or a stranger. The answer reveals nothing about
-    the machine outside the roots: the path is first normalised without touching the disk (`..`
-    removed, `file://` stripped) and refused unless it lies inside a root; only then are symlinks
-    resolved (a link out of a root is refused the same way) and the file checked to be a regular file
-    (devices, FIFOs, sockets, directories, `/proc` and `/sys` are never opened). Both refusals are one
-    fixed sentence, without file content or the reason a path outside was refused.
-    """
-    text = os.fspath(path)
-    if text.startswith("file://"):
-        text = unquote(text.removeprefix("file://").removeprefix("localhost"))
-    shown = _shown(text)
-    outside = InvalidInputError(f"photo {shown} is outside the allowed folders", _OUTSIDE)
-    unreadable = InvalidInputError(f"photo {shown} is not a readable photo", "give the path of one image file")
-    try:
-        lexical = _normal(text)
-        written = [_normal(os.fspath(r)) for r in roots]
-        real_roots = [Path(os.path.realpath(r)) for r in written]
-    except (ValueError, OSError):  # NUL bytes, names over the length limit
-        raise outside from None
-    if not any(_inside(lexical, r) for r in (*written, *real_roots)):
-        raise outside  # decided without touching the disk: nothing outside is ever looked at
-    try:
-        real = Path(os.path.realpath(lexical))
-    except (ValueError, OSError):
-        raise outside from None
-    if not any(_inside(real, r) for r in real_roots) or any(_inside(real, t) for t in _SYSTEM_TREES):
-        raise outside
-    try:
-        mode = os.stat(real).st_mode
-    except (ValueError, OSError):
-        raise unreadable from None
-    if not stat.S_ISREG(mode):
-        raise unreadable
-    return real
+def open_image(source: io.BytesIO | Path | str) -> Image.Image:
+    """`Image.open` limited to the photo decoders: anything else is `UnidentifiedImageError`."""
+    register_openers()
+    return Image.open(source, formats=PHOTO_FORMATS)
 
 
-def _normal(text: str) -> Path:
-    """Absolute, `~` expanded and `..` removed by text alone (no symlink is followed yet)."""
-    return Path(os.path.normpath(os.path.abspath(os.path.expanduser(text))))
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
-
-
-def _shown(text: str) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return repr(text if len(text) <= 120 else text[:117] + "...")
-
-
-def load_image(source: ImageSource, *, max_bytes: int = 50 << 20, max_pixels: int = 80_000_000) -> Image.Image:
+def load_image(
+    source: ImageSource,
+    *,
+    max_bytes: int = 50 << 20,
+    max_pixels: int = 80_000_000,
+    name: str | None = None,
+    timeout: float = DECODE_SECONDS,
+) -> Image.Image:
     """Open, fully decode and check a photo; return it as 8-bit RGB, upright.
 
-    Corrupt, truncated, non-image, animated and oversized inputs raise `InvalidInputError` naming the
-    file and the limit, before anything is written anywhere. Messages never quote the file's bytes.
+    Corrupt, truncated, non-image, animated, oversized and too-slow inputs raise `InvalidInputError`
+    naming the file (or `name`) and the limit, before anything is written anywhere. Messages never
+    quote the file's bytes.
     """
     if isinstance(source, Image.Image):
-        name, img = "image", source
+        name, img = name or "image", source
         _check_pixels(name, img.size, max_pixels)
         img.load()
     else:
-        name, data = _read_bytes(source, max_bytes)
-        img = _decode(name, data, max_pixels)
+        shown, data = _read_bytes(source, max_bytes)
+        img = _decode_in_time(name or shown, data, max_pixels, timeout)
     with contextlib.suppress(Exception):  # a malformed EXIF orientation block: the pixels are fine as stored
         img = ImageOps.exif_transpose(img) or img
     return to_rgb(img)
@@ -202,24 +171,44 @@ def _check_pixels(name: str, size: tuple[int, int], max_pixels: int) -> None:
         )
 
 
+def _decode_in_time(name: str, data: bytes, max_pixels: int, timeout: float) -> Image.Image:
+    """`_decode` in a worker thread, given up after `timeout` seconds: a crafted file that makes a
+    decoder crawl costs that thread, not the caller's request."""
+    done: list[Image.Image | BaseException] = []
+
+    def work() -> None:
+        try:
+            done.append(_decode(name, data, max_pixels))
+        except BaseException as exc:
+            done.append(exc)
+
+    worker = threading.Thread(target=work, name="rcmu-decode", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not done:
+        raise InvalidInputError(
+            f"{name} took over {timeout:.0f} s to decode", "re-export it as an ordinary JPEG or PNG"
+        )
+    if isinstance(done[0], BaseException):
+        raise done[0]
+    return done[0]
+
+
 def _decode(name: str, data: bytes, max_pixels: int) -> Image.Image:
     """Decode with every failure mapped to one fixed sentence: decoder messages can quote the file's
     first bytes (PIL: "Token too long in file header: b'SECRET...'"), so none is ever passed on."""
-    register_openers()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # plugin warnings about a damaged file are noise in a log
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = open_image(io.BytesIO(data))
             _check_pixels(name, img.size, max_pixels)  # before decoding: a bomb never gets allocated
             _check_frames(name, img)
             img.load()
     except InvalidInputError:
         raise
     except UnidentifiedImageError:
-        raise InvalidInputError(
-            f"{name} is not an image rcmu can read", "give a JPEG, PNG, WebP, HEIC or AVIF file"
-        ) from None
+        raise InvalidInputError(f"{name} is not an image rcmu can read", _KNOWN) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidInputError(f"{name} is too large to decode safely", "downscale it") from None
     except Exception:  # OSError, SyntaxError, ValueError, struct.error, ... from any plugin
@@ -245,33 +234,63 @@ def image_to_data_url(img: Image.Image) -> str:
 
 
 class PhotoCache:
-    """Checked photos by path, each decoded once while it stays among the last few used.
+    """Decoded photos, each decoded once while it stays among the last few used.
 
-    A question decodes its photo when the route checks it, again for detection, for the model and
-    for the annotated copy; a 12 MP JPEG costs ~0.3 s to decode. Keyed by path, mtime and size, so an
-    edited file is decoded afresh.
+    A question decodes its photo at the door, again for detection, for the model and for the
+    annotated copy; a 12 MP JPEG costs ~0.3 s to decode. Two kinds of photo: ids in a user's
+    `PhotoVault` (everything a question is about: `ingest`, then `image`), and files of the local
+    photo library by path (`load`, keyed by path, mtime and size, so an edited file is decoded afresh).
     """
 
-    def __init__(self, *, max_bytes: int, max_pixels: int, keep: int = 4) -> None:
+    def __init__(self, *, max_bytes: int, max_pixels: int, vault: PhotoVault | None = None, keep: int = 4) -> None:
         self.max_bytes, self.max_pixels, self.keep = max_bytes, max_pixels, keep
-        self._images: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
+        self.vault = vault
+        self._images: OrderedDict[tuple[str, ...], Image.Image] = OrderedDict()
         self._lock = threading.Lock()
 
+    def ingest(self, user: str, photo: Inbound) -> str:
+        """Check `photo` decodes as a photo within the limits, keep it in `user`'s vault; its id."""
+        img = load_image(photo.data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, name=photo.name)
+        pid = self._vault().put(user, photo.data)
+        self._keep(("vault", user, pid), img)
+        return pid
+
+    def image(self, user: str, pid: object) -> Image.Image:
+        """The photo `pid` of `user`'s vault, decoded; "no such photo" for anything else."""
+        key = ("vault", user, str(pid))
+        with self._lock:
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key]
+        data = self._vault().get(user, pid)
+        img = load_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, name="stored photo")
+        self._keep(key, img)
+        return img
+
     def load(self, path: str | Path) -> Image.Image:
+        """A local file (the photo library, the CLI's own user), decoded; not for paths a stranger gave."""
         if not Path(path).is_file():
             raise NotFoundError(f"photo {path} does not exist", "check the path")
         stat = Path(path).stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        key = ("file", str(path), str(stat.st_mtime_ns), str(stat.st_size))
         with self._lock:
             if key in self._images:
                 self._images.move_to_end(key)
                 return self._images[key]
         img = load_image(str(path), max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        self._keep(key, img)
+        return img
+
+    def _keep(self, key: tuple[str, ...], img: Image.Image) -> None:
         with self._lock:
             self._images[key] = img
             while len(self._images) > self.keep:
                 self._images.popitem(last=False)
-        return img
+
+    def _vault(self) -> PhotoVault:
+        if self.vault is None:
+            raise RuntimeError("this PhotoCache has no vault: build it with PhotoCache(vault=...) or via Parts")
+        return self.vault
 
     def clear(self) -> None:
         """Forget every decoded photo (a benchmark timing the decode, a server giving memory back)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -19,7 +18,7 @@ from rcmu_agent._photos import FORMS, NO_PATHS, PhotoAccess, PhotoSource, to_pho
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.schema import Answer
 
-__all__ = ["ANSWER_KEY", "Turn", "answer_message", "human_turn", "read_turn"]
+__all__ = ["ANSWER_KEY", "Turn", "answer_message", "human_turn", "photo_block", "read_turn"]
 
 ANSWER_KEY = "rcmu"
 _IMAGE_TYPES = {"image", "image_url", "file"}
@@ -27,7 +26,7 @@ _IMAGE_TYPES = {"image", "image_url", "file"}
 
 @dataclass(frozen=True)
 class Turn:
-    """One human turn: the question and, when the turn carries one, its photo (a path or raw bytes)."""
+    """One human turn: the question and, when the turn carries one, its photo (bytes, or a vault id)."""
 
     question: str
     photo: PhotoSource | None = None
@@ -71,12 +70,17 @@ def read_turn(messages: Sequence[BaseMessage] | None, access: PhotoAccess = NO_P
     return Turn(question="\n".join(t for t in texts if t.strip()), photo=photo)
 
 
-def human_turn(question: str, photo: str | None = None) -> HumanMessage:
-    """The message a Python caller's `(question, photo path)` becomes: text, then a `file://` image."""
-    if photo is None:
+def photo_block(photo_id: str) -> dict[str, Any]:
+    """The image block a checkpoint keeps once the photo is in the vault: its id, a few dozen bytes
+    where the photo itself would be hundreds of kilobytes in every checkpoint of the thread."""
+    return {"type": "image", "id": photo_id}
+
+
+def human_turn(question: str, photo_id: str | None = None) -> HumanMessage:
+    """The message a Python caller's `(question, photo)` becomes once the photo is in the vault."""
+    if photo_id is None:
         return HumanMessage(content=question)
-    url = Path(photo).resolve().as_uri()  # percent-encoded, so any file name survives the round trip
-    return HumanMessage(content=[{"type": "text", "text": question}, {"type": "image", "url": url}])
+    return HumanMessage(content=[{"type": "text", "text": question}, photo_block(photo_id)])
 
 
 def answer_message(answer: Answer, *, message_id: str | None = None) -> AIMessage:
@@ -93,5 +97,7 @@ def answer_message(answer: Answer, *, message_id: str | None = None) -> AIMessag
             f"{answer.prompt}\n\nTo get answers, configure a model (RCMU_MODEL, or RCMU_BACKEND=openai with "
             "RCMU_BASE_URL) and ask again without context_only."
         )
-    payload = {**answer.summary(), "photo": answer.image}
+    payload = {**answer.summary(), "photo": answer.photo}
+    if not answer.context_only:  # the context is the run's `answer` (kept once), not copied into every message
+        payload.pop("context", None)
     return AIMessage(content=text, id=message_id, additional_kwargs={ANSWER_KEY: payload})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from rcmu_agent._lazy import built_once
 from rcmu_agent.images import PhotoCache
 from rcmu_agent.settings import Settings
+from rcmu_agent.vault import PhotoVault
 
 if TYPE_CHECKING:
     from rcmu_agent.backends import VisionLanguageModel
@@ -34,9 +35,15 @@ class Parts:
     _build_lock: RLock = field(default_factory=RLock, repr=False)
 
     @built_once
+    def vault(self) -> PhotoVault:
+        """Every user's photos by content (`RCMU_HOME/vault`): past the door a photo is an id here."""
+        return PhotoVault.in_folder(self.settings.home / "vault")
+
+    @built_once
     def photos(self) -> PhotoCache:
-        """Checked, decoded photos by path: the route checks a photo, detection and the model reuse it."""
-        return PhotoCache(max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
+        """Checked, decoded photos: the route ingests a photo into the vault, detection and the model reuse it."""
+        settings = self.settings
+        return PhotoCache(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels, vault=self.vault)
 
     @built_once
     def memory(self) -> MemoryStore:

@@ -182,7 +182,7 @@ class Answer(BaseModel):
     regions: list[ContextEntry] = Field(default_factory=list)
     prompt: str = ""
     context_only: bool = False
-    image: str | None = None  # the photo the answer is about (a thread's follow-ups included)
+    photo: str | None = None  # the vault id of the photo the answer is about (a thread's follow-ups included)
 
     def summary(self) -> dict[str, Any]:
         """The JSON shape `rcmu ask --json` prints."""

@@ -58,7 +58,7 @@ class AgentState(InputState, OutputState, total=False):
     question: str
     turn: dict[str, Any]  # this turn's options, validated: regions, context_only, library_limit
     route: Route
-    image_path: str | None  # the photo the thread is about
+    photo: str | None  # vault id of the photo the thread is about (looked up in the run's user's vault only)
     image_size: list[int]
     detected: list[dict[str, Any]]  # Region
     entries: list[dict[str, Any]]  # ContextEntry

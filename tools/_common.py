@@ -64,7 +64,7 @@ class RcmuTool(BaseTool):
 
     roots: list[Path] | None = Field(default=None, exclude=True)
     """Folders photo paths may come from; `None` means `RCMU_ALLOWED_ROOTS`. An MCP server sets its
-    client's declared roots here. Never the rcmu home either way, except the user's own photos."""
+    client's declared roots here. Never the rcmu home either way."""
 
     response_format: Any = "content_and_artifact"
     handle_tool_error: Any = tool_error_text
@@ -81,8 +81,8 @@ class RcmuTool(BaseTool):
         return self.user or self.assistant.settings.user
 
     def photo(self, value: Any) -> PhotoSource:
-        """A photo argument as bytes or an allowed path: `RCMU_ALLOWED_ROOTS` (with `{user}` as this
-        tool's user), never the rcmu home except the user's own reference photos."""
+        """A photo argument, read once: inline bytes, a vault id of this user's, or a file under
+        `RCMU_ALLOWED_ROOTS` (with `{user}` as this tool's user), never under the rcmu home."""
         access = PhotoAccess.for_user(self.assistant.settings, self.scope)
         if self.roots is not None:
             access = replace(access, roots=tuple(self.roots))

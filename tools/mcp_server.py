@@ -195,8 +195,8 @@ class _Bridge:
             raise ToolError(str(message.content).removeprefix("error: "))
         artifact: dict[str, Any] = message.artifact or {}
         content: list[Any] = [TextContent(type="text", text=str(message.content))]
-        if name in _DRAWN and artifact.get("image"):
-            drawn, mime = await asyncio.to_thread(self._drawn, artifact)
+        if name in _DRAWN and artifact.get("photo"):
+            drawn, mime = await asyncio.to_thread(self._drawn, artifact, user)
             content.append(ImageContent(type="image", data=drawn, mime_type=mime))
         return CallToolResult(content=content, structured_content=_without_paths(artifact))
 
@@ -218,7 +218,7 @@ class _Bridge:
         except RcmuError as exc:  # a model that cannot load: the same one-line fix a tool would give
             raise ToolError(str(exc)) from None
 
-    def _drawn(self, artifact: dict[str, Any]) -> tuple[str, str]:
+    def _drawn(self, artifact: dict[str, Any], user: str) -> tuple[str, str]:
         """The photo the answer is about, with each region's box and number: base64 and its MIME type."""
         from rcmu_agent.annotate import annotate
 
@@ -227,12 +227,12 @@ class _Bridge:
             for r in artifact.get("regions", [])
             if r.get("box")
         ]
-        image = annotate(self.assistant.parts.photos.load(str(artifact["image"])), entries, max_side=_PREVIEW_SIDE)
+        image = annotate(self.assistant.photo(str(artifact["photo"]), user=user), entries, max_side=_PREVIEW_SIDE)
         return _encoded(image)
 
     def person(self, entity_id: str) -> str:
         """One memory entry as JSON, with small JPEG thumbnails of its reference photos."""
-        from PIL import Image
+        from rcmu_agent.images import open_image
 
         user = self.current_user()
         try:
@@ -243,7 +243,7 @@ class _Bridge:
             ) from None
         thumbnails = []
         for photo in entity.photos:
-            with Image.open(photo) as img:
+            with open_image(photo) as img:
                 img.thumbnail((160, 160))
                 buffer = io.BytesIO()
                 img.convert("RGB").save(buffer, format="JPEG", quality=85)
@@ -269,8 +269,8 @@ def _encoded(image: Any) -> tuple[str, str]:
 
 
 def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
-    """The artifact as a client may see it: no path on this server's disk (the annotated `image` goes
-    as image content instead; library photos keep only their file name, as `file`)."""
+    """The artifact as a client may see it: no path on this server's disk (the answer's `photo` is a
+    vault id; library photos keep only their file name, as `file`)."""
 
     def photo(item: Any) -> Any:
         if not isinstance(item, dict):
@@ -278,7 +278,7 @@ def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in item.items() if k not in {"path", "paths"}}
         return {**kept, "file": PurePath(str(item["path"])).name} if item.get("path") else kept
 
-    structured = {k: v for k, v in artifact.items() if k != "image"}
+    structured = dict(artifact)
     for key in ("photos", "photo_citations"):
         if isinstance(structured.get(key), list):
             structured[key] = [photo(item) for item in structured[key]]

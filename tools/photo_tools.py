@@ -148,4 +148,4 @@ class DescribePhotoTool(RcmuTool):
 
 def _reply(answer: Answer) -> tuple[str, dict[str, Any]]:
     """Text for the model; the structured answer (as `rcmu ask --json` prints it) as the artifact."""
-    return answer_text(answer), {**answer.summary(), "image": answer.image}
+    return answer_text(answer), {**answer.summary(), "photo": answer.photo}

@@ -207,7 +207,8 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded, context
             if answer is None:
                 yield [*history, reply], state, gr.skip(), gr.skip(), ""
                 continue
-            drawn = act.labelled(assistant.parts.photos.load(answer.image), answer.regions) if answer.image else None
+            user = user_of(request)
+            drawn = act.labelled(assistant.photo(answer.photo, user=user), answer.regions) if answer.photo else None
             yield [*history, reply], state, drawn, answer.prompt, ""
 
     photo.change(new_photo, photo, [session, chat, boxes])

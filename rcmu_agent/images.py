@@ -48,8 +48,8 @@ PHOTO_SUFFIXES = frozenset(
 # Files whose extra frames are not an animation: the first (primary) image is the photo itself
 # (HEIF depth maps and bursts, MPO's second eye or depth image).
 _PRIMARY_IMAGE_FORMATS = frozenset({"HEIF", "HEIC", "MPO"})
-# The only decoders Pillow may run (its names for them). MPO comes through the JPEG plugin.
-PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+# The only decoders Pillow may run (its names for them); MPO (two-eye and depth JPEGs) opens through JPEG.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 _KNOWN = "give a JPEG, PNG, WebP, HEIC or AVIF file"
 DECODE_SECONDS = 60.0  # a 12 MP JPEG decodes in ~0.3 s; 80 MP in a few seconds
 _registered = threading.Lock()

@@ -46,6 +46,8 @@ FLOORS = {
             "rcmu_agent.model_cache",
             "rcmu_agent._photos",
             "rcmu_agent._photo_access",
+            "rcmu_agent.door",
+            "rcmu_agent.vault",
             "rcmu_agent._lazy",
             "rcmu_agent._hub",
         ],

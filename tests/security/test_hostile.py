@@ -1,5 +1,5 @@
 """Hostile and careless inputs through every model-facing entry (the LangChain tools, and
-`resolve_allowed_photo`, the gate the graph's message interface and servers call): refusals say only
+`rcmu_agent.door`, the door the graph's message interface and servers call): refusals say only
 "outside the allowed folders" / "not a readable photo", and no piece of a secret file ever appears in
 a reply, an artifact or a log record."""
 
@@ -18,7 +18,8 @@ from langchain_core.tools import BaseTool
 
 from rcmu_agent import Assistant
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.images import load_image, resolve_allowed_photo
+from rcmu_agent.door import read_photo_file
+from rcmu_agent.images import load_image
 from rcmu_agent.tools import rcmu_tools
 
 from .conftest import SECRET
@@ -191,13 +192,13 @@ def test_a_stranger_with_no_memory_learns_nothing_about_other_users(assistant: A
 )
 def test_the_gate_refuses_odd_paths_with_one_line(path: str, allowed: Path) -> None:
     with pytest.raises(InvalidInputError) as raised:
-        resolve_allowed_photo(path, [allowed])
+        read_photo_file(path, [allowed])
     assert OUTSIDE in str(raised.value) or UNREADABLE in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
 @pytest.mark.unit
-def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_dir: Path) -> None:
+def test_the_door_reads_photos_inside_whatever_form_names_them(allowed: Path, faces_dir: Path) -> None:
     photo = allowed / "sub" / "x.jpg"
     photo.parent.mkdir(exist_ok=True)
     shutil.copy(faces_dir / "reference" / "obama_obama.jpg", photo)
@@ -212,9 +213,9 @@ def test_the_gate_accepts_photos_inside_and_resolves_them(allowed: Path, faces_d
         str(allowed / "sub" / ".." / "sub" / "x.jpg"),
         str(link),
     ):
-        assert resolve_allowed_photo(form, [allowed]) == photo.resolve()
+        assert read_photo_file(form, [allowed]).data == photo.read_bytes()
     with pytest.raises(InvalidInputError, match=OUTSIDE):
-        resolve_allowed_photo(photo, [])  # no roots: no paths at all
+        read_photo_file(photo, [])  # no roots: no paths at all
 
 
 @pytest.mark.unit

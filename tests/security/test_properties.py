@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ValidationError
 
-from rcmu_agent._photos import to_photo
+from rcmu_agent._photos import Inbound, PhotoRef, to_photo
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.images import load_image
 from rcmu_agent.masks import decode_rle
@@ -87,13 +87,16 @@ photo_arguments = st.one_of(
 @FAST
 @given(photo_arguments)
 def test_any_photo_argument_gives_bytes_or_one_line_error(value: Any) -> None:
-    """No folder is allowed here: a path never comes back, whatever the text."""
+    """No folder is allowed here: no file is ever read, whatever the text; bytes or a vault reference
+    (resolved later in the run's user's vault only) come back."""
     try:
         photo = to_photo(value)
     except RcmuError as exc:
         _one_line(exc)
         return
-    assert isinstance(photo, bytes)
+    assert isinstance(photo, Inbound | PhotoRef)
+    if isinstance(photo, Inbound):
+        assert photo.name == "the sent image"
 
 
 coordinate = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10_000, 10_000).map(float))

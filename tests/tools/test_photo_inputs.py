@@ -15,7 +15,7 @@ from langchain_core.messages import ToolMessage
 from PIL import Image
 
 from rcmu_agent import Assistant
-from rcmu_agent._photos import PhotoAccess, to_photo
+from rcmu_agent._photos import Inbound, PhotoAccess, to_photo
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.images import load_image
 from rcmu_agent.testing import FakeServer
@@ -148,8 +148,9 @@ def test_a_path_that_exists_wins_over_base64(tmp_path: Path, scene: Path) -> Non
     """A file whose name happens to be valid base64 is still read as a file."""
     name = tmp_path / ("QUJD" * 10)
     name.write_bytes(scene.read_bytes())
-    assert to_photo(str(name), PhotoAccess(roots=[tmp_path])) == name.resolve()
-    assert isinstance(to_photo(str(name)), bytes)  # no folder allowed: the text can only be data
+    assert to_photo(str(name), PhotoAccess(roots=[tmp_path])).data == scene.read_bytes()
+    sent = to_photo(str(name))  # no folder allowed: the text can only be data
+    assert isinstance(sent, Inbound) and sent.data != scene.read_bytes()
 
 
 @pytest.mark.unit
@@ -158,8 +159,8 @@ def test_paths_are_read_only_inside_the_allowed_folders(tmp_path: Path, scene: P
     inside.parent.mkdir()
     inside.write_bytes(scene.read_bytes())
     access = PhotoAccess(roots=[tmp_path / "ok"])
-    assert to_photo(inside, access) == inside.resolve()
-    assert to_photo(inside.as_uri(), access) == inside.resolve()
+    assert to_photo(inside, access).data == scene.read_bytes()
+    assert to_photo(inside.as_uri(), access).data == scene.read_bytes()
     for path in (scene, str(tmp_path / "ok" / ".." / "x.jpg"), "/etc/passwd", "/proc/self/environ"):
         with pytest.raises(InvalidInputError, match="is outside the allowed folders"):
             to_photo(path, access)

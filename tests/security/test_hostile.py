@@ -17,8 +17,8 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 
 from rcmu_agent import Assistant
-from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.door import read_photo_file
+from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import rcmu_tools
 

@@ -69,6 +69,7 @@ def main() -> None:
 
     from rcmu_agent import Assistant, Settings
     from rcmu_agent._nodes import Nodes
+    from rcmu_agent.door import Inbound
     from rcmu_agent.memory import Teaching
 
     home = Path(tempfile.mkdtemp(prefix="rcmu-bench-"))
@@ -112,7 +113,7 @@ def main() -> None:
     state = {
         "user": "default",
         "question": "Is Joe Biden next to Barack Obama?",
-        "image_path": str(SCENE),
+        "photo": assistant.parts.photos.ingest("default", Inbound(SCENE.read_bytes())),
         "turn": {"regions": None},
     }
     state.update(nodes.detect(state))  # type: ignore[arg-type]

@@ -132,6 +132,7 @@ def fill(memory: Any, count: int, seed: int = 1) -> None:
 def recall(home: Path, stored: int, runs: int) -> tuple[float, float]:
     from rcmu_agent import Assistant, Settings
     from rcmu_agent._nodes import Nodes
+    from rcmu_agent.door import Inbound
 
     assistant = Assistant(Settings(home=home, object_detector="", image_embedding_model=""))
     assistant.remember("Barack Obama", info="44th president", photos=[REFERENCE / "obama_obama.jpg"])
@@ -143,7 +144,7 @@ def recall(home: Path, stored: int, runs: int) -> tuple[float, float]:
     state: dict[str, Any] = {
         "user": "default",
         "question": "Is Joe Biden next to Barack Obama?",
-        "image_path": str(SCENE),
+        "photo": assistant.parts.photos.ingest("default", Inbound(SCENE.read_bytes())),
         "turn": {"regions": None},
     }
     state.update(nodes.detect(state))  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from rcmu_agent.messages import ANSWER_KEY
 from rcmu_agent.parts import Parts
 from rcmu_agent.state import Context
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
+from rcmu_agent.vault import is_photo_id, photo_id
 
 pytestmark = pytest.mark.integration  # the chat graph over a loopback server, dlib, MiniLM, Chroma, a tiny VLM
 
@@ -96,13 +97,13 @@ def test_base64_image_block_answered_with_citations_and_tokens_streamed(home: Pa
         payload = message.additional_kwargs[ANSWER_KEY]
         left = payload["citations"][0]
         assert left["name"] == "Barack Obama" and [round(v) for v in left["box"]] == list(OBAMA_FACE)
-        assert payload["unanswerable"] is False and payload["photo"].endswith(".jpeg")
+        assert payload["unanswerable"] is False and is_photo_id(payload["photo"])
         assert final["answer"]["citations"][1]["name"] == "Joe Biden"
 
         # a follow-up without an image is about the same photo, and sends the same photo again
         follow = graph.invoke({"messages": [ask("And who is on the right?")]}, config)
         assert set(follow) == {"messages", "answer"}  # the output schema, not the internals
-        assert follow["answer"]["image"] == payload["photo"]
+        assert follow["answer"]["photo"] == payload["photo"]
         assert follow["answer"]["citations"][1]["name"] == "Joe Biden"
         assert server.requests[-1].body["messages"][0]["content"][0]["type"] == "image_url"
         assert len(follow["messages"]) == 4
@@ -154,7 +155,7 @@ def test_regions_as_json_and_bad_regions_do_not_poison_the_thread(home: Path, sc
         assert "<region1>" not in answer["prompt"] and "[1]" in answer["prompt"]
         # the regions were for that turn only: the next turn without regions reuses the thread's photo
         again = graph.invoke({"messages": [ask("Who is on the left?")]}, config)["answer"]
-        assert len(again["regions"]) == 1 and again["image"] == answer["image"]
+        assert len(again["regions"]) == 1 and again["photo"] == answer["photo"]
 
 
 def test_per_turn_options_do_not_carry_over(home: Path, scene_block: dict) -> None:
@@ -205,11 +206,11 @@ def test_server_graph_reads_paths_only_inside_allowed_roots(home: Path, faces_di
             **NO_MODEL,
         )
         allowed = build_graph(Parts(settings)).invoke({"messages": [ask("Who is on the left?", block)]})["answer"]
-        assert allowed["image"] == str(scene) and allowed["citations"][0]["name"] == "Barack Obama"
+        assert allowed["photo"] == photo_id(scene.read_bytes()) and allowed["citations"][0]["name"] == "Barack Obama"
         settings = Settings(home=home, backend="openai", base_url=server.url, model="m", **NO_MODEL)
         local = build_graph(Parts(settings), local_caller=True)
         answer = local.invoke({"messages": [ask("Who?", block)]}, context=Context(user="alice"))["answer"]
-        assert answer["image"] == str(scene)
+        assert answer["photo"] == photo_id(scene.read_bytes())
 
 
 @pytest.mark.parametrize(
@@ -303,11 +304,11 @@ def test_a_second_image_in_the_thread_starts_a_new_photo_context(
         biden = base64.b64encode((faces_dir / "reference" / "biden_biden.jpg").read_bytes()).decode()
         block = {"type": "image", "base64": biden, "mime_type": "image/jpeg"}
         second = graph.invoke({"messages": [ask("Who is this?", block)]}, config)["answer"]
-        assert second["image"] != first["image"]  # the new photo, not the thread's first one
+        assert second["photo"] != first["photo"]  # the new photo, not the thread's first one
         assert [r["name"] for r in second["regions"]] == ["Joe Biden"]  # nothing left over from the first photo
         assert second["citations"][0]["name"] == "Joe Biden"
         follow = graph.invoke({"messages": [ask("What does he like?")]}, config)["answer"]
-        assert follow["image"] == second["image"] and [r["name"] for r in follow["regions"]] == ["Joe Biden"]
+        assert follow["photo"] == second["photo"] and [r["name"] for r in follow["regions"]] == ["Joe Biden"]
         sent = [r.body["messages"][0]["content"][0]["image_url"]["url"] for r in server.requests]
         assert sent[0] != sent[1] == sent[2]  # the model saw the second photo for the second turn and after
 
@@ -334,7 +335,7 @@ def test_a_follow_up_to_a_library_question_still_cites_photos(home: Path, faces_
         follow = graph.get_state(config).values["answer"]
         assert {(Path(c["path"]).name, c["name"]) for c in follow["photo_citations"]} == cited
         assert [Path(p["path"]).name for p in follow["photos"]] == ["two_people.jpg"]
-        assert follow["image"] == first["image"]  # the same collage went to the model again
+        assert follow["photo"] == first["photo"]  # the same collage went to the model again
         # a photo of its own (or a memory question) leaves the library: plain citations again
         biden = base64.b64encode((faces_dir / "reference" / "biden_biden.jpg").read_bytes()).decode()
         photo = graph.invoke({"messages": [ask("Who?", {"type": "image", "base64": biden})]}, config)["answer"]

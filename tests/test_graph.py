@@ -22,6 +22,7 @@ from rcmu_agent.images import load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.schema import Region
 from rcmu_agent.testing import Reply, build_tiny_lora_adapter, build_tiny_qwen2vl, serve
+from rcmu_agent.vault import photo_id
 from rcmu_agent.visual_budget import fit_to_budget
 
 OBAMA_INFO = "Barack Obama was the 44th president of the United States and loves basketball"
@@ -162,7 +163,7 @@ def test_async_ask_sends_the_same_request_and_runs_concurrently(home: Path, scen
         answers = asyncio.run(many())
         follow = asyncio.run(assistant.aask("Who is on the left?", scene, thread_id="async-1"))
         later = assistant.ask("And who is on the right?", thread_id="async-1")  # same checkpoint file, sync
-    assert later.image == str(scene.resolve()) and len(later.regions) == 2
+    assert later.photo == photo_id(scene.read_bytes()) and len(later.regions) == 2
     assert {r.body["messages"][0]["content"][1]["text"] for r in server.requests[:5]} == {EXPECTED_PROMPT}
     assert all([c.name for c in a.citations] == ["Barack Obama"] for a in [*answers, follow])
     assert server.peak_in_flight > 1  # the model calls overlapped instead of queueing behind one another

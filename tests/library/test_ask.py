@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rcmu_agent import Assistant
+from rcmu_agent._photos import PhotoRef
 from rcmu_agent.cli import app
-from rcmu_agent.images import load_image
 from rcmu_agent.schema import Region
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import fit_to_budget
@@ -51,7 +51,7 @@ def test_library_question_through_the_tiny_qwen2vl(lib: SimpleNamespace) -> None
     assistant = Assistant(settings(lib.home, model=str(lib.model), max_new_tokens=12))
     answer = assistant.ask_library(QUESTION, limit=2)
     assert {Path(p.path).name for p in answer.photos} == {"two_people.jpg", "obama1.jpg"}
-    collage = load_image(str(answer.image))
+    collage = assistant.photo(str(answer.photo))
     assert collage.size == (2 * 448, 448)  # two photos side by side, 448-pixel cells
     lines = answer.prompt.split("\n")
     assert lines[-1] == QUESTION and lines[-2].startswith("Answer the following question based on the information")
@@ -61,7 +61,7 @@ def test_library_question_through_the_tiny_qwen2vl(lib: SimpleNamespace) -> None
     assert any(f"Joe Biden was the 46th president (in photo {n}: two_people.jpg" in line for line in lines)
     # the same collage and context through the ordinary photo route gives the same prompt and answer
     given = [Region(box=e.box, category=e.category, info=e.info) for e in answer.regions if e.box and e.info]
-    direct = assistant.ask(QUESTION, str(answer.image), regions=given)
+    direct = assistant.ask(QUESTION, PhotoRef(str(answer.photo)), regions=given)
     assert direct.prompt == answer.prompt and direct.text == answer.text and answer.text
 
 
@@ -84,7 +84,10 @@ def test_library_question_over_openai_cites_photos_and_regions(lib: SimpleNamesp
     (sent,) = server.requests
     image_part, text_part = sent.body["messages"][0]["content"]
     assert text_part == {"type": "text", "text": plan.prompt} and answer.prompt == plan.prompt
-    sent, collage = _pixels(image_part["image_url"]["url"]), np.asarray(fit_to_budget(load_image(str(answer.image))))
+    sent, collage = (
+        _pixels(image_part["image_url"]["url"]),
+        np.asarray(fit_to_budget(Assistant(openai(lib.home, server.url)).photo(str(answer.photo)))),
+    )
     assert sent.shape == collage.shape and np.abs(sent - collage).mean() < 3  # budget-sized JPEG, quality 92
     assert answer.invalid_citations == [42]
     biden, photo = answer.photo_citations

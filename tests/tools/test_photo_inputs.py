@@ -76,16 +76,17 @@ def test_every_photo_form_reaches_the_model_as_the_same_pixels(
 
 
 @pytest.mark.integration
-def test_bytes_are_recognised_and_saved_once_under_the_home_inbox(assistant: Assistant, scene: Path) -> None:
+def test_bytes_are_recognised_and_kept_once_in_the_users_vault(assistant: Assistant, scene: Path) -> None:
     tool = DescribePhotoTool(assistant=assistant, user="alice")
     first = tool.invoke({"photo": scene.read_bytes()})
     assert isinstance(first, str)  # invoked without a tool call: the content alone
     assert "[1] = Barack Obama (person) at (253,47,409,203)" in first
-    inbox = assistant.settings.home / "inbox" / "alice"  # one inbox per user
-    saved = sorted(inbox.glob("*.png"))
+    vault = assistant.settings.home / "vault" / "alice"  # one vault per user
+    saved = sorted(p for p in vault.rglob("*") if p.is_file())
     again = tool.invoke({"photo": base64.b64encode(scene.read_bytes()).decode()})
     assert again == first
-    assert sorted(inbox.glob("*.png")) == saved and len(saved) >= 1  # same content, same file
+    assert sorted(p for p in vault.rglob("*") if p.is_file()) == saved and len(saved) == 1  # same content, same file
+    assert saved[0].read_bytes() == scene.read_bytes()  # the bytes as sent: nothing re-encoded
 
 
 @pytest.mark.unit

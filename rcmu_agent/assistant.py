@@ -42,6 +42,9 @@ __all__ = ["Assistant"]
 log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 Photo = ImageSource | Inbound | PhotoRef  # a local path, bytes, a PIL image, what the door read, or a vault id
+# A thread's turn is saved once, when it ends (or stops at an interrupt or error), not after each of its
+# ~6 steps: every save rewrites the whole conversation (rcmu_agent.graph.checkpointer keeps the latest).
+_SAVE_AT_EXIT: dict[str, Any] = {"durability": "exit"}
 
 
 class Assistant:
@@ -241,10 +244,11 @@ class Assistant:
         state, context = self._turn(question, photo, regions, user, context_only)
         graph = self._graph_for(thread_id)
         config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
+        saving = _SAVE_AT_EXIT if thread_id else {}
         if on_update is None and on_token is None:
-            return Answer.model_validate(graph.invoke(state, config, context=context)["answer"])
+            return Answer.model_validate(graph.invoke(state, config, context=context, **saving)["answer"])
         result: dict[str, Any] = {}
-        for mode, chunk in graph.stream(state, config, context=context, stream_mode=["updates", "messages"]):
+        for mode, chunk in graph.stream(state, config, context=context, stream_mode=["updates", "messages"], **saving):
             if mode == "messages":
                 message, meta = chunk
                 if on_token is not None and meta.get("langgraph_node") == "answer" and message.text:
@@ -274,7 +278,8 @@ class Assistant:
 
             async with async_checkpointer(self.settings) as saver:
                 graph = build_graph(self.parts, checkpointer=saver, local_caller=True)
-                result = await graph.ainvoke(state, {"configurable": {"thread_id": thread_id}}, context=context)
+                config = {"configurable": {"thread_id": thread_id}}
+                result = await graph.ainvoke(state, config, context=context, **_SAVE_AT_EXIT)
         else:
             result = await self._graph_for(None).ainvoke(state, context=context)
         return Answer.model_validate(result["answer"])

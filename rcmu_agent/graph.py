@@ -15,13 +15,18 @@ end, and `stream_mode="messages"` streams the answer token by token.
 
 from __future__ import annotations
 
+import functools
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from rcmu_agent._nodes import Nodes
@@ -31,6 +36,8 @@ from rcmu_agent.settings import Settings
 from rcmu_agent.state import AgentState, Context, InputState, OutputState
 
 __all__ = ["async_checkpointer", "build_graph", "checkpointer"]
+
+log = logging.getLogger(__name__)
 
 
 def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_caller: bool = False) -> Any:
@@ -102,44 +109,150 @@ def _postgres_missing() -> RcmuError:
 def checkpointer(settings: Settings) -> Any:
     """Where threads are kept, so a `thread_id` can ask follow-ups across processes: one SQLite file
     under the home by default, or the PostgreSQL database `RCMU_CHECKPOINTER` names (the checkpointer
-    LangGraph Server itself uses), for several machines or many users."""
+    LangGraph Server itself uses), for several machines or many users.
+
+    A thread keeps only its latest checkpoint, with that checkpoint's pending writes: all a follow-up
+    (`rcmu ask --thread`, `aask`) or a resume after an interrupt or a failed step reads. Each
+    checkpoint holds the whole conversation, and LangGraph saves one per step (about six per turn),
+    so keeping them all made a thread grow with the square of its turns (issue 20: 138 MB for 200
+    text-only follow-ups); keeping the latest makes it grow by one turn's messages per turn. The
+    price is time travel: older checkpoints (`get_state_history`, replaying or forking from an
+    earlier step) are gone once the next one is saved. Pruning happens in the saver, on every save,
+    so every way of running the graph (invoke, stream, async, the CLI, a chat) keeps threads small.
+    """
     if _postgres(settings.checkpointer):
         try:
             import psycopg
-            from langgraph.checkpoint.postgres import PostgresSaver
             from psycopg.rows import dict_row
         except ImportError:
             raise _postgres_missing() from None
+        saver_class, _ = _postgres_savers()
         conn = psycopg.connect(str(settings.checkpointer), autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        saver = PostgresSaver(conn, serde=_serializer())
+        saver = saver_class(conn, serde=_serializer())
         saver.setup()  # idempotent: creates or migrates the tables
         return saver
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
     path = _sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False), serde=_serializer())
+    return _LatestSqliteSaver(sqlite3.connect(str(path), check_same_thread=False), serde=_serializer())
 
 
 @asynccontextmanager
 async def async_checkpointer(settings: Settings) -> AsyncIterator[Any]:
-    """The same store for async callers; its connection belongs to the running event loop."""
+    """The same store for async callers, keeping the latest checkpoint alike (see `checkpointer`);
+    its connection belongs to the running event loop."""
     if _postgres(settings.checkpointer):
-        try:
-            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        except ImportError:
-            raise _postgres_missing() from None
-        async with AsyncPostgresSaver.from_conn_string(str(settings.checkpointer), serde=_serializer()) as saver:
+        _, async_class = _postgres_savers()
+        async with async_class.from_conn_string(str(settings.checkpointer), serde=_serializer()) as saver:
             await saver.setup()
             yield saver
         return
     import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     path = _sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     async with aiosqlite.connect(str(path)) as conn:
-        yield AsyncSqliteSaver(conn, serde=_serializer())
+        yield _LatestAsyncSqliteSaver(conn, serde=_serializer())
+
+
+# Keep-latest for SQLite, which LangGraph's SQLite savers do not offer (PostgresSaver.prune does).
+# Older than the checkpoint just saved, by id: ids grow with time, the order `get_tuple` already
+# takes the latest by. Not "every other id": a run saves in the background, so the next step's
+# writes, or the next checkpoint, may already be stored, and a resume needs them. Writes go by the
+# same rule, whether or not their checkpoint was saved. The kept checkpoint's parent is deleted, so
+# it forgets it, as PostgresSaver.prune does. Per namespace: rcmu's graph has no subgraphs.
+_SQLITE_KEEP_LATEST = (
+    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id < ?",
+    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id < ?",
+    "UPDATE checkpoints SET parent_checkpoint_id = NULL"
+    " WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+)
+
+
+def _saved_key(saved: RunnableConfig) -> tuple[str, str, str]:
+    conf = saved["configurable"]
+    return str(conf["thread_id"]), str(conf.get("checkpoint_ns", "")), str(conf["checkpoint_id"])
+
+
+class _LatestSqliteSaver(SqliteSaver):
+    """`SqliteSaver` that keeps a thread's latest checkpoint only (why: `checkpointer`)."""
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        with self.cursor() as cur:  # the three in one transaction
+            for sql in _SQLITE_KEEP_LATEST:
+                cur.execute(sql, _saved_key(saved))
+        return saved
+
+
+class _LatestAsyncSqliteSaver(AsyncSqliteSaver):
+    """`AsyncSqliteSaver` that keeps a thread's latest checkpoint only (why: `checkpointer`)."""
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        async with self.lock:
+            for sql in _SQLITE_KEEP_LATEST:
+                await self.conn.execute(sql, _saved_key(saved))
+            await self.conn.commit()
+        return saved
+
+
+@functools.cache
+def _postgres_savers() -> tuple[type[Any], type[Any]]:
+    """`PostgresSaver` and `AsyncPostgresSaver` pruning to the latest checkpoint after each save, with
+    LangGraph's own `prune(strategy="keep_latest")` (which also drops the blobs only older
+    checkpoints used). Built on first use: langgraph-checkpoint-postgres is optional."""
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    except ImportError:
+        raise _postgres_missing() from None
+    # Another process saving to the same thread meanwhile makes a prune give up; the next save prunes.
+    contention = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+    class LatestPostgresSaver(PostgresSaver):
+        def put(
+            self,
+            config: RunnableConfig,
+            checkpoint: Checkpoint,
+            metadata: CheckpointMetadata,
+            new_versions: ChannelVersions,
+        ) -> RunnableConfig:
+            saved = super().put(config, checkpoint, metadata, new_versions)
+            try:
+                self.prune([_saved_key(saved)[0]], strategy="keep_latest")
+            except contention as exc:
+                log.info("thread %s not pruned this time: %s", _saved_key(saved)[0], exc)
+            return saved
+
+    class LatestAsyncPostgresSaver(AsyncPostgresSaver):
+        async def aput(
+            self,
+            config: RunnableConfig,
+            checkpoint: Checkpoint,
+            metadata: CheckpointMetadata,
+            new_versions: ChannelVersions,
+        ) -> RunnableConfig:
+            saved = await super().aput(config, checkpoint, metadata, new_versions)
+            try:
+                await self.aprune([_saved_key(saved)[0]], strategy="keep_latest")
+            except contention as exc:
+                log.info("thread %s not pruned this time: %s", _saved_key(saved)[0], exc)
+            return saved
+
+    return LatestPostgresSaver, LatestAsyncPostgresSaver
 
 
 def _sqlite_path(settings: Settings) -> Path:

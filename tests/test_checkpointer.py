@@ -8,10 +8,12 @@ import asyncio
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +84,10 @@ def home(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
 def _follow_up_across_instances(settings: Settings, scene: Path, thread: str) -> None:
     first = Assistant(settings).ask("Who is on the left?", scene, thread_id=thread, context_only=True)
     later = Assistant(settings).ask("And what does he like?", thread_id=thread, context_only=True)  # a new process
-    assert later.image == first.image == str(scene)
+    assert first.photo and first.photo.startswith("photo:") and later.photo == first.photo  # the vault id
     assert [r.name for r in later.regions] == [r.name for r in first.regions] and "44th president" in later.prompt
     later_async = asyncio.run(Assistant(settings).aask("Anything else?", thread_id=thread, context_only=True))
-    assert later_async.image == str(scene)
+    assert later_async.photo == first.photo
 
 
 def test_threads_in_postgres(postgres_url: str, home: Path, faces_dir: Path) -> None:
@@ -97,10 +99,12 @@ def test_threads_in_postgres(postgres_url: str, home: Path, faces_dir: Path) -> 
 
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'pg-thread'").fetchone()
-    assert rows is not None and rows[0] > 0
+    assert rows is not None and rows[0] == 1  # the latest checkpoint only: a thread grows by its turns, no more
 
 
 def test_threads_in_a_chosen_sqlite_file(tmp_path: Path, home: Path, faces_dir: Path) -> None:
     settings = Settings(home=home, checkpointer=str(tmp_path / "threads" / "t.sqlite"), **NO_MODEL)
     _follow_up_across_instances(settings, faces_dir / "scenes" / "two_people.jpg", "file-thread")
-    assert (tmp_path / "threads" / "t.sqlite").stat().st_size > 0
+    with closing(sqlite3.connect(tmp_path / "threads" / "t.sqlite")) as conn:
+        rows = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'file-thread'").fetchone()
+    assert rows == (1,)  # the latest checkpoint only

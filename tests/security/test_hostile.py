@@ -125,7 +125,8 @@ def test_a_refusal_does_not_tell_whether_a_path_outside_exists(assistant: Assist
 def test_a_secret_inside_the_allowed_folder_is_not_quoted_by_the_decoder(
     assistant: Assistant, allowed: Path, outside: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """PIL's PPM reader says "Token too long in file header: b'SECRET_API_'": never passed on."""
+    """PIL's PPM reader says "Token too long in file header: b'SECRET_API_'": never passed on (and PPM is not
+    among the photo decoders any more, so it is refused before a decoder reads it)."""
     inside = allowed / "looks-like.ppm"
     shutil.copy(outside / "secret.ppm", inside)
     tools = _tools(assistant, "bob")
@@ -133,7 +134,7 @@ def test_a_secret_inside_the_allowed_folder_is_not_quoted_by_the_decoder(
     with caplog.at_level(logging.DEBUG):
         for name, args in _photo_calls(str(inside)):
             message = _call(tools[name], **args)
-            assert message.status == "error" and "corrupt or truncated" in str(message.content), message.content
+            assert message.status == "error" and "not an image rcmu can read" in str(message.content), message.content
             replies.append(message.content)
         data = base64.b64encode(inside.read_bytes()).decode()
         for name, args in _photo_calls(data):
@@ -147,7 +148,9 @@ def test_a_secret_inside_the_allowed_folder_is_not_quoted_by_the_decoder(
 
 
 @pytest.mark.integration
-def test_another_users_reference_photo_is_refused_and_ones_own_is_readable(assistant: Assistant) -> None:
+def test_no_stored_photo_is_read_by_path_not_even_ones_own(assistant: Assistant) -> None:
+    """Under the home every file is refused by path, the asker's own reference photos too: a stored photo
+    is reached by its id in the asker's vault, never by a path a model wrote."""
     home = assistant.settings.home
     (alice_photo,) = next(e for e in assistant.entities(user="alice") if e.name == "Barack Obama").photos
     assert Path(alice_photo).is_relative_to(home)
@@ -160,8 +163,7 @@ def test_another_users_reference_photo_is_refused_and_ones_own_is_readable(assis
         message = _call(bob["describe_photo"], photo=str(private))
         assert message.status == "error" and OUTSIDE in str(message.content), message.content
     own = _call(_tools(assistant, "alice")["describe_photo"], photo=alice_photo)
-    assert own.status == "success", own.content
-    assert "Barack Obama" in str(own.content)
+    assert own.status == "error" and OUTSIDE in str(own.content), own.content
 
 
 @pytest.mark.integration

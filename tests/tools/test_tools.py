@@ -14,6 +14,7 @@ from langchain_core.messages import ToolMessage
 from rcmu_agent import Assistant
 from rcmu_agent.testing import FakeServer
 from rcmu_agent.tools import RcmuToolkit, rcmu_tools
+from rcmu_agent.vault import photo_id
 
 pytestmark = pytest.mark.integration  # dlib, MiniLM, Chroma, a loopback server
 
@@ -67,7 +68,7 @@ def test_ask_about_photo_sends_the_spec_prompt_and_cites_both_people(
     artifact = message.artifact
     assert [c["name"] for c in artifact["citations"]] == ["Barack Obama", "Joe Biden"]
     assert {r["index"]: r["name"] for r in artifact["regions"]} == {1: "Barack Obama", 2: "Joe Biden"}
-    assert artifact["image"] == str(scene) and artifact["invalid_citations"] == []
+    assert artifact["photo"] == photo_id(scene.read_bytes()) and artifact["invalid_citations"] == []
     lines = str(message.content).split("\n")
     assert lines[0] == (
         "Barack Obama was the 44th president of the United States and loves basketball [1]. "
@@ -208,7 +209,7 @@ def test_caller_regions_skip_detection_and_resolve_placeholders(
         (
             "describe_photo",
             {"photo": "data:image/png;base64,SGVsbG8sIHRoaXMgaXMgbm90IGFuIGltYWdlIGF0IGFsbA=="},
-            "image bytes is not an image rcmu can read — give a JPEG, PNG, WebP, HEIC or AVIF file",
+            "the sent image is not an image rcmu can read — give a JPEG, PNG, WebP, HEIC or AVIF file",
         ),
         (
             "describe_photo",

@@ -24,6 +24,7 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.messages import answer_message, photo_block, read_turn
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, number_entries, resolve_placeholders
+from rcmu_agent.regions import check_region_count, region_error
 from rcmu_agent.schema import Answer, ContextEntry, Entity, LibraryAnswer, PhotoCitation, PhotoHit, Region
 from rcmu_agent.state import AgentState, Context
 
@@ -68,20 +69,20 @@ def bound_user(config: RunnableConfig, asked: str | None, default: str, *, local
 
 
 def _regions_from_json(values: Any) -> list[Region] | None:
-    """Caller regions as plain JSON (box, category, info, mask); errors name the region and field."""
+    """Caller regions as plain JSON (box, category, info, mask); errors name the region and field.
+    Every way in (the graph's `regions` input, `Assistant.ask`, the tools, the CLI) passes here, so the
+    caps on how many there are (counted before any is validated) and on each info hold for all."""
     if not values:
         return None
+    if isinstance(values, list | tuple):
+        check_region_count(values)
     if isinstance(values, list) and all(isinstance(v, Region) for v in values):
         return list(values)
     try:
         return _REGIONS.validate_python(values)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = "regions" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        reason = str(error["msg"]).removeprefix("Value error, ")
-        raise InvalidInputError(
-            f"{where}: {reason}",
-            'give each region as {"box": [x1, y1, x2, y2], "category": "...", "info": "..."} in pixels',
+        raise region_error(
+            "regions", exc, 'give each region as {"box": [x1, y1, x2, y2], "category": "...", "info": "..."} in pixels'
         ) from None
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.schema import Box, ContextEntry
+from rcmu_agent.schema import MAX_PROMPT_CHARS, Box, ContextEntry, drop_unseen
 
 __all__ = [
     "DESCRIBE_QUESTION",
@@ -24,6 +24,7 @@ __all__ = [
     "normalize_box",
     "number_entries",
     "resolve_placeholders",
+    "shown_text",
 ]
 
 INSTRUCTION = (
@@ -39,7 +40,6 @@ MEMORY_INSTRUCTION = (
 # Chat-template and grounding tokens (<|im_start|>, <|box_start|>, ...) must never come from user
 # text: a caller could otherwise forge context entries or whole chat turns.
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PLACEHOLDER = re.compile(r"<region(\d+)>", re.IGNORECASE)
 # "[2]" (also with full-width or lenticular brackets, spaces or zero-width characters inside): in an
 # entry's text it could pose as the header of another entry, or as a citation the model repeats.
@@ -47,17 +47,26 @@ _GAP = r"[\s\u200b-\u200f\u2060\ufeff]*"
 _BRACKETED_NUMBER = re.compile(rf"[\[［【〔〖]{_GAP}(\d+){_GAP}[\]］】〕〗]")
 
 
-def clean_text(text: str, what: str, *, max_chars: int = 4000, single_line: bool = True) -> str:
-    """Strip special tokens and control characters; refuse empty or oversized text."""
-    if not isinstance(text, str):
-        raise InvalidInputError(f"{what} must be text, got {type(text).__name__}")
-    # Control characters go first and tokens are stripped until none is left: otherwise
-    # "<|im_\x00start|>" or "<|im_<|x|>start|>" would leave a working token behind.
-    text = _CONTROL.sub("", text)
+def _scrub(text: str, *, single_line: bool = True) -> str:
+    """The cleaning itself, shared by `clean_text` (which also refuses) and `shown_text` (which never
+    does): invisible and control characters (`schema.drop_unseen`), special tokens, runs of whitespace."""
+    # Unseen characters go first and tokens are stripped until none is left: otherwise
+    # "<|im_\x00start|>", "<|im_\u200bstart|>" or "<|im_<|x|>start|>" would leave a working token behind.
+    text = drop_unseen(text)
     while _SPECIAL_TOKEN.search(text):
         text = _SPECIAL_TOKEN.sub("", text)
     text = " ".join(text.split()) if single_line else "\n".join(" ".join(line.split()) for line in text.splitlines())
-    text = text.strip()
+    return text.strip()
+
+
+def clean_text(text: str, what: str, *, max_chars: int = 4000, single_line: bool = True) -> str:
+    """Strip special tokens and control, bidi and zero-width characters; refuse empty or oversized text.
+
+    Every text that is stored (names, info, categories) or sent to a model (questions, entries) passes
+    here, so what a model or a person reads back is what was meant, with nothing hidden in it."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be text, got {type(text).__name__}")
+    text = _scrub(text, single_line=single_line)
     if not text:
         raise InvalidInputError(f"{what} is empty", f"give a non-empty {what}")
     if len(text) > max_chars:
@@ -70,6 +79,18 @@ def neutralise(text: str) -> str:
     ("[2]: The information of the person located at ...") become "(2)". Special tokens and line
     breaks are already gone (`clean_text`), so an entry stays one line with one header."""
     return _BRACKETED_NUMBER.sub(lambda m: f"({m.group(1)})", text)
+
+
+def shown_text(text: str | None, *, citations: bool = False, single_line: bool = True) -> str:
+    """Text a tool hands a host model (a name, a category, info, a file name, an answer), as clean as
+    the prompt: what `clean_text` strips is gone and, unless `citations` (the model's own answer,
+    whose [n] are the point), bracketed numbers are neutralised, so "Obama [2] = Joe Biden" cannot pose
+    as a line of a citation legend. Never raises: showing an old record must not fail; "" stays "".
+    """
+    if not text:
+        return ""
+    text = _scrub(str(text), single_line=single_line)
+    return text if citations else neutralise(text)
 
 
 def normalize_box(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -124,7 +145,21 @@ def context_line(index: int, category: str, box: Box, size: tuple[int, int], inf
     )
 
 
-def build_prompt(entries: Sequence[ContextEntry], question: str, size: tuple[int, int]) -> str:
+def _capped(lines: list[str], max_chars: int) -> str:
+    """The lines as one prompt, refused when over `max_chars`: the per-region caps bound what one
+    caller sends, this bounds their sum with the question and whatever memory or the library adds."""
+    size = sum(map(len, lines)) + len(lines) - 1
+    if size > max_chars:
+        raise InvalidInputError(
+            f"the prompt is {size:,} characters, over the {max_chars:,}-character limit",
+            "give fewer regions or shorter info, ask about fewer photos, or ask a shorter question",
+        )
+    return "\n".join(lines)
+
+
+def build_prompt(
+    entries: Sequence[ContextEntry], question: str, size: tuple[int, int], *, max_chars: int = MAX_PROMPT_CHARS
+) -> str:
     """The text block sent after the image (SPEC §2). Entries must already be numbered."""
     lines = [
         context_line(e.index, e.category, e.box, size, e.info or "")
@@ -132,17 +167,17 @@ def build_prompt(entries: Sequence[ContextEntry], question: str, size: tuple[int
         if e.index is not None and e.box is not None
     ]
     lines += [INSTRUCTION, question]
-    return "\n".join(lines)
+    return _capped(lines, max_chars)
 
 
-def build_memory_prompt(entries: Sequence[ContextEntry], question: str) -> str:
+def build_memory_prompt(entries: Sequence[ContextEntry], question: str, *, max_chars: int = MAX_PROMPT_CHARS) -> str:
     """Text-only variant for questions without a photo: entries cite memory, not regions."""
     lines = []
     for e in sorted((e for e in entries if e.index is not None), key=lambda e: e.index or 0):
         who = _label(e.category, "category") + (f" {_label(e.name, 'name')}" if e.name else "")
         lines.append(f"[{e.index}]: The information of the {who}: {_info_sentence(e.info or '')}.")
     lines += [MEMORY_INSTRUCTION, question]
-    return "\n".join(lines)
+    return _capped(lines, max_chars)
 
 
 def resolve_placeholders(

@@ -1,14 +1,36 @@
-"""Regions as callers give them: boxes checked against the photo, and the CLI's region specs."""
+"""Regions as callers give them: how many a turn may hold, boxes checked against the photo, the
+CLI's region specs, and a region's validation error as a one-line `problem — fix`."""
 
 from __future__ import annotations
+
+from collections.abc import Sized
 
 from pydantic import ValidationError
 
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.masks import Box
-from rcmu_agent.schema import Region, Source
+from rcmu_agent.schema import MAX_REGIONS, Region, Source
 
-__all__ = ["check_box", "parse_region_spec"]
+__all__ = ["check_box", "check_region_count", "parse_region_spec", "region_error"]
+
+
+def check_region_count(regions: Sized) -> None:
+    """Refuse a turn with more than `MAX_REGIONS` regions, before any of them is validated: 5,000 would
+    otherwise each be checked, recognised and written into a megabyte of prompt."""
+    if len(regions) > MAX_REGIONS:
+        raise InvalidInputError(
+            f"{len(regions)} regions were given, over the limit of {MAX_REGIONS} per question",
+            f"give at most {MAX_REGIONS} regions (the ones the question is about), or none to detect them",
+        )
+
+
+def region_error(where: str, exc: ValidationError, fix: str, *, located: bool = True) -> InvalidInputError:
+    """A region's first validation error as `where[.field]: problem — fix`. A validator whose message
+    carries its own fix (`problem — fix`, e.g. an info over the length limit) keeps it; others get `fix`."""
+    error = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]) if located else ""
+    problem, _, own_fix = str(error["msg"]).removeprefix("Value error, ").partition(" — ")
+    return InvalidInputError(f"{where}{loc}: {problem}", own_fix or fix)
 
 
 def check_box(box: Box, size: tuple[int, int], *, strict: bool, tolerance: float = 1.0) -> Box:
@@ -58,5 +80,5 @@ def parse_region_spec(spec: str, source: Source = "user") -> Region:
             info=info.strip() or None,
         )
     except ValidationError as exc:
-        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise InvalidInputError(f"region {spec!r}: {reason}", "fix the coordinates") from exc
+        shown = spec if len(spec) <= 80 else spec[:60] + "…"  # a 5,000-character info is not echoed back
+        raise region_error(f"region {shown!r}", exc, "fix the coordinates", located=False) from exc

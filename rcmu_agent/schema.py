@@ -7,6 +7,7 @@ model's 0..999 grid, so nothing else has to know about that convention.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,9 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator, model_va
 from rcmu_agent.masks import RLE, Box, mask_to_box, to_rle
 
 __all__ = [
+    "MAX_PROMPT_CHARS",
+    "MAX_REGIONS",
+    "MAX_REGION_INFO_CHARS",
     "RLE",
     "Answer",
     "Box",
@@ -33,10 +37,47 @@ __all__ = [
     "Region",
     "SkippedFile",
     "Source",
+    "drop_unseen",
     "normalize_category",
 ]
 
 Source = Literal["face", "object", "user"]
+
+# ---- caps no caller can pass (issue 20), in one place: the schema, the region readers and the prompt
+# builder all enforce these. Constants, not settings: they bound what one request may hold against the
+# model's fixed window (RC-Qwen2-VL: 32,768 tokens), which no deployment changes.
+
+MAX_REGIONS = 64
+"""Regions per turn. Detection finds a few dozen at most (faces and remembered objects in a crowded
+photo) and the model was trained on a handful of entries per image; 64 covers a class photo."""
+
+MAX_REGION_INFO_CHARS = 1000
+"""Characters of a caller's region info. The model learned on 2-3 sentences per entry (~130-400
+characters); 1,000 leaves room for six or more, and longer text belongs in memory (`remember`, where
+the whole of it is kept and only the entries recognised are sent)."""
+
+MAX_PROMPT_CHARS = 64_000
+"""Characters of the whole text block after the image. ~16k tokens of English (~25k for box-heavy
+text) still leaves the window room for the photo's visual tokens (1,280 at the default budget) and
+the answer. It binds before 64 regions of full-length info would (~77k): each cap above stops one kind
+of excess, this one their sum, and the sum is also what memory entries and the library's collage add."""
+
+# Characters no name, info or prompt keeps, because a reader cannot see them or they change what is
+# seen: C0/C1 controls (tab and line breaks aside: they are whitespace, collapsed by the callers),
+# bidi embeddings, overrides, isolates and marks ("Joe" shown as "eoJ"), zero-width spaces and
+# joiners, word joiner and invisible operators, the BOM, and tag characters (U+E0000-E007F: text a
+# language model reads but a person never sees). Emoji ZWJ sequences fall apart into their emoji, and
+# scripts that use ZWNJ/ZWJ for ligatures keep their letters: a small cost for names that cannot hide.
+_UNSEEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
+)
+
+
+def drop_unseen(text: str) -> str:
+    """`text` without the characters of `_UNSEEN`. The one character table: `prompt.clean_text` (every
+    text stored or sent to a model) builds on it, and `Entity` applies it to names read back."""
+    return _UNSEEN.sub("", text)
 
 
 def normalize_category(value: str) -> str:
@@ -107,6 +148,17 @@ class Region(BaseModel):
             )
         return (x1, y1, x2, y2)
 
+    @field_validator("info")
+    @classmethod
+    def _short_info(cls, info: str | None) -> str | None:
+        # "problem — fix": the region readers (`regions.region_error`) split it into an error's two parts
+        if info is not None and len(info) > MAX_REGION_INFO_CHARS:
+            raise ValueError(
+                f"info is {len(info)} characters, over the {MAX_REGION_INFO_CHARS}-character limit of a region — "
+                "shorten it to a few sentences, or `remember` the longer text and let recognition bring it"
+            )
+        return info
+
 
 class Entity(BaseModel):
     """Someone or something the user taught the assistant about."""
@@ -118,6 +170,18 @@ class Entity(BaseModel):
     info: str
     photos: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _visible_name(self) -> Entity:
+        """The store cleans names when it writes them (`prompt.clean_text`); this catches any written
+        before that, so no reader of an entity gets a name that hides characters. Lenient on purpose:
+        a name of nothing but invisible characters becomes the id (which `forget` takes), rather than
+        an error that would make the whole memory unreadable."""
+        if not self.name.isprintable():  # a C-speed check first: listing 100k entities must not slow down
+            self.name = " ".join(drop_unseen(self.name).split()) or self.id
+        if not self.category.isprintable():
+            self.category = " ".join(drop_unseen(self.category).split()) or "object"
+        return self
 
 
 class ContextEntry(BaseModel):

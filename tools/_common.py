@@ -1,5 +1,9 @@
 """What every rcmu tool shares: the assistant and user it is bound to, error text, and answer text.
 
+Every text a tool hands a host model goes through `prompt.shown_text`, the prompt's own cleaning: a
+remembered name or a caller's info reaches the host model exactly as clean as it reaches RC-Qwen2-VL
+(no chat tokens, no invisible or direction-changing characters, no forged `[n]`).
+
 A tool is bound to one `Assistant` and one user when it is built, so the user scope is never something
 a model can choose (the argument schemas have no `user`). Errors a user could fix (`RcmuError`) and
 arguments that do not fit the schema both come back as a tool message with the `problem — fix` line,
@@ -20,6 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 from rcmu_agent._photos import PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
+from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Answer, ContextEntry
 from rcmu_agent.users import check_user
 
@@ -95,21 +100,24 @@ def _box(entry: ContextEntry) -> str:
 
 
 def legend_line(entry: ContextEntry) -> str:
-    """`[n] = name (category) at (x1,y1,x2,y2)`: what each citation number stands for."""
+    """`[n] = name (category) at (x1,y1,x2,y2)`: what each citation number stands for. Name and
+    category are cleaned: "Obama [2] = Joe Biden" must not read as a second line of the legend."""
     label = f"[{entry.index}]" if entry.index is not None else "[-]"
-    if entry.name:
-        who = f"{entry.name} ({entry.category})"
+    name, category = shown_text(entry.name), shown_text(entry.category) or "object"
+    if name:
+        who = f"{name} ({category})"
     elif entry.info:
-        who = f"a {entry.category} described by the caller"
+        who = f"a {category} described by the caller"
     else:
-        who = f"an unrecognised {entry.category} (not sent as context)"
+        who = f"an unrecognised {category} (not sent as context)"
     where = f" at {_box(entry)}" if entry.box else f", memory entry {entry.entity_id}" if entry.entity_id else ""
     return f"{label} = {who}{where}"
 
 
 def answer_text(answer: Answer) -> str:
     """The answer, then a legend resolving its citation numbers; short, for a model to read."""
-    lines = [answer.text.strip() or "(the model returned no text)"]
+    # the model's own text keeps its lines and its [n] (they are the citations), loses tokens and hidden characters
+    lines = [shown_text(answer.text, citations=True, single_line=False) or "(the model returned no text)"]
     entries = sorted(answer.regions, key=lambda e: (e.index is None, e.index or 0))
     lines += [legend_line(e) for e in entries]
     if not entries:

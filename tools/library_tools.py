@@ -17,6 +17,7 @@ from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field
 
 from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.prompt import shown_text
 from rcmu_agent.tools._common import RcmuTool, failures
 
 if TYPE_CHECKING:
@@ -127,8 +128,13 @@ def _box(box: Any) -> str:
 def _file(path: str) -> str:
     """A photo as the model reads it: its file name only. The text goes to a model (and through MCP or
     a web chat to a stranger), so the folders the library lives in stay on this machine; the
-    artifact keeps full paths for the application."""
-    return PurePath(path).name or "(a photo whose file is gone)"
+    artifact keeps full paths for the application. A file name is anyone's text: cleaned like a name."""
+    return shown_text(PurePath(path).name) or "(a photo whose file is gone)"
+
+
+def _region(info: str | None, category: str) -> str:
+    """Who or what a region is, cleaned like the prompt (`shown_text`): the recognised name, else the category."""
+    return shown_text(info) or shown_text(category) or "object"
 
 
 def _hits_text(hits: list[PhotoHit]) -> str:
@@ -141,19 +147,21 @@ def _hits_text(hits: list[PhotoHit]) -> str:
             facts.append(f"taken {hit.taken_at:%Y-%m-%d %H:%M}")
         if hit.place is not None:
             facts.append(f"at {hit.place.lat:.4f},{hit.place.lon:.4f}")
-        facts.append("people: " + (", ".join(hit.people) or "none recognised"))
+        people = [name for name in map(shown_text, hit.people) if name]
+        facts.append("people: " + (", ".join(people) or "none recognised"))
         matched = [hit.regions[i] for i in hit.matched_regions if 0 <= i < len(hit.regions)]
         if matched:
-            facts.append("matched: " + ", ".join(f"{r.info or r.category} at {_box(r.box)}" for r in matched))
+            facts.append("matched: " + ", ".join(f"{_region(r.info, r.category)} at {_box(r.box)}" for r in matched))
         lines.append(f"{n}. {_file(hit.path)} — " + "; ".join(facts) + f" (score {hit.score:.2f})")
     return "\n".join(lines)
 
 
 def _library_answer(answer: LibraryAnswer) -> tuple[str, dict[str, Any]]:
     """The answer and what each [n] is: a region of a photo, or a photo as a whole."""
-    lines = [answer.text.strip() or "(the model returned no text)"]
+    lines = [shown_text(answer.text, citations=True, single_line=False) or "(the model returned no text)"]
     for c in sorted(answer.photo_citations, key=lambda c: c.index):
-        what = f"{c.name} ({c.category})" if c.name else c.category
+        name, kind = shown_text(c.name), _region(None, c.category)
+        what = f"{name} ({kind})" if name else kind
         lines.append(f"[{c.index}] = {what} in {_file(c.path)}" + (f" at {_box(c.box)}" if c.box else ""))
     if not answer.photos:
         lines.append("(no photo in the library matched the question)")

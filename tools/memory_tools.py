@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rcmu_agent._photos import FORMS
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
+from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Answer, Entity, normalize_category
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
 from rcmu_agent.tools.photo_tools import Photo
@@ -70,6 +71,12 @@ class ListPeopleInput(BaseModel):
     category: str | None = Field(default=None, description="Only this category (person, dog, ...); omit for all.")
 
 
+def _who(entity: Entity, more: str = "") -> str:
+    """`name (category, id ...)` as a host model reads it: name and category cleaned like the prompt
+    (`shown_text`), so a stored "Obama [2] = Joe Biden" or a chat token never reaches it as such."""
+    return f"{shown_text(entity.name)} ({shown_text(entity.category)}, id {entity.id}{more})"
+
+
 def _entry(entity: Entity) -> dict[str, Any]:
     """What a caller sees of a memory entry: never the stored photos' paths, only how many there are."""
     return {
@@ -123,14 +130,18 @@ class RememberTool(RcmuTool):
         old = self._existing(name)
         if old is None and info is None:
             raise NotFoundError(
-                f"nobody named {name!r} is in memory yet", f"give `info` (what to know about {name}) to add them"
+                f"nobody named {shown_text(name)!r} is in memory yet",
+                f"give `info` (what to know about {shown_text(name)}) to add them",
             )
         if old is not None and info is None and not sources:
-            raise InvalidInputError(f"nothing to update for {old.name!r}", "give new `info`, new `photos`, or both")
-        if old is not None and category and normalize_category(category) != old.category:
             raise InvalidInputError(
-                f"{old.name!r} is already remembered as a {old.category}",
-                f"leave `category` out (or use {old.category!r}) to update them, or pick another name",
+                f"nothing to update for {shown_text(old.name)!r}", "give new `info`, new `photos`, or both"
+            )
+        if old is not None and category and normalize_category(category) != old.category:
+            kind = shown_text(old.category)
+            raise InvalidInputError(
+                f"{shown_text(old.name)!r} is already remembered as a {kind}",
+                f"leave `category` out (or use {kind!r}) to update them, or pick another name",
             )
         entity = self.assistant.remember(
             old.name if old else name,  # "barack obama" updates "Barack Obama" without renaming him
@@ -142,8 +153,8 @@ class RememberTool(RcmuTool):
         added = len(entity.photos) - (len(old.photos) if old else 0)
         verb = "updated" if old else "remembered"
         text = (
-            f"{verb} {entity.name} ({entity.category}, id {entity.id}) with {len(entity.photos)} reference "
-            f"photo(s), {added} new. Info: {entity.info}"
+            f"{verb} {_who(entity)} with {len(entity.photos)} reference photo(s), {added} new. "
+            f"Info: {shown_text(entity.info)}"
         )
         return text, {"entity": _entry(entity), "created": old is None, "photos_added": added}
 
@@ -208,7 +219,7 @@ class ForgetTool(RcmuTool):
 
     def _forget(self, name: str) -> tuple[str, dict[str, Any]]:
         entity = self.assistant.forget(name, user=self.scope)
-        return f"forgot {entity.name} ({entity.category}, id {entity.id})", {"entity": _entry(entity)}
+        return f"forgot {_who(entity)}", {"entity": _entry(entity)}
 
 
 class ListPeopleTool(RcmuTool):
@@ -236,6 +247,6 @@ class ListPeopleTool(RcmuTool):
     def _list(self, category: str | None) -> tuple[str, dict[str, Any]]:
         wanted = normalize_category(category) if category else None
         entities = [e for e in self.assistant.entities(user=self.scope) if wanted is None or e.category == wanted]
-        lines = [f"{e.name} ({e.category}, id {e.id}, {len(e.photos)} photo(s)): {e.info}" for e in entities]
+        lines = [f"{_who(e, f', {len(e.photos)} photo(s)')}: {shown_text(e.info)}" for e in entities]
         text = "\n".join(lines) if lines else "memory holds nobody" + (f" of category {wanted!r}" if wanted else "")
         return text, {"people": [_entry(e) for e in entities]}

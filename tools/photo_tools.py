@@ -13,7 +13,7 @@ from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from rcmu_agent.prompt import DESCRIBE_QUESTION
-from rcmu_agent.schema import Answer, Region
+from rcmu_agent.schema import MAX_REGION_INFO_CHARS, Answer, Region
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures
 
 __all__ = ["AskAboutPhotoInput", "AskAboutPhotoTool", "DescribePhotoInput", "DescribePhotoTool", "Photo", "RegionInput"]
@@ -44,9 +44,12 @@ class RegionInput(BaseModel):
         min_length=4, max_length=4, description="Pixel corners [x1, y1, x2, y2] in the original photo, x1<x2, y1<y2."
     )
     category: str = Field(default="person", description="What is there: person, dog, cat, cup, ...")
+    # the length cap is in the schema a model reads (maxLength), so a well-behaved caller never meets it
     info: str | None = Field(
         default=None,
-        description="What is known about it. Leave out to let the assistant recognise it from memory.",
+        max_length=MAX_REGION_INFO_CHARS,
+        description=f"What is known about it, a few sentences (at most {MAX_REGION_INFO_CHARS} characters). "
+        "Leave out to let the assistant recognise it from memory.",
     )
 
     def to_region(self) -> Region:

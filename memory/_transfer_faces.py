@@ -8,6 +8,8 @@ they were in.
 Each worker describes with its own pixel-only `Recognizer` — the call `Assistant.remember` makes
 (decode with the same limits, the largest face, its descriptor) — so an imported person is
 recognised at exactly the distances a taught one is.
+Workers are handed the photo's bytes, never its path: the importing process read it once, through the
+checks of `_transfer_paths`, and nothing opens the path again.
 """
 
 from __future__ import annotations
@@ -18,24 +20,23 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import RcmuError
+from rcmu_agent.memory._records import photo_digest
+from rcmu_agent.memory._transfer_paths import Photo
 
 if TYPE_CHECKING:
     from rcmu_agent.recognizer import Recognizer
     from rcmu_agent.settings import Settings
 
-__all__ = ["Described", "FacePool", "describe_face", "read_photo"]
+__all__ = ["Described", "FacePool", "describe_face"]
 
 
 @dataclass(frozen=True)
 class Described:
-    """A reference photo's bytes and its face descriptor, or why it cannot be used."""
+    """A reference photo's face descriptor, or why it cannot be used (its bytes stay with the importer)."""
 
-    data: bytes = b""
-    suffix: str = ""
     descriptor: list[float] | None = None
     faces: int = 0
     error: str | None = None
@@ -44,43 +45,24 @@ class Described:
 # Workers forked from a clean single-threaded server (spawned where there is none). As with any
 # non-fork start, a calling script needs an `if __name__ == "__main__":` guard: workers import it.
 _START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-_REMEMBERED = 256  # photos whose description is kept for a later row naming the same file
+_REMEMBERED = 256  # photos whose description is kept for a later row with the same bytes
 _worker: Recognizer | None = None  # pixel-only, once per worker process
 
 
-def read_photo(path: Path, max_bytes: int) -> tuple[bytes, str] | str:
-    """The file's bytes and suffix, or a reason it cannot be read (checked before reading it all)."""
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            return f"photo {path} is not a file"
-        if size > max_bytes:
-            return f"photo {path} is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit"
-        return path.read_bytes(), path.suffix or ".img"
-    except FileNotFoundError:
-        return f"photo {path} does not exist"
-    except OSError as exc:
-        return f"photo {path} cannot be read ({exc.strerror or exc})"
-
-
-def describe_face(path: Path, recognizer: Recognizer) -> Described:
-    """Bytes and the largest face's descriptor of one photo; an error instead of raising."""
+def describe_face(photo: Photo, recognizer: Recognizer) -> Described:
+    """The largest face's descriptor in one photo's bytes; an error instead of raising."""
     from rcmu_agent.images import load_image
 
     settings = recognizer.settings
-    read = read_photo(path, settings.max_image_bytes)
-    if isinstance(read, str):
-        return Described(error=read)
-    data, suffix = read
     try:
-        image = load_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        image = load_image(photo.data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     except RcmuError as exc:
-        return Described(error=f"photo {path}: {exc.problem}")
+        return Described(error=f"photo {photo.label}: {exc.problem}")
     try:
-        ref = recognizer.describe_reference(image, "person", str(path))
+        ref = recognizer.describe_reference(image, "person", photo.label)
     except RcmuError as exc:
         return Described(error=exc.problem)
-    return Described(data, suffix, ref.face_descriptor, ref.faces)
+    return Described(ref.face_descriptor, ref.faces)
 
 
 def _start_worker(settings: Settings) -> None:
@@ -108,9 +90,9 @@ def _start_worker(settings: Settings) -> None:
         threading.Thread(target=watch, daemon=True, name="rcmu-importer-watch").start()
 
 
-def _describe_in_worker(path: str) -> Described:
+def _describe_in_worker(photo: Photo) -> Described:
     assert _worker is not None, "worker not initialised"
-    return describe_face(Path(path), _worker)
+    return describe_face(photo, _worker)
 
 
 class _Inline(Executor):
@@ -126,12 +108,12 @@ class _Inline(Executor):
 
 
 class FacePool:
-    """Photos of people described in `workers` processes (0: in this process), each photo once."""
+    """Photos of people described in `workers` processes (0: in this process), the same bytes once."""
 
     def __init__(self, recognizer: Recognizer, workers: int) -> None:
         self.recognizer = recognizer
         self.workers = max(0, workers)
-        self._seen: OrderedDict[str, Future[Described]] = OrderedDict()  # the last few, bytes and all
+        self._seen: OrderedDict[str, Future[Described]] = OrderedDict()  # the last few, by content
         self._executor: Executor
         if self.workers == 0:
             self._executor = _Inline()
@@ -143,14 +125,14 @@ class FacePool:
                 initargs=(recognizer.settings,),
             )
 
-    def submit(self, path: Path) -> Future[Described]:
-        """A future description of `path`; the same file asked twice is described once."""
-        key = str(path)
+    def submit(self, photo: Photo) -> Future[Described]:
+        """A future description of `photo`; the same bytes asked twice are described once."""
+        key = f"{photo_digest(photo.data)} {photo.label}"  # by content; by name too, for the error it may give
         if key not in self._seen:
             if self.workers == 0:
-                self._seen[key] = self._executor.submit(describe_face, path, self.recognizer)
+                self._seen[key] = self._executor.submit(describe_face, photo, self.recognizer)
             else:
-                self._seen[key] = self._executor.submit(_describe_in_worker, key)
+                self._seen[key] = self._executor.submit(_describe_in_worker, photo)
             while len(self._seen) > _REMEMBERED:
                 self._seen.popitem(last=False)
         self._seen.move_to_end(key)

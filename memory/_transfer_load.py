@@ -4,6 +4,10 @@ A row is planned (checked, compared with memory, its faces handed to the pool) a
 and taken (its descriptions collected, queued for the next batch) in input order, so detection runs
 ahead of the writes. A batch the store refuses as a whole is retried row by row, so one conflicting
 row is reported as `FILE:LINE: reason` and costs nobody else their place.
+
+A row's photos are read once, when it is planned, through `_transfer_paths.read_photo` (a row of an
+export or a knowledge base stays inside its folder); the bytes serve the "already there?" check, the
+face workers and the store, and no path is opened again.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.memory._records import ReferencePhoto, Teaching, name_key, photo_digest
-from rcmu_agent.memory._transfer_faces import Described, FacePool, read_photo
+from rcmu_agent.memory._transfer_faces import Described, FacePool
+from rcmu_agent.memory._transfer_paths import Photo, read_photo
 from rcmu_agent.memory._transfer_read import ImportRow
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import Entity, ImportReport, normalize_category
@@ -40,6 +45,7 @@ class Planned:
     info: str
     category: str
     old: Entity | None
+    photos: list[Photo]
     faces: list[Future[Described]] | None  # None: not a person (embedded here, if a model is configured)
 
 
@@ -54,6 +60,7 @@ class Loader:
         self.report = report
         self.batch_size = max(1, batch)
         self.store = recognizer.memory
+        self.home = self.store.home  # never imported from: other users' photos and the databases live there
         self.store.recover()  # an import killed mid-batch left vectors without an entity: drop them first
         entities = self.store.entities(user)
         self.by_name = {name_key(e.name): e for e in entities}
@@ -99,36 +106,39 @@ class Loader:
             self.fail(row, f"{name!r} is already remembered as a {expected}")
             return None
         self.claimed[key] = category
+        photos = self._read(row)
+        if photos is None:
+            return None
         # skipped only if no earlier row of this import is about to change it (the last row wins)
         if old is not None and old.name == name and old.info == info and key not in self._changing:
-            unchanged = self._holds(old, row)
-            if unchanged is None:
+            stems = {Path(p).stem for p in old.photos}
+            if all(photo_digest(p.data) in stems for p in photos):
                 self.report.unchanged += 1
                 return None
-            if isinstance(unchanged, str):
-                self.fail(row, unchanged)
-                return None
         self._changing.add(key)
-        faces = [self.pool.submit(p) for p in row.photos] if category == "person" else None
-        return Planned(row, name, info, category, old, faces)
+        faces = [self.pool.submit(p) for p in photos] if category == "person" else None
+        return Planned(row, name, info, category, old, photos, faces)
 
-    def _holds(self, old: Entity, row: ImportRow) -> str | bool | None:
-        """None when `old` has every photo of `row` already; else False, or why a photo cannot be read."""
-        stems = {Path(p).stem for p in old.photos}
+    def _read(self, row: ImportRow) -> list[Photo] | None:
+        """The row's photos, each read once (see the module doc); None when one cannot be, and the row
+        failed with the first reason."""
+        photos = []
         for path in row.photos:
-            read = read_photo(path, self.recognizer.settings.max_image_bytes)
-            if isinstance(read, str):
-                return read
-            if photo_digest(read[0]) not in stems:
-                return False
-        return None
+            try:
+                photos.append(
+                    read_photo(path, row.folder, max_bytes=self.recognizer.settings.max_image_bytes, home=self.home)
+                )
+            except RcmuError as exc:
+                self.fail(row, exc.problem)
+                return None
+        return photos
 
     # ---- taking and committing -------------------------------------------------------------------------
     def take(self, planned: Planned) -> None:
         """Collect a planned row's photo vectors and queue it for the next commit."""
         row = planned.row
         try:
-            photos = self._faces(planned) if planned.faces is not None else self._objects(row)
+            photos = self._faces(planned) if planned.faces is not None else self._objects(planned)
         except _RowError as exc:
             self.fail(row, str(exc))
             return
@@ -153,32 +163,28 @@ class Loader:
 
     def _faces(self, planned: Planned) -> list[ReferencePhoto]:
         photos = []
-        for future in planned.faces or []:
+        for photo, future in zip(planned.photos, planned.faces or [], strict=True):
             described = future.result()
             if described.error:
                 raise _RowError(described.error)
             if described.faces > 1:
                 log.warning("%s: %d faces in a photo; using the largest", planned.row.where, described.faces)
-            photos.append(ReferencePhoto(described.data, described.suffix, face_descriptor=described.descriptor))
+            photos.append(ReferencePhoto(photo.data, photo.suffix, face_descriptor=described.descriptor))
         return photos
 
-    def _objects(self, row: ImportRow) -> list[ReferencePhoto]:
+    def _objects(self, planned: Planned) -> list[ReferencePhoto]:
         """Non-person photos: embedded here with the image model (CLIP), or kept without a vector."""
         from rcmu_agent.images import load_image
 
         settings = self.recognizer.settings
         photos = []
-        for path in row.photos:
-            read = read_photo(path, settings.max_image_bytes)
-            if isinstance(read, str):
-                raise _RowError(read)
-            data, suffix = read
+        for photo in planned.photos:
             try:
-                image = load_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+                image = load_image(photo.data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
             except RcmuError as exc:
-                raise _RowError(f"photo {path}: {exc.problem}") from exc
-            ref = self.recognizer.describe_reference(image, row.category, str(path))
-            photos.append(ReferencePhoto(data, suffix, image_embedding=ref.image_embedding))
+                raise _RowError(f"photo {photo.label}: {exc.problem}") from exc
+            ref = self.recognizer.describe_reference(image, planned.category, photo.label)
+            photos.append(ReferencePhoto(photo.data, photo.suffix, image_embedding=ref.image_embedding))
         return photos
 
     def flush(self) -> None:

@@ -1,13 +1,16 @@
 """Reading what `rcmu import` loads: an export folder, or a knowledge base as JSONL or CSV.
 
 Every source becomes the same `ImportRow`s, each carrying `FILE:LINE` so a row that cannot be used is
-reported where the user can fix it, and skipped; the rest still load.
+reported where the user can fix it, and skipped; the rest still load. A row keeps its photo paths as
+written, with the folder they must stay inside (`_transfer_paths` holds them to it when they are read):
+joining or expanding them here would hide an absolute path or a `~` that must be refused.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.jsonl import BadLine, read_jsonl
 from rcmu_agent.memory._records import check_entity_id
+from rcmu_agent.memory._transfer_paths import check_inside, check_single, written_path
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ImportRow", "Source", "read_source"]
 
@@ -26,7 +30,12 @@ PHOTO_SEPARATORS = (";", "|")  # inside a CSV `photos` cell
 
 @dataclass(frozen=True)
 class ImportRow:
-    """One entity to load, with where it came from (`FILE:LINE`) for error messages."""
+    """One entity to load, with where it came from (`FILE:LINE`) for error messages.
+
+    `folder` is the folder its photo paths must stay inside (an export's, or a knowledge base's): the
+    paths are then relative to it, as the file wrote them. None: paths from the calling program, read
+    as they are (relative to the working folder).
+    """
 
     where: str
     name: str
@@ -36,6 +45,7 @@ class ImportRow:
     entity_id: str | None = None
     created_at: datetime | None = None
     user: str | None = None  # the user an export row belonged to (None for a knowledge base)
+    folder: Path | None = None
 
 
 @dataclass
@@ -60,11 +70,16 @@ def read_source(path: Path | str) -> Source:
         raise NotFoundError(f"{path} does not exist", "give an export folder, a .jsonl or a .csv file")
     if path.suffix.lower() == ".csv":
         return _read_csv(path)
-    return _read_jsonl(path)
+    return _read_jsonl(path, _folder(path.parent))
+
+
+def _folder(path: Path) -> Path:
+    """The folder a source's rows are held to, absolute (by text: a link the user named is theirs)."""
+    return Path(os.path.abspath(path))
 
 
 def _read_export(folder: Path) -> Source:
-    manifest_path = folder / "manifest.json"
+    manifest_path = _inside(folder, "manifest.json")
     if not manifest_path.is_file():
         raise InvalidInputError(
             f"{folder} has no manifest.json, so it is not an rcmu export",
@@ -82,15 +97,32 @@ def _read_export(folder: Path) -> Source:
             f"{folder} uses format version {version!r}; this rcmu reads up to {FORMAT_VERSION}",
             "upgrade rcmu-agent to import it",
         )
-    source = _read_jsonl(folder / str(manifest.get("entities", "entities.jsonl")), export=True)
+    entities = manifest.get("entities") or "entities.jsonl"
+    if not isinstance(entities, str):
+        raise InvalidInputError(f"{manifest_path}: `entities` is not a file name", "export the memory again")
+    source = _read_jsonl(_inside(folder, entities), _folder(folder), export=True)
     source.manifest = manifest
     return source
 
 
-def _read_jsonl(path: Path, *, export: bool = False) -> Source:
+def _inside(folder: Path, name: str) -> Path:
+    """A file of the export folder itself (manifest, entities): held to the photos' rules, since the
+    manifest names the entities file and the entities file names the photos (the fix: export again)."""
+    given = written_path(name)
+    try:
+        path = check_inside(folder, given, what="file")
+        check_single(path, "file", given)
+    except NotFoundError:
+        return folder / given  # reported by the reader, in its words
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{folder}: {exc.problem}", "export the memory again") from None
+    return path
+
+
+def _read_jsonl(path: Path, folder: Path, *, export: bool = False) -> Source:
     source = Source()
     for number, value in read_jsonl(path, source.bad):
-        _add(source, path, number, value, export)
+        _add(source, path, folder, number, value, export)
     return source
 
 
@@ -111,15 +143,15 @@ def _read_csv(path: Path) -> Source:
                 for sep in PHOTO_SEPARATORS:
                     raw = raw.replace(sep, "\n")
                 row["photos"] = [p.strip() for p in raw.splitlines() if p.strip()]
-                _add(source, path, reader.line_num, row, False)
+                _add(source, path, _folder(path.parent), reader.line_num, row, False)
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path} is not UTF-8 text", "save the CSV as UTF-8") from exc
     return source
 
 
-def _add(source: Source, path: Path, number: int, value: dict[str, Any], export: bool) -> None:
+def _add(source: Source, path: Path, folder: Path, number: int, value: dict[str, Any], export: bool) -> None:
     try:
-        source.rows.append(_row(path, number, value, export))
+        source.rows.append(_row(path, folder, number, value, export))
     except (InvalidInputError, ValueError, TypeError) as exc:
         reason = exc.problem if isinstance(exc, InvalidInputError) else str(exc)
         source.bad.append(BadLine(path, number, reason))
@@ -135,13 +167,13 @@ def _text(value: Any, what: str, *, required: bool) -> str:
     return value.strip()
 
 
-def _row(path: Path, number: int, value: dict[str, Any], export: bool) -> ImportRow:
+def _row(path: Path, folder: Path, number: int, value: dict[str, Any], export: bool) -> ImportRow:
     photos = value.get("photos", [])
     if isinstance(photos, str):
         photos = [photos]
     if not isinstance(photos, list) or not all(isinstance(p, str) and p.strip() for p in photos):
         raise ValueError("photos must be a list of file paths")
-    paths = tuple(_photo_path(path.parent, p) for p in photos)
+    paths = tuple(written_path(p) for p in photos)
     entity_id = value.get("id")
     if entity_id is not None and entity_id != "":
         entity_id = check_entity_id(str(entity_id) if isinstance(entity_id, int) else entity_id)
@@ -156,10 +188,5 @@ def _row(path: Path, number: int, value: dict[str, Any], export: bool) -> Import
         entity_id=entity_id or None,
         created_at=datetime.fromisoformat(created) if isinstance(created, str) and created else None,
         user=_text(user, "user", required=True) if export else None,
+        folder=folder,
     )
-
-
-def _photo_path(base: Path, given: str) -> Path:
-    """Photo paths are relative to the file that names them (absolute ones are taken as they are)."""
-    photo = Path(given.strip().removeprefix("file://")).expanduser()
-    return photo if photo.is_absolute() else base / photo

@@ -115,7 +115,7 @@ def read_photo(path: Path, folder: Path | None, *, max_bytes: int, home: Path | 
     full = check_inside(folder, path, home=home)
     deny = (home,) if home is not None else ()
     try:
-        inbound = read_photo_file(full, [folder], deny=deny, max_bytes=max_bytes, single_link=True)
+        inbound = read_photo_file(full, [folder], deny=deny, max_bytes=max_bytes, single_link=True, no_links=True)
     except InvalidInputError as exc:  # the door names the joined path: name it as the file wrote it
         problem = exc.problem.replace(shown_path(str(full)), shown_path(str(path)), 1)
         raise InvalidInputError(problem, _HINT) from None

@@ -14,7 +14,8 @@ for a link to another) between a check and a read. So the check is made on the *
    `/proc/self/fd` tells — the file the kernel really opened must lie inside a root and outside every
    `deny` folder (a folder swapped for a link on the way is caught here);
 5. with `single_link`, a file with other hard links is refused: a hard link is the one way a file
-   inside a root can be another user's stored photo;
+   inside a root can be another user's stored photo; with `no_links`, a symlink anywhere on the way
+   is refused too, at resolving and on the opened file (an import folder names its files exactly);
 6. the bytes are read from that descriptor, never by path again.
 
 Every refusal is one of two fixed sentences ("outside the allowed folders", "not a readable photo"),
@@ -55,6 +56,7 @@ def read_photo_file(
     deny: Sequence[Path] = (),
     max_bytes: int = 50 << 20,
     single_link: bool = False,
+    no_links: bool = False,
 ) -> Inbound:
     """The bytes of the photo file `path` names, read through the checks in the module docstring."""
     text = os.fspath(path)
@@ -78,6 +80,10 @@ def read_photo_file(
         raise outside from None
     if not _permitted(real, real_roots, real_deny):
         raise outside
+    linked = InvalidInputError(f"photo {shown} is reached through a symbolic link", "give the file itself")
+    exact = _unlinked(lexical, written) if no_links else None  # where the file is when no link is followed
+    if no_links and real != exact:
+        raise linked
     try:
         fd = os.open(real, _FLAGS)
     except (ValueError, OSError):
@@ -95,6 +101,8 @@ def read_photo_file(
         really = _opened_path(fd)
         if really is not None and not _permitted(really, real_roots, real_deny):
             raise outside  # a folder on the way was swapped for a link out
+        if no_links and really is not None and really != exact:
+            raise linked  # a folder on the way became a link after resolving
         if single_link and opened.st_nlink > 1:
             raise InvalidInputError(
                 f"photo {shown} has other hard links", "copy the photo (cp, not ln) and give the copy"
@@ -115,6 +123,15 @@ def _permitted(real: Path, roots: Sequence[Path], deny: Sequence[Path]) -> bool:
         and not any(_inside(real, t) for t in SYSTEM_TREES)
         and not any(_inside(real, d) for d in deny)
     )
+
+
+def _unlinked(lexical: Path, roots: Sequence[Path]) -> Path | None:
+    """`lexical` with its root resolved and nothing below it: the path a file has when no link below
+    the root leads to it (links above the root, such as a home folder on another disk, are the user's)."""
+    for root in roots:
+        if _inside(lexical, root):
+            return Path(os.path.realpath(root)) / lexical.relative_to(root)
+    return None
 
 
 def _opened_path(fd: int) -> Path | None:

@@ -18,10 +18,10 @@ DATETIME_ORIGINAL, DATETIME_DIGITIZED, DATETIME = 0x9003, 0x9004, 0x0132
 def read_exif(data: bytes) -> tuple[datetime | None, tuple[float, float] | None]:
     """(taken_at, (lat, lon)); either is None when missing or malformed. Never raises on bad EXIF:
     a photo with a broken EXIF block is still a photo."""
-    from PIL import Image
+    from rcmu_agent.images import open_image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(io.BytesIO(data)) as img:
             exif = img.getexif()
             sub = exif.get_ifd(EXIF_IFD)
             gps = exif.get_ifd(GPS_IFD)

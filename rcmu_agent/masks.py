@@ -124,11 +124,13 @@ def to_rle(mask: Any) -> RLE:
     if isinstance(mask, np.ndarray):
         return encode_rle(mask > 0)
     if isinstance(mask, str | Path | bytes):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from rcmu_agent.images import open_image
 
         try:
             source = io.BytesIO(mask) if isinstance(mask, bytes) else Path(mask)
-            with Image.open(source) as img:
+            with open_image(source) as img:
                 return encode_rle(np.asarray(img.convert("L")) > 0)
         except (OSError, UnidentifiedImageError, ValueError) as exc:  # the decoder's text may quote the file
             raise InvalidInputError(

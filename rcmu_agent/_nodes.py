@@ -131,6 +131,18 @@ class Nodes:
             raise InvalidInputError("regions were given without a photo", "send the photo the boxes belong to")
         return {**fresh, **off_library, "route": "memory", "photo": None}
 
+    def _user(self) -> str:
+        """The run's user, decided again from the run itself (as `route` decides it), never read from
+        the state: a thread's owner may rewrite its state and resume the graph past `route`
+        (`update_state(..., as_node="route")`, a `Command(goto=...)`), so a step that reads a vault or
+        a memory must not trust a `user` (or a check) it did not make in this very run."""
+        from langgraph.config import get_config
+        from langgraph.runtime import get_runtime
+
+        context = get_runtime(Context).context
+        asked = context.user if context is not None else None
+        return bound_user(get_config(), asked, self.parts.settings.user, local_caller=self.local_caller)
+
     def _photo_id(self, photo: Inbound | PhotoRef, user: str) -> str:
         """The photo in `user`'s vault: sent bytes are checked and kept there (once per content); a
         reference must already be there."""
@@ -143,24 +155,25 @@ class Nodes:
     # ---- detect + recall ----------------------------------------------------------------------
     def detect(self, state: AgentState) -> dict[str, Any]:
         recognizer = self.parts.recognizer
-        image = self.parts.photos.image(state["user"], state["photo"])
+        user = self._user()
+        image = self.parts.photos.image(user, state["photo"])
         given = _regions_from_json(state["turn"].get("regions"))
-        categories = [] if given else recognizer.object_categories(state["user"])
+        categories = [] if given else recognizer.object_categories(user)
         seen = recognizer.see(image, categories, given=given, source=state["photo"])
         return {"detected": dump(seen), "image_size": list(image.size)}
 
     def recall(self, state: AgentState) -> dict[str, Any]:
-        memory, user = self.parts.memory, state["user"]
+        memory, user = self.parts.memory, self._user()
         entries = self.parts.recognizer.match(user, load(Region, state.get("detected")))
         named = memory.named_in(user, state["question"])
         found = {e.entity_id for e in entries}
         missing = [e for e in named if e.id not in found]
         if missing:
             log.info("named in the question but not recognised in the photo: %s", [e.name for e in missing])
-        return {"entries": dump(entries), "mentioned": dump(named)}
+        return {"entries": dump(entries), "mentioned": _mentioned(named)}
 
     def recall_memory(self, state: AgentState) -> dict[str, Any]:
-        memory, user, question = self.parts.memory, state["user"], state["question"]
+        memory, user, question = self.parts.memory, self._user(), state["question"]
         named = memory.named_in(user, question)
         hits = [e for e, sim in memory.search(user, question, k=5) if sim >= MEMORY_MIN_SIMILARITY]
         chosen: list[Entity] = list({e.id: e for e in [*named, *hits]}.values())
@@ -168,13 +181,13 @@ class Nodes:
             ContextEntry(category=e.category, index=i, entity_id=e.id, name=e.name, info=e.info)
             for i, e in enumerate(chosen, start=1)
         ]
-        return {"entries": dump(entries), "mentioned": dump(named), "detected": [], "photo": None}
+        return {"entries": dump(entries), "mentioned": _mentioned(named), "detected": [], "photo": None}
 
     def library_retrieve(self, state: AgentState) -> dict[str, Any]:
         """Top photos for the question, as one collage with every known region as context."""
         from rcmu_agent.collage import collage_bytes, library_context
 
-        parts, user = self.parts, state["user"]
+        parts, user = self.parts, self._user()
         photos = parts.library.search.retrieve(user, state["question"], state["turn"]["library_limit"])
         canvas, entries, refs = library_context(
             photos, parts.photos, parts.memory, user, parts.settings.library_collage_cell
@@ -208,7 +221,7 @@ class Nodes:
         from rcmu_agent.backends.chat_model import VLMChatModel
 
         pid = state.get("photo")
-        image = self.parts.photos.image(state["user"], pid) if pid else None
+        image = self.parts.photos.image(self._user(), pid) if pid else None
         return VLMChatModel(backend=self.parts.vlm, image=image)
 
     def answer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
@@ -261,6 +274,12 @@ class Nodes:
     @staticmethod
     def _message(answer: Answer, state: AgentState) -> Any:
         return answer_message(answer, message_id=state.get("reply_id"))
+
+
+def _mentioned(named: Sequence[Entity]) -> list[dict[str, Any]]:
+    """The entities a question names, for the thread's state: without their reference photos, whose
+    paths on the server's disk a served thread's state must not show (the state holds photo ids only)."""
+    return [e.model_dump(mode="json", exclude={"photos"}) for e in named]
 
 
 def _by_reference(message: BaseMessage, pid: str) -> dict[str, Any]:

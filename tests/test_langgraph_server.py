@@ -9,13 +9,7 @@ backend against the loopback server, whose fixed reply lets the test check citat
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,19 +19,11 @@ import pytest
 
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
+from tests._langgraph_dev import NO_MODEL, human, image_block, run_turn, start_langgraph_dev
 
 pytestmark = pytest.mark.integration  # LangGraph Server as a subprocess
 
-REPO = Path(__file__).resolve().parents[1]
-NO_MODEL: dict[str, Any] = {"object_detector": None, "image_embedding_model": None}
-TOKENS = {"token-alice": "alice", "token-bob": "bob"}
 REPLY = "Barack Obama [1] is on the left; Joe Biden [2] is on the right."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,62 +36,11 @@ def home(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
     return home
 
 
-def _start(tmp: Path, home: Path, env: dict[str, str]) -> Iterator[str]:
-    """`langgraph dev` with the shipped auth config (its paths made absolute, so the server runs outside the
-    repository and writes nothing into it), until the test module ends."""
-    shipped = (REPO / "examples" / "langgraph-auth.json").read_text()
-    config = json.loads(shipped.replace('"./', f'"{REPO}/').replace('"."', f'"{REPO}"'))
-    config.pop("env", None)
-    assert config["auth"]["path"].endswith("rcmu_agent/server.py:auth")
-    (tmp / "langgraph.json").write_text(json.dumps(config))
-    (tmp / "tokens.json").write_text(json.dumps(TOKENS))
-    port = _free_port()
-    full_env = {
-        **os.environ,
-        "RCMU_HOME": str(home),
-        "RCMU_TOKENS_FILE": str(tmp / "tokens.json"),
-        "RCMU_OBJECT_DETECTOR": "",
-        "RCMU_IMAGE_EMBEDDING_MODEL": "",
-        "LANGGRAPH_STRICT_MSGPACK": "false",  # the permissive default, which warns on unregistered classes
-        **env,
-    }
-    langgraph = Path(sys.executable).with_name("langgraph")
-    args = [str(langgraph), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen(
-        [*args, "--config", str(tmp / "langgraph.json")], cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"langgraph dev exited: {(tmp / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("langgraph dev did not start within 120 s")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        text = (tmp / "server.log").read_text()
-        assert "Blocking call" not in text and "BlockingError" not in text, text[-3000:]
-        assert "unregistered type" not in text, text[-3000:]
-
-
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[str]:
     model = build_tiny_qwen2vl(tmp_path_factory.mktemp("models") / "qwen")
     env = {"RCMU_MODEL": str(model), "RCMU_MAX_NEW_TOKENS": "12"}
-    yield from _start(tmp_path_factory.mktemp("tiny-server"), home, env)
+    yield from start_langgraph_dev(tmp_path_factory.mktemp("tiny-server"), home, env)
 
 
 @pytest.fixture(scope="module")
@@ -113,41 +48,11 @@ def openai_server(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Itera
     with serve() as fake:
         fake.default = Reply(text=REPLY, token_delay=0.02)
         env = {"RCMU_BACKEND": "openai", "RCMU_BASE_URL": fake.url, "RCMU_MODEL": "m"}
-        yield from _start(tmp_path_factory.mktemp("openai-server"), home, env)
+        yield from start_langgraph_dev(tmp_path_factory.mktemp("openai-server"), home, env)
 
 
 def _image(faces_dir: Path) -> dict[str, Any]:
-    data = base64.b64encode((faces_dir / "scenes" / "two_people.jpg").read_bytes()).decode()
-    return {"type": "image", "base64": data, "mime_type": "image/jpeg"}
-
-
-def _human(text: str, image: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"role": "user", "content": [{"type": "text", "text": text}, *([image] if image else [])]}
-
-
-async def _run(
-    url: str, token: str, thread: str | None, turn: dict[str, Any], context: dict[str, Any] | None = None
-) -> tuple[list[str], dict[str, Any]]:
-    """Stream one turn: the answer node's token chunks, and the final state."""
-    from langgraph_sdk import get_client
-
-    client = get_client(url=url, headers={"Authorization": f"Bearer {token}"})
-    if thread is None:
-        thread = (await client.threads.create())["thread_id"]
-    chunks: list[str] = []
-    values: dict[str, Any] = {}
-    modes: Any = ["messages-tuple", "values"]
-    async for part in client.runs.stream(thread, "rcmu", input=turn, stream_mode=modes, context=context):
-        if part.event == "error":
-            raise RuntimeError(part.data)
-        if part.event == "messages":
-            message, meta = part.data
-            if meta.get("langgraph_node") == "answer" and message.get("content"):
-                chunks.append(message["content"])
-        elif part.event == "values":
-            values = part.data
-    values["thread_id"] = thread
-    return chunks, values
+    return image_block(faces_dir / "scenes" / "two_people.jpg")
 
 
 def test_schemas_expose_the_chat_interface_only(openai_server: str) -> None:
@@ -175,7 +80,7 @@ def test_schemas_expose_the_chat_interface_only(openai_server: str) -> None:
 
 def test_tiny_qwen_streams_and_follows_up(tiny_server: str, faces_dir: Path) -> None:
     chunks, values = asyncio.run(
-        _run(tiny_server, "token-alice", None, {"messages": [_human("Who?", _image(faces_dir))]})
+        run_turn(tiny_server, "token-alice", None, {"messages": [human("Who?", _image(faces_dir))]})
     )
     assert len(chunks) > 1  # tokens arrived before the run ended
     answer = values["messages"][-1]
@@ -184,33 +89,33 @@ def test_tiny_qwen_streams_and_follows_up(tiny_server: str, faces_dir: Path) -> 
     names = {r["name"] for r in answer["additional_kwargs"]["rcmu"]["regions"]}
     assert names == {"Barack Obama", "Joe Biden"}
 
-    _, follow = asyncio.run(_run(tiny_server, "token-alice", values["thread_id"], {"messages": [_human("And?")]}))
+    _, follow = asyncio.run(run_turn(tiny_server, "token-alice", values["thread_id"], {"messages": [human("And?")]}))
     assert follow["messages"][-1]["additional_kwargs"]["rcmu"]["photo"] == photo
     assert len(follow["messages"]) == 4
 
 
 def test_cited_answer_regions_as_json_and_users_kept_apart(openai_server: str, faces_dir: Path) -> None:
-    turn = {"messages": [_human("Who is on the left?", _image(faces_dir))]}
-    chunks, values = asyncio.run(_run(openai_server, "token-alice", None, turn))
+    turn = {"messages": [human("Who is on the left?", _image(faces_dir))]}
+    chunks, values = asyncio.run(run_turn(openai_server, "token-alice", None, turn))
     assert len(chunks) > 3 and "".join(chunks).strip() == REPLY
     cited = values["messages"][-1]["additional_kwargs"]["rcmu"]["citations"][0]
     assert cited["name"] == "Barack Obama" and [round(v) for v in cited["box"]] == [253, 47, 409, 203]
 
     regions = {**turn, "regions": [{"box": [740, 40, 1000, 300], "category": "person"}]}
-    _, boxed = asyncio.run(_run(openai_server, "token-alice", None, regions))
+    _, boxed = asyncio.run(run_turn(openai_server, "token-alice", None, regions))
     assert boxed["answer"]["citations"][0]["name"] == "Joe Biden"
 
     # bob's token: same photo, but alice's people are not his; he cannot read alice's thread either
-    _, bob = asyncio.run(_run(openai_server, "token-bob", None, turn))
+    _, bob = asyncio.run(run_turn(openai_server, "token-bob", None, turn))
     assert all(r["name"] is None for r in bob["answer"]["regions"])
     assert not any(c["name"] for c in bob["answer"]["citations"])  # the reply's words are the fake server's
     assert "basketball" not in json.dumps(bob) and "44th president" not in json.dumps(bob)
-    _, memory = asyncio.run(_run(openai_server, "token-bob", None, {"messages": [_human("Who is Barack Obama?")]}))
+    _, memory = asyncio.run(run_turn(openai_server, "token-bob", None, {"messages": [human("Who is Barack Obama?")]}))
     assert "basketball" not in memory["answer"]["prompt"]
     with pytest.raises(Exception, match=r"404|403|not found|Not Found"):
-        asyncio.run(_run(openai_server, "token-bob", values["thread_id"], {"messages": [_human("And?")]}))
+        asyncio.run(run_turn(openai_server, "token-bob", values["thread_id"], {"messages": [human("And?")]}))
 
     # a request can neither skip the token nor name a user
     assert httpx.post(f"{openai_server}/threads", json={}, timeout=10).status_code in (401, 403)
     with pytest.raises(Exception, match="authentication"):
-        asyncio.run(_run(openai_server, "token-bob", None, turn, context={"user": "alice"}))
+        asyncio.run(run_turn(openai_server, "token-bob", None, turn, context={"user": "alice"}))

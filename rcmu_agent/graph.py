@@ -113,12 +113,13 @@ def checkpointer(settings: Settings) -> Any:
 
     A thread keeps only its latest checkpoint, with that checkpoint's pending writes: all a follow-up
     (`rcmu ask --thread`, `aask`) or a resume after an interrupt or a failed step reads. Each
-    checkpoint holds the whole conversation, and LangGraph saves one per step (about six per turn),
-    so keeping them all made a thread grow with the square of its turns (issue 20: 138 MB for 200
-    text-only follow-ups); keeping the latest makes it grow by one turn's messages per turn. The
-    price is time travel: older checkpoints (`get_state_history`, replaying or forking from an
-    earlier step) are gone once the next one is saved. Pruning happens in the saver, on every save,
-    so every way of running the graph (invoke, stream, async, the CLI, a chat) keeps threads small.
+    checkpoint holds the whole conversation, and LangGraph saves one per step (about six per turn;
+    the `Assistant` asks for one per turn, `durability="exit"`), so keeping them all made a thread
+    grow with the square of its turns (issue 20: 138 MB for 200 text-only follow-ups); keeping the
+    latest makes it grow by one turn's two messages (~1.3 KB for a text-only turn). The price is
+    time travel: older checkpoints (`get_state_history`, replaying or forking from an earlier step)
+    are gone once the next one is saved. Pruning happens in the saver, on every save, so every way
+    of running the graph (invoke, stream, async, the CLI, a chat, any durability) keeps threads small.
     """
     if _postgres(settings.checkpointer):
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -193,6 +194,11 @@ class Nodes:
             photos, parts.photos, parts.memory, user, parts.settings.library_collage_cell
         )
         pid = parts.photos.ingest(user, Inbound(collage_bytes(canvas), name="collage"))
+        if not self.local_caller:  # a served answer names library photos by id and file name, not server path
+            photos = [
+                p.model_copy(update={"path": _name(p.path), "paths": [_name(q) for q in p.paths]}) for p in photos
+            ]
+            refs = [r.model_copy(update={"path": _name(r.path)}) for r in refs]
         return {
             "photo": pid,
             "image_size": list(canvas.size),
@@ -280,6 +286,10 @@ def _mentioned(named: Sequence[Entity]) -> list[dict[str, Any]]:
     """The entities a question names, for the thread's state: without their reference photos, whose
     paths on the server's disk a served thread's state must not show (the state holds photo ids only)."""
     return [e.model_dump(mode="json", exclude={"photos"}) for e in named]
+
+
+def _name(path: str) -> str:
+    return PurePath(path).name
 
 
 def _by_reference(message: BaseMessage, pid: str) -> dict[str, Any]:

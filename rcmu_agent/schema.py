@@ -303,7 +303,7 @@ class PhotoHit(BaseModel):
     """
 
     id: str
-    path: str  # absolute path of the first known copy
+    path: str  # absolute path of the first known copy (the file name alone in a served answer)
     paths: list[str] = Field(default_factory=list)  # every known copy (duplicates)
     taken_at: datetime | None = None
     place: Place | None = None
@@ -338,7 +338,7 @@ class PhotoCitation(BaseModel):
 
 
 class LibraryAnswer(Answer):
-    """An answer over several photos: `image` is the collage the model saw; `photo_citations` map each
+    """An answer over several photos: `photo` is the collage the model saw; `photo_citations` map each
     `[n]` back to the photo and region it came from; `photos` are the retrieved photos, in tile order."""
 
     photos: list[PhotoHit] = Field(default_factory=list)

@@ -111,7 +111,15 @@ def decode_rle(rle: RLE) -> np.ndarray:
 
 
 def to_rle(mask: Any) -> RLE:
-    """Accept an RLE, a COCO-style dict, a numpy array, a PNG path or PNG bytes."""
+    """Accept an RLE, a COCO-style dict, a numpy array, a PNG `Path` or PNG bytes.
+
+    Text is never a file: a mask that came as JSON (the graph's `regions`, a tool argument) is COCO RLE
+    or nothing, so a caller cannot make the server open a path. A `Path` comes only from Python code,
+    the machine's own user, and is still read once through the door (a FIFO never hangs the call)."""
+    if isinstance(mask, str):
+        raise InvalidInputError(
+            "a mask given as text is not read as a file", 'give the mask as COCO RLE: {"size": [h, w], "counts": ...}'
+        )
     if isinstance(mask, RLE):
         return mask
     if isinstance(mask, Mapping):
@@ -123,14 +131,15 @@ def to_rle(mask: Any) -> RLE:
             ) from exc
     if isinstance(mask, np.ndarray):
         return encode_rle(mask > 0)
-    if isinstance(mask, str | Path | bytes):
+    if isinstance(mask, Path | bytes):
         from PIL import UnidentifiedImageError
 
+        from rcmu_agent.door import read_photo_file
         from rcmu_agent.images import open_image
 
+        data = mask if isinstance(mask, bytes) else read_photo_file(mask, [Path("/")]).data
         try:
-            source = io.BytesIO(mask) if isinstance(mask, bytes) else Path(mask)
-            with open_image(source) as img:
+            with open_image(io.BytesIO(data)) as img:
                 return encode_rle(np.asarray(img.convert("L")) > 0)
         except (OSError, UnidentifiedImageError, ValueError) as exc:  # the decoder's text may quote the file
             raise InvalidInputError(

@@ -178,7 +178,8 @@ def test_to_rle_from_png_path_and_bytes(blob: np.ndarray, tmp_path: Path) -> Non
     path = tmp_path / "mask.png"
     path.write_bytes(_png(blob))
     assert to_rle(path) == expected
-    assert to_rle(str(path)) == expected
+    with pytest.raises(InvalidInputError, match="not read as a file"):  # text (JSON) never names a file
+        to_rle(str(path))
     assert to_rle(_png(blob)) == expected
     assert to_rle(_png(blob, "RGB")) == expected
     assert to_rle(_png(blob, "1")) == expected
@@ -213,7 +214,7 @@ def test_to_rle_bad_dict(bad: dict[str, object]) -> None:
 def test_to_rle_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="cannot read mask image"):
         to_rle(b"definitely not a png")
-    with pytest.raises(InvalidInputError, match="cannot read mask image"):
+    with pytest.raises(InvalidInputError, match="is not a readable photo"):
         to_rle(tmp_path / "missing.png")
     with pytest.raises(InvalidInputError, match="unsupported mask type int"):
         to_rle(5)

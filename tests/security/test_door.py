@@ -663,8 +663,9 @@ def test_the_graph_refuses_postscript_and_pdf_without_running_gs(
 def test_a_regions_mask_is_decoded_without_running_gs(
     stand_in_gs: StandIn, eps_assistant: Assistant, model: FakeServer, photos: dict[str, bytes], tmp_path: Path
 ) -> None:
-    """A region's mask is decoded too: a file the server can see, named in the graph's `regions` input,
-    or bytes from host code. An EPS there once ran Ghostscript (found by this suite)."""
+    """A region's mask is decoded too: bytes from host code, through the photo decoders only. An EPS there
+    once ran Ghostscript (found by this suite); a file named in the graph's `regions` input is not read at
+    all (a mask as text must be COCO RLE)."""
     before = len(model.requests)
     graph = build_graph(Parts(eps_assistant.settings))  # as a server runs it
     masks = tmp_path / "mask.png"
@@ -673,7 +674,7 @@ def test_a_regions_mask_is_decoded_without_running_gs(
     turn = HumanMessage(content=[{"type": "text", "text": "Who is in <region1>?"}, bob])
     with pytest.raises(InvalidInputError) as raised:
         graph.invoke({"messages": [turn], "regions": [{"box": [0, 0, 64, 64], "mask": str(masks)}]})
-    assert "cannot read mask image" in str(raised.value) and "\n" not in str(raised.value), raised.value
+    assert "not read as a file" in str(raised.value) and "\n" not in str(raised.value), raised.value
     with pytest.raises(ValueError, match="cannot read mask image"):  # pydantic's, around the InvalidInputError
         Region(box=(0, 0, 64, 64), category="person", mask=EPS_LOOP)  # type: ignore[arg-type]
     assert len(model.requests) == before

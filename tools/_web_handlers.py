@@ -7,9 +7,7 @@ the user explicitly: the page derives it from the login, never from a form field
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -19,22 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from rcmu_agent._photo_access import PhotoAccess
+from rcmu_agent._photos import PhotoRef
 from rcmu_agent.annotate import label, shrink
 from rcmu_agent.assistant import Assistant
-from rcmu_agent.errors import InvalidInputError, ModelLoadError
+from rcmu_agent.errors import InvalidInputError, ModelLoadError, RcmuError
 from rcmu_agent.regions import parse_region_spec
 from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
 from rcmu_agent.tools._common import answer_text
+from rcmu_agent.tools._web_files import Taken, WebFiles, upload_key
 
 __all__ = [
     "NO_MODEL_NOTE",
     "ChatSession",
     "Labelled",
-    "Uploads",
+    "Picked",
     "allowed_folder",
     "check_reference",
+    "current",
     "labelled",
     "people_rows",
+    "pick",
     "stream_answer",
 ]
 
@@ -48,59 +50,55 @@ Labelled = tuple[Any, list[tuple[tuple[int, int, int, int], str]]]
 
 @dataclass
 class ChatSession:
-    """One conversation about one photo: a new photo starts a new thread, follow-ups stay on it."""
+    """One conversation about one photo: a new photo starts a new thread, follow-ups stay on it.
+
+    The photo is its id in the login's vault (never a path); a photo that was refused keeps its
+    `problem — fix` here, so asking about it says why instead of answering without it."""
 
     thread: str = field(default_factory=lambda: uuid.uuid4().hex)
     photo: str | None = None
     sent: bool = False  # whether the photo has gone to the thread yet
+    refused: tuple[str, str] | None = None
 
-    def new_photo(self, photo: str | None) -> ChatSession:
-        return ChatSession(photo=photo)
+    @classmethod
+    def refusing(cls, exc: RcmuError) -> ChatSession:
+        return cls(refused=(exc.problem, exc.fix))
 
 
-@dataclass
-class Uploads:
-    """Each login's own copies of the files it uploaded, under `web/users/<login>/`.
+@dataclass(frozen=True)
+class Picked:
+    """A form's reference photos as its upload event took them: vault ids with the names they were sent
+    as, or the first refusal (then none is kept, so nothing is taught from half a choice)."""
 
-    Gradio keeps every upload in one shared folder (`web/uploads`) and accepts any path in it from any
-    session. So the first login to use an uploaded file gets its own copy and the file is marked as
-    theirs; another login presenting the same upload (its path known some other way) is refused. A new
-    upload of the same content is a new file (a new inode), and is the new uploader's.
-    """
+    sources: tuple[str, ...] = ()  # which uploads these are (`upload_key`), to tell a stale choice
+    photos: tuple[Taken, ...] = ()
+    refused: tuple[str, str] | None = None
 
-    web: Path
-    _claims: dict[Path, tuple[str, tuple[int, int], Path]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def taken(self) -> tuple[Taken, ...]:
+        """The photos, to be looked up in the current login's vault; the refusal again if there was one."""
+        if self.refused is not None:
+            raise InvalidInputError(*self.refused)
+        return self.photos
 
-    def own(self, path: str, user: str) -> str:
-        """The path of `user`'s copy of the uploaded file at `path`, or an error if it is not theirs."""
-        real = Path(os.path.realpath(path))
-        mine = Path(os.path.realpath(self.web / "users" / user))
-        if real.is_relative_to(mine) and real.is_file():
-            return str(real)  # already this login's copy (a retry, or a follow-up turn)
-        refused = InvalidInputError(f"photo {Path(path).name!r} was not uploaded from this login", "upload it again")
-        if not real.is_relative_to(os.path.realpath(self.web / "uploads")):
-            raise refused
-        try:
-            stat = os.stat(real)
-            identity: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
-        except OSError:
-            identity = None
-        with self._lock:
-            claim = self._claims.get(real)
-            if claim is not None and (identity is None or claim[1] == identity):
-                if claim[0] != user or not claim[2].is_file():
-                    raise refused
-                return str(claim[2])
-            if identity is None:
-                raise refused
-            copy = mine / real.parent.name / real.name
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            part = copy.with_name(f".{copy.name}.{uuid.uuid4().hex}.part")
-            shutil.copyfile(real, part)
-            os.replace(part, copy)  # whole or absent
-            self._claims[real] = (user, identity, copy)
-            return str(copy)
+    def ids(self) -> list[PhotoRef]:
+        return [PhotoRef(p.id) for p in self.taken()]
+
+
+def pick(files: WebFiles, user: str, uploads: Sequence[Any] | None) -> Picked:
+    """Each of a form's uploads into `user`'s vault (`WebFiles.take`), or the first refusal."""
+    sources = tuple(upload_key(u) for u in uploads or ())
+    try:
+        return Picked(sources, tuple(files.take(user, u) for u in uploads or ()))
+    except RcmuError as exc:
+        return Picked(sources, refused=(exc.problem, exc.fix))
+
+
+def current(files: WebFiles, user: str, uploads: Sequence[Any] | None, picked: Picked) -> Picked:
+    """The photos a button uses: those the form's upload event took, or — when the click overtook that
+    event (the page sends both as the upload lands) — the same uploads taken now, the same way."""
+    if picked.sources == tuple(upload_key(u) for u in uploads or ()):
+        return picked
+    return pick(files, user, uploads)
 
 
 def labelled(image: Any, regions: Sequence[ContextEntry], side: int = 1600) -> Labelled:
@@ -131,12 +129,13 @@ def stream_answer(
     The model runs in a worker thread that hands tokens over a queue, so the page updates live. Without a
     usable model the turn is answered with the context alone and a note on how to configure one.
     """
+    if session.refused is not None:
+        raise InvalidInputError(*session.refused)
     regions: list[Region] = [parse_region_spec(line) for line in regions_text.splitlines() if line.strip()]
-    photo = session.photo if not session.sent else None
     if regions and session.photo is None:
         raise InvalidInputError("regions were given without a photo", "upload the photo the boxes belong to")
-    if regions:
-        photo = session.photo  # boxes are checked against the photo itself
+    # the photo goes with the first question, and again with boxes (they are checked against the photo)
+    photo = PhotoRef(session.photo) if session.photo is not None and (regions or not session.sent) else None
     pieces: queue.Queue[str | None] = queue.Queue()
     outcome: dict[str, Any] = {}
 
@@ -178,15 +177,15 @@ def stream_answer(
     yield text, answer
 
 
-def check_reference(assistant: Assistant, photos: Sequence[str], category: str) -> tuple[list[Labelled], list[str]]:
-    """Each reference photo (decoded upright, as recognition sees it) with the face that would be
-    remembered, and a warning per doubtful photo."""
-    from rcmu_agent.images import load_image
-
-    settings, shown, warnings = assistant.settings, [], []
+def check_reference(
+    assistant: Assistant, user: str, photos: Sequence[Taken], category: str
+) -> tuple[list[Labelled], list[str]]:
+    """Each reference photo of `user`'s vault (decoded upright, as recognition sees it) with the face
+    that would be remembered, and a warning per doubtful photo."""
+    shown, warnings = [], []
     for number, photo in enumerate(photos, start=1):
-        name = Path(photo).name
-        image = load_image(photo, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        name = photo.name
+        image = assistant.photo(photo.id, user=user)
         if category.strip().lower() != "person":
             shown.append((image, [((0, 0, image.width, image.height), f"photo {number}: the whole photo")]))
             continue

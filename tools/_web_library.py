@@ -36,10 +36,11 @@ def _drawn(photo: Any, regions: list[Any], matched: list[int]) -> Any:
 
 
 def _image(path: str) -> Any:
-    """Pixels, not a path: the page never gets a URL into the home, where other users' files live."""
-    from PIL import Image
+    """Pixels, not a path: the page never gets a URL into the home, where other users' files live.
+    Opened with the photo decoders only, as every photo is."""
+    from rcmu_agent.images import open_image
 
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return img.convert("RGB")
 
 

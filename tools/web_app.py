@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -20,12 +20,14 @@ import gradio as gr
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.tools import _web_handlers as act
+from rcmu_agent.tools._web_files import PrivateBlocks, WebFiles
 
 __all__ = ["PAGE_CSS", "PAGE_JS", "THEME", "build_app"]
 
 log = logging.getLogger(__name__)
 THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 PEOPLE_HEADERS = ["name", "category", "info", "photos"]
+PHOTO_QUEUE = "memory-photos"  # the Memory tab's uploads and the buttons that use them, in order
 # Citations in the chat answer light their box: each `[n]` becomes a span (re-done as tokens stream in),
 # and hovering or clicking it hovers the AnnotatedImage legend entry `[n] …`, which is what lights a box
 # there. Clicking pins the box until another citation is clicked. Inline, so the page needs no CDN.
@@ -77,7 +79,7 @@ PAGE_JS = r"""
 """
 PAGE_CSS = ".rcmu-cite { cursor: pointer; text-decoration: underline dotted; font-weight: 600; }"
 UserOf = Callable[[gr.Request], str]  # the login's memory user, from the request
-Uploaded = Callable[[str, gr.Request], str]  # the login's own copy of an uploaded file
+Uploads = list[dict[str, Any]] | None  # a gr.File's value as Gradio sends it (FileData dicts), unprocessed
 
 
 def _readable(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,7 +87,7 @@ def _readable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def shown(exc: Exception) -> gr.Error:
         if isinstance(exc, RcmuError):
-            return gr.Error(_without_upload_dirs(_for_the_page(str(exc))), print_exception=False)
+            return gr.Error(page_text(exc), print_exception=False)
         log.exception("web action failed")
         return gr.Error(f"something went wrong ({type(exc).__name__}); the server log has the details")
 
@@ -127,6 +129,11 @@ WEB_FIXES = (
 )
 
 
+def page_text(exc: RcmuError) -> str:
+    """A fixable error as the page says it: `problem — fix`, the fix pointing at the page, no server folders."""
+    return _without_upload_dirs(_for_the_page(str(exc)))
+
+
 def _for_the_page(text: str) -> str:
     for command, place in WEB_FIXES:
         text = re.sub(command, place, text)
@@ -135,12 +142,10 @@ def _for_the_page(text: str) -> str:
 
 def _without_upload_dirs(text: str) -> str:
     """Uploaded files are named by the name the user gave them, not by where the server keeps them
-    (the shared `web/uploads/<hash>/` or a login's `web/users/<login>/<hash>/`)."""
-    uploads = os.environ.get("GRADIO_TEMP_DIR")
-    if not uploads:
-        return text
-    web = re.escape(os.path.dirname(uploads.rstrip("/")))
-    return re.sub(web + r"/(?:uploads|users/[^/\s]+)/[^/\s]+/", "", text)
+    (`web/uploads/<hash>/`): a safety net, as uploads are named so from the start (`WebFiles.take`)."""
+    from gradio.utils import get_upload_folder
+
+    return re.sub(re.escape(get_upload_folder().rstrip("/")) + r"/[^/\s]+/", "", text)
 
 
 def _is_generator(fn: Callable[..., Any]) -> bool:
@@ -149,31 +154,35 @@ def _is_generator(fn: Callable[..., Any]) -> bool:
     return inspect.isgeneratorfunction(fn)
 
 
-def build_app(assistant: Assistant, *, context_only: bool = False, logins: bool = False) -> gr.Blocks:
-    """The page. With `logins`, each Gradio login is a memory user; without, the settings' user."""
+def build_app(assistant: Assistant, *, context_only: bool = False, logins: bool = False) -> PrivateBlocks:
+    """The page. With `logins`, each Gradio login is a memory user; without, the settings' user.
+
+    Uploads go into the login's vault as they arrive (`WebFiles.take`) and the page keeps their ids;
+    files Gradio serves go only to their login (`PrivateBlocks`: launch it as usual)."""
+    from gradio.utils import get_upload_folder
+
+    from rcmu_agent.users import check_user
+
+    def user_for(login: str | None) -> str:
+        return check_user(login if logins and login else assistant.settings.user)
 
     def user_of(request: gr.Request) -> str:
-        from rcmu_agent.users import check_user
+        return user_for(request.username)
 
-        return check_user(request.username if logins and request.username else assistant.settings.user)
-
-    uploads = act.Uploads(assistant.settings.home / "web")
-
-    def uploaded(path: str, request: gr.Request) -> str:
-        return uploads.own(path, user_of(request))
-
-    with gr.Blocks(title="rcmu — photo memory") as app:
+    parts = assistant.parts
+    files = WebFiles(Path(get_upload_folder()), parts.photos, parts.vault, max_bytes=assistant.settings.max_image_bytes)
+    with PrivateBlocks(files, user_for, title="rcmu — photo memory") as app:
         gr.Markdown("## rcmu — ask about your photos, with what you taught it")
         with gr.Tab("Chat"):
-            _chat_tab(assistant, user_of, uploaded, context_only)
+            _chat_tab(assistant, user_of, files, context_only)
         with gr.Tab("Memory"):
-            _memory_tab(assistant, user_of, uploaded)
+            _memory_tab(assistant, user_of, files)
         with gr.Tab("Library"):
             _library_tab(assistant, user_of)
     return app
 
 
-def _chat_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded, context_only: bool) -> None:
+def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_only: bool) -> None:
     session = gr.State(act.ChatSession())
     with gr.Row():
         with gr.Column(scale=1):
@@ -193,8 +202,16 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded, context
             context = gr.Code(label="Context", visible=False, language=None, elem_id="chat-context")
 
     @_readable
-    def new_photo(path: str | None, request: gr.Request) -> tuple[act.ChatSession, list[Any], Any]:
-        return act.ChatSession(photo=uploaded(path, request) if path else None), [], None
+    def new_photo(upload: dict[str, Any] | None, request: gr.Request) -> tuple[act.ChatSession, list[Any], Any]:
+        """A new photo, a new conversation. A refused photo is said in the conversation at once, and
+        again on asking (the photo never reaches Gradio's own image decoding: `preprocess=False`)."""
+        if not upload:
+            return act.ChatSession(), [], None
+        try:
+            taken = files.take(user_of(request), upload)
+        except RcmuError as exc:
+            return act.ChatSession.refusing(exc), [{"role": "assistant", "content": f"⚠ {page_text(exc)}"}], None
+        return act.ChatSession(photo=taken.id), [], None
 
     @_readable
     def turn(
@@ -211,7 +228,7 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded, context
             drawn = act.labelled(assistant.photo(answer.photo, user=user), answer.regions) if answer.photo else None
             yield [*history, reply], state, drawn, answer.prompt, ""
 
-    photo.change(new_photo, photo, [session, chat, boxes])
+    photo.change(new_photo, photo, [session, chat, boxes], preprocess=False)
     inputs = [question, chat, session, regions]
     outputs = [chat, session, boxes, context, question]
     ask.click(turn, inputs, outputs)
@@ -219,7 +236,7 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded, context
     show.change(lambda on: gr.update(visible=on), show, context)
 
 
-def _memory_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded) -> None:
+def _memory_tab(assistant: Assistant, user_of: UserOf, files: WebFiles) -> None:
     with gr.Row():
         with gr.Column():
             gr.Markdown("### Teach someone or something")
@@ -245,35 +262,49 @@ def _memory_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded) -> No
             gr.Markdown("### Ask your memory (no photo)")
             recall_q = gr.Textbox(label="Question", placeholder="When did we adopt Bella?", elem_id="recall-question")
             recall_a = gr.Markdown(elem_id="recall-answer")
+    picked, adding = gr.State(act.Picked()), gr.State(act.Picked())  # the two forms' photos, as vault ids
 
     @_readable
     def rows(request: gr.Request) -> list[list[Any]]:
         return act.people_rows(assistant.entities(user=user_of(request)))
 
-    def own(files: list[str] | None, request: gr.Request) -> list[str]:
-        return [uploaded(path, request) for path in files or []]
+    @_readable
+    def took(uploads: Uploads, said: str, request: gr.Request) -> tuple[act.Picked, Any]:
+        """The photos into the login's vault as they arrive, a refusal said at once (and again on use).
+        Otherwise the status is left alone but for clearing an old refusal: a click can overtake this
+        event (the page sends it as soon as the upload lands), and its status is the one to keep."""
+        picked = act.pick(files, user_of(request), uploads)
+        if picked.refused is not None:
+            return picked, f"⚠ {page_text(RcmuError(*picked.refused))}"
+        return picked, "" if uploads and (said or "").startswith("⚠") else gr.skip()
 
     @_readable
-    def checked(files: list[str] | None, kind: str, request: gr.Request) -> tuple[list[Any], str]:
-        shown, warnings = act.check_reference(assistant, own(files, request), kind)
+    def checked(uploads: Uploads, chosen: act.Picked, kind: str, request: gr.Request) -> tuple[list[Any], str]:
+        user = user_of(request)
+        photos = act.current(files, user, uploads, chosen).taken()
+        shown, warnings = act.check_reference(assistant, user, photos, kind)
         gallery = [(act_draw(image, boxes), f"photo {i}") for i, (image, boxes) in enumerate(shown, start=1)]
         return gallery, "\n".join(f"⚠ {w}" for w in warnings) or "photos look fine"
 
     @_readable
-    def remembered(who_: str, kind: str, text: str, files: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
-        photos = own(files, request)
-        entity = assistant.remember(who_, info=text, photos=photos, category=kind, user=user_of(request))
+    def remembered(
+        who_: str, kind: str, text: str, uploads: Uploads, chosen: act.Picked, request: gr.Request
+    ) -> tuple[Any, ...]:
+        user = user_of(request)
+        photos = act.current(files, user, uploads, chosen).ids()
+        entity = assistant.remember(who_, info=text, photos=photos, category=kind, user=user)
         done = f"remembered **{entity.name}** ({entity.category}) with {len(entity.photos)} photo(s)"
-        return done, rows(request), "", "", None, []  # a clean form for the next one
+        return done, rows(request), "", "", None, [], act.Picked()  # a clean form for the next one
 
     @_readable
-    def updated(who_: str, text: str, files: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
+    def updated(who_: str, text: str, uploads: Uploads, chosen: act.Picked, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
+        photos = act.current(files, user, uploads, chosen).ids()
         old = assistant.parts.memory.get(user, who_)
         entity = assistant.remember(
-            old.name, info=text.strip() or old.info, photos=own(files, request), category=old.category, user=user
+            old.name, info=text.strip() or old.info, photos=photos, category=old.category, user=user
         )
-        return f"updated **{entity.name}**: {len(entity.photos)} photo(s)", rows(request), None
+        return f"updated **{entity.name}**: {len(entity.photos)} photo(s)", rows(request), None, act.Picked()
 
     @_readable
     def forgotten(who_: str, request: gr.Request) -> tuple[str, Any]:
@@ -286,9 +317,19 @@ def _memory_tab(assistant: Assistant, user_of: UserOf, uploaded: Uploaded) -> No
 
         return answer_text(assistant.ask(q, user=user_of(request)))
 
-    check.click(checked, [photos, category], [preview, status])
-    teach.click(remembered, [name, category, info, photos], [status, table, name, info, photos, preview])
-    edit.click(updated, [who, new_info, more], [status, table, more])
+    # A form's uploads and the buttons that use them share one queue, in order, and the buttons take the
+    # uploads too (unprocessed: Gradio never decodes them), so a click never acts on a half-landed choice.
+    queued: dict[str, Any] = {"preprocess": False, "concurrency_id": PHOTO_QUEUE}
+    photos.change(took, [photos, status], [picked, status], api_name="teach_photos", **queued)
+    more.change(took, [more, status], [adding, status], api_name="edit_photos", **queued)
+    check.click(checked, [photos, picked, category], [preview, status], **queued)
+    teach.click(
+        remembered,
+        [name, category, info, photos, picked],
+        [status, table, name, info, photos, preview, picked],
+        **queued,
+    )
+    edit.click(updated, [who, new_info, more, adding], [status, table, more, adding], **queued)
     forget.click(forgotten, [who], [status, table])
     refresh.click(rows, None, table)
     recall_q.submit(recalled, recall_q, recall_a)

@@ -1,8 +1,9 @@
 """`rcmu web`: start the web app (Gradio) on this machine.
 
-Uploads stay under the home (`RCMU_HOME/web/uploads`, and each login's own copies under
-`RCMU_HOME/web/users/<login>`), nothing is fetched from the internet, and with
-`--auth users.json` each login is its own memory user.
+Gradio's upload folder is in the home (`RCMU_HOME/web/uploads`); each upload becomes a photo in the
+uploading login's vault, and every file there is served only to the login it came from or was shown
+to (`rcmu_agent.tools._web_files`). Nothing is fetched from the internet, and with `--auth users.json`
+each login is its own memory user.
 """
 
 from __future__ import annotations

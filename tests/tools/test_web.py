@@ -1,7 +1,8 @@
 """`rcmu web` as a real process, driven in a real headless Chromium (Debian's, through Playwright).
 
 One app serves the whole module (two logins, a loopback OpenAI-compatible server that streams its
-answer word by word, allowed folders that hold the rcmu home itself); each test drives it as one login.
+answer word by word, allowed folders that hold the rcmu home itself, and a stand-in `gs` first on PATH
+that must never run); each test drives it as one login.
 Every request the page makes is checked: anything leaving 127.0.0.1 fails the test (the page must work
 offline). Screenshots of each step are written under the module's temporary folder.
 """
@@ -26,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from rcmu_agent.testing import FakeServer, Recorded, Reply, serve
+from rcmu_agent.vault import PhotoVault, photo_id
 
 pytestmark = pytest.mark.integration  # the web app in chromium
 
@@ -144,8 +146,13 @@ def app(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, browser: Brow
     shutil.copy(faces_dir / "scenes" / "two_people.jpg", root / "known")
     users = root.parent / f"{root.name}-users.json"
     users.write_text(json.dumps({"alice": "alice-pw", "bob": "bob-pw"}))
+    trap, ran = root.parent / f"{root.name}-bin", root.parent / f"{root.name}-gs-ran"
+    trap.mkdir()
+    (trap / "gs").write_text(f'#!/bin/sh\necho "$@" >> "{ran}"\nexit 1\n')  # Ghostscript, if anything ran it
+    (trap / "gs").chmod(0o755)
     with serve(FakeServer(responder=echo)) as fake:
         env = {
+            "PATH": f"{trap}{os.pathsep}{os.environ['PATH']}",
             "RCMU_BACKEND": "openai",
             "RCMU_BASE_URL": fake.url,
             "RCMU_MODEL": "m",
@@ -156,6 +163,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, browser: Brow
             state = App(url=url, root=root, home=home, shots=shots, fake=fake, browser=browser)
             yield state
             assert state.outside == []  # the page never left the machine
+    assert not ran.exists()  # no upload ever reached Ghostscript
 
 
 def _fill(page: Page, elem: str, text: str) -> None:
@@ -258,7 +266,18 @@ def test_teach_ask_stream_and_cite(app: App, faces_dir: Path) -> None:
     _ask(page, huge, "Who is this?")
     _error(page, "huge.png is 2600x1600 (4 MP), over the 3 MP limit — downscale it")
     app.shot(page, "08-huge")
-    assert sorted(app.home.joinpath("web", "users").iterdir()) == [app.home / "web" / "users" / "alice"]
+
+    drawing = app.root.parent / "drawing.eps"  # PostScript: refused by the photo decoders, never rendered
+    drawing.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 20 20\n%%EndComments\nshowpage\n%%EOF\n")
+    refused = "drawing.eps is not an image rcmu can read — give a JPEG, PNG, WebP, HEIC or AVIF file"
+    _ask(page, drawing, "Who is this?")
+    _error(page, refused)
+    page.get_by_role("tab", name="Memory").click()
+    page.locator("#teach-photos input[type=file]").set_input_files(str(drawing))
+    expect(page.locator("#teach-status")).to_contain_text(refused, timeout=60_000)
+    app.shot(page, "09-eps")
+    assert not app.home.joinpath("web", "users").exists()  # uploads live in the vault, not in copies
+    assert (app.home / "vault" / "alice").is_dir()
 
 
 def test_memory_edit_add_forget_and_recall(app: App, faces_dir: Path, shared_data: Path) -> None:
@@ -387,14 +406,18 @@ def test_logins_are_separate_and_uploads_stay_with_their_login(app: App, faces_d
     expect(alice.locator("#library-report")).to_contain_text("nobody to name", timeout=120_000)
     app.shot(alice, "31-nobody-to-name")
     alice.get_by_role("tab", name="Chat").click()
-    alice.locator("#chat-photo input[type=file]").set_input_files(str(faces_dir / "scenes" / "obama1.jpg"))
+    obama = faces_dir / "scenes" / "obama1.jpg"
+    alice.locator("#chat-photo input[type=file]").set_input_files(str(obama))
     uploaded = alice.locator("#chat-photo img").first
     expect(uploaded).to_have_attribute("src", re.compile(r"obama1\.jpg$"), timeout=30_000)
+    expect(uploaded).to_have_js_property("complete", True)
+    assert uploaded.evaluate("img => img.naturalWidth") > 0  # her own upload is served to her
     shared = re.sub(r"^.*?/file=", "", uploaded.get_attribute("src") or "")
-    alices = app.home / "web" / "users" / "alice" / Path(shared).parent.name / Path(shared).name
+    vault = PhotoVault.in_folder(app.home / "vault")
     deadline = time.monotonic() + 30
-    while not alices.is_file() and time.monotonic() < deadline:  # her photo event has taken her copy
-        time.sleep(0.2)
+    while not vault.has("alice", photo_id(obama.read_bytes())) and time.monotonic() < deadline:
+        time.sleep(0.2)  # her photo event has put it in her vault
+    assert vault.has("alice", photo_id(obama.read_bytes()))
 
     bob = app.page("bob")
     bob.get_by_role("tab", name="Memory").click()
@@ -406,18 +429,22 @@ def test_logins_are_separate_and_uploads_stay_with_their_login(app: App, faces_d
     expect(log).to_contain_text("[1] = Someone Known (person)", timeout=60_000)  # the cluster bob named
     expect(log).not_to_contain_text("Barack Obama")
     expect(log).not_to_contain_text("is a friend")
+    drawn = bob.locator("#chat-boxes img").first  # his annotated photo is served to him
+    expect(drawn).to_have_js_property("complete", True, timeout=30_000)
+    assert drawn.evaluate("img => img.naturalWidth") > 0
     app.shot(bob, "32-bob")
 
-    # Bob, knowing the server path of alice's upload, hands it to the chat's photo event himself.
+    # Bob, knowing the server path of alice's upload, fetches it and hands it to the chat's photo event.
     assert "/web/uploads/" in shared and Path(shared).is_file()
     with httpx.Client(base_url=app.url, timeout=30) as client:
         client.post("login", data={"username": "bob", "password": "bob-pw"}).raise_for_status()
-        sent = {"data": [{"path": shared, "meta": {"_type": "gradio.FileData"}}]}
+        assert client.get(f"gradio_api/file={shared}").status_code == 403
+        sent = {"data": [{"path": shared, "meta": {"_type": "gradio.FileData"}}], "session_hash": "bob-api"}
         event = client.post("gradio_api/call/new_photo", json=sent).raise_for_status().json()["event_id"]
         stream = client.get(f"gradio_api/call/new_photo/{event}").text
-    assert "event: error" in stream and "was not uploaded from this login" in stream, stream
-    assert not (app.home / "web" / "users" / "bob" / Path(shared).parent.name).exists()
-    assert alices.is_file()
+    said = json.loads(stream.split("data: ", 1)[1])[1][0]["content"][0]["text"]  # the chat, refusing
+    assert said == "⚠ photo 'obama1.jpg' was not uploaded from this login — upload it again", stream
+    assert not vault.has("bob", photo_id(obama.read_bytes()))
     assert {p.name for p in app.shots.iterdir()} >= {"01-memory.png", "04-citation-lights-box.png", "32-bob.png"}
 
 

@@ -1,9 +1,9 @@
-"""The web app's rules without a browser: which folders a login may index, whose uploads it may use,
-previews drawn on the upright photo, and error fixes that point at the page rather than the CLI."""
+"""The web app's rules without a browser: which folders a login may index, previews drawn on the upright
+photo, and error fixes that point at the page rather than the CLI (whose uploads and files a login may
+use: test_web_files.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,11 @@ from PIL import Image
 
 from rcmu_agent import Assistant
 from rcmu_agent._photo_access import PhotoAccess
+from rcmu_agent.door import Inbound
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.tools import _web_handlers as act
+from rcmu_agent.tools._web_files import Taken
 from rcmu_agent.tools.web_app import _for_the_page, act_draw
-
-pytestmark = pytest.mark.unit
 
 
 @pytest.fixture()
@@ -28,6 +28,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.unit
 def test_folders_inside_the_home_or_around_it_are_refused_like_any_outside_folder(tree: Path) -> None:
     home = tree / "home"
     bob = PhotoAccess(roots=[tree], home=home, own=home / "photos" / "bob")
@@ -56,35 +57,12 @@ def test_folders_inside_the_home_or_around_it_are_refused_like_any_outside_folde
         act.allowed_folder(str(tree), PhotoAccess(home=home))
 
 
-def test_an_upload_is_used_only_as_its_uploaders_own_copy(tmp_path: Path) -> None:
-    web = tmp_path / "web"
-    shared = web / "uploads" / "3f2a" / "beach.jpg"
-    shared.parent.mkdir(parents=True)
-    shared.write_bytes(b"alice's photo")
-    uploads = act.Uploads(web)
-
-    mine = Path(uploads.own(str(shared), "alice"))
-    assert mine == web.resolve() / "users" / "alice" / "3f2a" / "beach.jpg" and mine.read_bytes() == b"alice's photo"
-    assert uploads.own(str(shared), "alice") == str(mine)  # the same upload again: the same copy
-    assert uploads.own(str(mine), "alice") == str(mine)
-    for path in (str(shared), str(mine), str(tmp_path / "elsewhere.jpg")):
-        with pytest.raises(InvalidInputError, match="was not uploaded from this login"):
-            uploads.own(path, "bob")
-    assert not (web / "users" / "bob").exists()
-
-    os.remove(shared)  # bob uploads the same content: a new file at the same path, and his
-    shared.write_bytes(b"alice's photo")
-    theirs = Path(uploads.own(str(shared), "bob"))
-    assert theirs == web.resolve() / "users" / "bob" / "3f2a" / "beach.jpg" and mine.is_file()
-    with pytest.raises(InvalidInputError, match="was not uploaded from this login"):
-        uploads.own(str(shared), "alice")
-
-
+@pytest.mark.integration  # dlib finds the face
 def test_reference_previews_are_drawn_on_the_upright_photo(
     tmp_path: Path, assistant: Assistant, faces_dir: Path
 ) -> None:
-    """A phone photo stored on its side (EXIF orientation 6): the face box, found on the upright photo,
-    is drawn on the upright photo, not on the pixels as stored."""
+    """A phone photo stored on its side (EXIF orientation 6), checked from the vault as the page does:
+    the face box, found on the upright photo, is drawn on the upright photo, not on the pixels as stored."""
     upright = faces_dir / "reference" / "obama_obama.jpg"
     with Image.open(upright) as img:
         stored = img.convert("RGB").rotate(90, expand=True)  # shown upright after a 90° clockwise turn
@@ -93,9 +71,11 @@ def test_reference_previews_are_drawn_on_the_upright_photo(
     sideways = tmp_path / "sideways.jpg"
     stored.save(sideways, exif=exif, quality=95)
 
-    (image, boxes), (plain, plain_boxes) = (
-        act.check_reference(assistant, [str(p)], "person")[0][0] for p in (sideways, upright)
-    )
+    def checked(photo: Path) -> act.Labelled:
+        pid = assistant.parts.photos.ingest("carol", Inbound(photo.read_bytes(), name=photo.name))
+        return act.check_reference(assistant, "carol", [Taken(pid, photo.name)], "person")[0][0]
+
+    (image, boxes), (plain, plain_boxes) = (checked(p) for p in (sideways, upright))
     assert image.size == plain.size and image.width < image.height
     (x1, y1, x2, _), what = boxes[0]
     assert what == "this face" and all(abs(a - b) <= 3 for a, b in zip(boxes[0][0], plain_boxes[0][0], strict=True))
@@ -107,6 +87,7 @@ def test_reference_previews_are_drawn_on_the_upright_photo(
     assert edge[1] > 120 and edge[0] < 60 and edge[2] < 60, edge  # the green outline, on the face's top edge
 
 
+@pytest.mark.unit
 def test_error_fixes_point_at_the_page_not_the_cli() -> None:
     cluster = NotFoundError("there is no face cluster 9 for user 'bob'", "see `rcmu people`")
     faces = InvalidInputError("no face ids given", "see the face ids with `rcmu people --json`")

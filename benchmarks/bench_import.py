@@ -18,12 +18,16 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_agent import node_runner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -147,13 +151,14 @@ def recall(home: Path, stored: int, runs: int) -> tuple[float, float]:
         "photo": assistant.parts.photos.ingest("default", Inbound(SCENE.read_bytes())),
         "turn": {"regions": None},
     }
-    state.update(nodes.detect(state))  # type: ignore[arg-type]
-    found = nodes.recall(state)  # type: ignore[arg-type]  # also the warm-up: the references are read once
+    state = node_runner(nodes, "detect", "default")(state)
+    recall_step = node_runner(nodes, "recall", "default")
+    found = recall_step(state)  # also the warm-up: the references are read once
     assert sorted(e["name"] for e in found["entries"] if e["name"]) == ["Barack Obama", "Joe Biden"], found
     samples = []
     for _ in range(runs):
         begin = time.perf_counter()
-        nodes.recall(state)  # type: ignore[arg-type]
+        recall_step(state)
         samples.append(time.perf_counter() - begin)
     p50, p95 = np.percentile(samples, [50, 95]) * 1000
     return float(p50), float(p95)

@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from rcmu_agent._cli import JsonOpt, UserOpt, err, out, run
+from rcmu_agent._cli import Command, JsonOpt, UserOpt, err, error_line, out, run, write
 from rcmu_agent._cli import assistant as make_assistant
 
 __all__ = ["register"]
@@ -29,17 +30,14 @@ def export(
     `rcmu import OUT` loads it into any home, embedded or a Chroma server."""
     report = run(lambda: make_assistant().export_memory(folder, user=user, all_users=all_users, library=library))
     if as_json:
-        out.print_json(report.model_dump_json())
+        write(report.model_dump_json(indent=2))
         return
     users = ", ".join(f"{u} ({n})" for u, n in report.users.items())
     out.print(
-        f"exported {sum(report.users.values())} entit(ies) of {users} with {report.photos} photo(s) to {report.path}",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+        f"exported {sum(report.users.values())} entit(ies) of {users} with {report.photos} photo(s) to {report.path}"
     )
     for missing in report.missing_photos:
-        err.print(f"warning: reference photo {missing} is missing; exported without it", markup=False)
+        err.print(f"warning: reference photo {missing} is missing; exported without it")
 
 
 def import_(
@@ -48,13 +46,14 @@ def import_(
     ],
     user: UserOpt = None,
     from_user: Annotated[
-        str | None, typer.Option("--from-user", help="Which user of a several-user export to load.")
+        str | None, typer.Option("--from-user", metavar="USER", help="Which user of a several-user export to load.")
     ] = None,
     all_users: Annotated[
         bool, typer.Option("--all-users", help="Load every user of an export into the user of the same name.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-w", min=0, help="Face-detection processes [CPU count; 0: inline].")
+        int | None,
+        typer.Option("--workers", "-w", min=0, metavar="N", help="Face-detection processes [CPU count; 0: inline]."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -78,15 +77,11 @@ def import_(
     reports = run(work)
     if as_json:  # one object; a list of them for --all-users
         dumped = [r.model_dump(mode="json") for r in reports]
-        out.print_json(data=dumped if all_users else dumped[0])
+        write(json.dumps(dumped if all_users else dumped[0], indent=2, ensure_ascii=False))
     for report in reports:
         _summary(report, as_json)
     if not all(r.ok for r in reports):
-        err.print(
-            "[bold red]error:[/] no row could be imported — fix the rows listed above and run the import again",
-            highlight=False,
-            soft_wrap=True,
-        )
+        err.print(error_line("no row could be imported — fix the rows listed above and run the import again"))
         raise typer.Exit(2)
 
 
@@ -106,7 +101,7 @@ def _import_one(assistant: Any, source: Path, user: str | None, from_user: str |
             return Text(f"{task.speed or 0:.1f} entities/s")
 
     label = f"importing for {user or assistant.settings.user}"
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), Rate(""), TimeElapsedColumn())
+    columns = (TextColumn(label, markup=False), BarColumn(), MofNCompleteColumn(), Rate(""), TimeElapsedColumn())
     with Progress(*columns, TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("import", total=None)
 
@@ -128,15 +123,12 @@ def _summary(report: Any, as_json: bool) -> None:
         out.print(
             f"{report.rows} row(s) from {report.source} for user {report.user}: {report.added} added, "
             f"{report.updated} updated, {report.unchanged} unchanged, {len(report.failed)} failed "
-            f"({report.seconds:.1f} s, {rate:.1f} entities/s)",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            f"({report.seconds:.1f} s, {rate:.1f} entities/s)"
         )
     for line in report.failed:
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        err.print(line)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export")(export)
-    app.command("import")(import_)
+    app.command("export", cls=Command)(export)
+    app.command("import", cls=Command)(import_)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
-from rcmu_agent._cli import JsonOpt, UserOpt, err, out, overrides, run, settings
+from rcmu_agent._cli import Command, Group, JsonOpt, UserOpt, err, out, overrides, run, settings, write, write_exact
 from rcmu_agent._cli import assistant as make_assistant
-from rcmu_agent.errors import InvalidInputError
+from rcmu_agent._cli_checks import fail, not_a_folder, photo_and_question, thread_exists
 
 app = typer.Typer(
     name="rcmu",
@@ -27,20 +28,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=Group,
 )
 
 
 @app.callback()
 def main(
-    home: Annotated[Path | None, typer.Option(help="Memory and threads directory [env RCMU_HOME; ~/.rcmu].")] = None,
-    model: Annotated[str | None, typer.Option(help="Model id or directory [env RCMU_MODEL].")] = None,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter id or directory [env RCMU_ADAPTER].")] = None,
-    backend: Annotated[str | None, typer.Option(help="transformers | openai [env RCMU_BACKEND].")] = None,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL [env RCMU_BASE_URL].")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [env RCMU_DEVICE].")] = None,
+    home: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Memory and threads directory [env RCMU_HOME; ~/.rcmu].")
+    ] = None,
+    model: Annotated[str | None, typer.Option(metavar="MODEL", help="Model id or directory [env RCMU_MODEL].")] = None,
+    adapter: Annotated[
+        str | None, typer.Option(metavar="ADAPTER", help="LoRA adapter id or directory [env RCMU_ADAPTER].")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(metavar="BACKEND", help="transformers | openai [env RCMU_BACKEND].")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(metavar="URL", help="OpenAI-compatible URL [env RCMU_BASE_URL].")
+    ] = None,
+    device: Annotated[str | None, typer.Option(metavar="DEVICE", help="auto | cpu | cuda [env RCMU_DEVICE].")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step; show tracebacks.")] = False,
 ) -> None:
-    """Options here apply to every command and override the RCMU_* environment."""
+    """Options here apply to every command and override the RCMU_* environment; they may come before or
+    after the command (`rcmu --home D list` or `rcmu list --home D`)."""
     values = {
         "home": home,
         "model": model,
@@ -63,49 +74,62 @@ def main(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def remember(
     name: Annotated[str, typer.Argument(help="Who or what, e.g. 'Rose Leslie' or 'Bella'.")],
-    photo: Annotated[list[Path], typer.Option("--photo", "-p", help="Reference photo (repeatable).")],
-    info: Annotated[str, typer.Option("--info", "-i", help="What to know about them (no visual details needed).")],
-    category: Annotated[str, typer.Option(help="person, dog, cat, cup, ...")] = "person",
+    photo: Annotated[list[Path], typer.Option("--photo", "-p", metavar="PHOTO", help="Reference photo (repeatable).")],
+    info: Annotated[
+        str, typer.Option("--info", "-i", metavar="TEXT", help="What to know about them (no visual details needed).")
+    ],
+    category: Annotated[str, typer.Option(metavar="CATEGORY", help="person, dog, cat, cup, ...")] = "person",
     user: UserOpt = None,
 ) -> None:
     """Teach the assistant someone (or something) from reference photos. Same name again: update."""
-    entity = run(lambda: make_assistant().remember(name, info=info, photos=photo, category=category, user=user))
-    out.print(
-        f"remembered [bold]{entity.name}[/] ({entity.category}, id {entity.id}) "
-        f"with {len(entity.photos)} reference photo(s)"
-    )
+
+    def work() -> Any:
+        for path in photo:
+            not_a_folder(str(path), "give photo files: rcmu remember NAME --photo PHOTO --info TEXT")
+        return make_assistant().remember(name, info=info, photos=photo, category=category, user=user)
+
+    entity = run(work)
+    what = f" ({entity.category}, id {entity.id}) with {len(entity.photos)} reference photo(s)"
+    out.print(Text.assemble("remembered ", (entity.name, "bold"), what))
 
 
-@app.command()
+@app.command(cls=Command)
 def forget(
     name: Annotated[str, typer.Argument(help="Name or id, as `rcmu list` shows.")],
     user: UserOpt = None,
 ) -> None:
     """Remove someone from memory, with their reference photos and descriptors."""
     entity = run(lambda: make_assistant().forget(name, user=user))
-    out.print(f"forgot [bold]{entity.name}[/] (id {entity.id})")
+    out.print(Text.assemble("forgot ", (entity.name, "bold"), f" (id {entity.id})"))
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(user: UserOpt = None, as_json: JsonOpt = False) -> None:
     """List what the assistant knows."""
     entities = run(lambda: make_assistant().entities(user=user))
     if as_json:
-        out.print_json(json.dumps([e.model_dump(mode="json") for e in entities]))
+        write(json.dumps([e.model_dump(mode="json") for e in entities], indent=2, ensure_ascii=False))
         return
     if not entities:
-        out.print("memory is empty: teach someone with `rcmu remember NAME --photo P --info TEXT`")
+        out.print("memory is empty: teach someone with `rcmu remember NAME --photo PHOTO --info TEXT`")
         return
-    table = Table("name", "category", "id", "photos", "info")
+    widest = max(len(e.name) for e in entities) + max(len(e.category) for e in entities)
+    if not out.is_terminal or out.width < widest + 50:  # piped, or too narrow for a table: one whole line each
+        for e in entities:
+            out.print(f"{e.name} ({e.category}, id {e.id}, {len(e.photos)} photo(s)): {e.info}")
+        return
+    # A name and an id are shown whole (info wraps instead) and as written (Text cells are never markup)
+    table = Table(Column("name", no_wrap=True), "category", Column("id", no_wrap=True), "photos", "info")
     for e in entities:
-        table.add_row(e.name, e.category, e.id, str(len(e.photos)), e.info if len(e.info) < 70 else e.info[:67] + "…")
+        info = e.info if len(e.info) < 70 else e.info[:67] + "…"
+        table.add_row(Text(e.name), Text(e.category), e.id, str(len(e.photos)), Text(info))
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def ask(
     args: Annotated[
         list[str],
@@ -118,53 +142,55 @@ def ask(
         typer.Option(
             "--region",
             "-r",
+            metavar="BOX",
             help="x1,y1,x2,y2[:category[:info]] in pixels (repeatable); skips detection. "
             "Refer to them in the question as <region1>, <region2>, ...",
         ),
     ] = None,
-    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Thread id for follow-up questions.")] = None,
+    thread: Annotated[
+        str | None,
+        typer.Option("--thread", "-t", metavar="THREAD", help="Thread id; start it with a photo, then follow up."),
+    ] = None,
     user: UserOpt = None,
     context_only: Annotated[
-        bool, typer.Option("--context-only", help="Stop before the model; print the region context it would receive.")
+        bool,
+        typer.Option("--context-only", help="Stop before the model; print the exact prompt it would receive."),
     ] = False,
     as_json: JsonOpt = False,
-    annotate: Annotated[Path | None, typer.Option(help="Write the photo with boxes and names to this PNG.")] = None,
+    annotate: Annotated[
+        Path | None, typer.Option(metavar="PNG", help="Write the photo with boxes and names to this PNG.")
+    ] = None,
     library: Annotated[
         bool,
         typer.Option("--library", "-l", help="Ask about your indexed photos (`rcmu index`): give only the question."),
     ] = False,
-    limit: Annotated[int, typer.Option(help="With --library: how many photos the model is shown.")] = 4,
+    limit: Annotated[int, typer.Option(metavar="N", help="With --library: how many photos the model is shown.")] = 4,
 ) -> None:
     """Ask a question about a photo (or with --library, about your photo library); answers cite [n]."""
     if library:
         if len(args) != 1 or region or thread:
-            run(lambda: _fail("with --library give only the question (no photo, --region or --thread)"))
+            run(lambda: fail("with --library give only the question (no photo, --region or --thread)"))
         _answer_library(args[0], limit, user, context_only, as_json, annotate)
         return
-    if len(args) > 2:
-        run(lambda: _fail("give the photo and the question (quote the question)"))
-    photo, question = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    photo, question = run(lambda: photo_and_question(args))
     if photo is None and region:
-        run(lambda: _fail("--region needs a photo"))
+        run(lambda: fail("--region needs a photo"))
     _answer(question, photo, region or [], thread, user, context_only, as_json, annotate)
 
 
-@app.command()
+@app.command(cls=Command)
 def describe(
     photo: Annotated[Path, typer.Argument(help="The photo.")],
     user: UserOpt = None,
-    context_only: Annotated[bool, typer.Option("--context-only", help="Print the context only.")] = False,
+    context_only: Annotated[bool, typer.Option("--context-only", help="Print the exact prompt only.")] = False,
     as_json: JsonOpt = False,
-    annotate: Annotated[Path | None, typer.Option(help="Write the photo with boxes and names.")] = None,
+    annotate: Annotated[Path | None, typer.Option(metavar="PNG", help="Write the photo with boxes and names.")] = None,
 ) -> None:
     """Describe a photo, weaving in what memory knows about who is in it (RCID)."""
     from rcmu_agent.prompt import DESCRIBE_QUESTION
 
+    run(lambda: not_a_folder(str(photo), "give one photo file: rcmu describe PHOTO"))
     _answer(DESCRIBE_QUESTION, str(photo), [], None, user, context_only, as_json, annotate)
-
-
-def _fail(message: str) -> None:
-    raise InvalidInputError(message, "see `rcmu ask --help`")
 
 
 def _answer(
@@ -188,6 +214,8 @@ def _answer(
         ahead = _see_ahead(photo, config) if photo and not regions else None
         try:
             assistant = make_assistant(config)
+            if thread and photo is None:
+                thread_exists(assistant, thread)
             if ahead is not None:
                 assistant.parts.recognizer.expect(str(photo), ahead[1])
             return asked(assistant, regions)
@@ -205,8 +233,7 @@ def _answer(
                 if not streamed:
                     status.stop()  # the answer itself now shows progress
                 streamed.append(text)
-                out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
-                out.file.flush()
+                write(text, end="")
 
             answer = assistant.ask(
                 question,
@@ -226,15 +253,15 @@ def _answer(
 
     answer, tokens = run(work)
     if as_json:
-        out.print_json(json.dumps({**answer.summary(), "visual_tokens": tokens}))
+        write(json.dumps({**answer.summary(), "visual_tokens": tokens}, indent=2, ensure_ascii=False))
         return
     if context_only:
-        out.print(answer.prompt, markup=False, highlight=False)
+        write_exact(answer.prompt)
         _print_tokens(tokens)
     elif streamed:
-        out.print()  # end the streamed line
+        write("")  # end the streamed line
     else:
-        out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
+        write(answer.text or "(the model returned nothing)")
     _print_regions(answer)
 
 
@@ -267,20 +294,20 @@ def _answer_library(
 
     answer, tokens = run(work)
     if as_json:
-        out.print_json(json.dumps({**answer.summary(), "visual_tokens": tokens}, default=str))
+        summary = {**answer.summary(), "visual_tokens": tokens}
+        write(json.dumps(summary, default=str, indent=2, ensure_ascii=False))
         return
     if context_only:
-        out.print(answer.prompt, markup=False, highlight=False)
+        write_exact(answer.prompt)
         _print_tokens(tokens)
     else:
-        out.print(answer.text or "(the model returned nothing)", markup=False, highlight=False)
+        write(answer.text or "(the model returned nothing)")
     for n, photo in enumerate(answer.photos, start=1):
-        err.print(f"photo {n}: {photo.path}", markup=False, highlight=False)
+        err.print(f"photo {n}: {photo.path}")
     for c in answer.photo_citations:
         where = f"{c.name} at {','.join(f'{v:.0f}' for v in c.box)}" if c.box else "the whole photo"
-        err.print(f"[{c.index}] {c.path} — {where}", markup=False, highlight=False)
-    if answer.invalid_citations:
-        err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
+        err.print(f"[{c.index}] {c.path} — {where}")
+    _warn_invalid(answer)
 
 
 def _visual_tokens(assistant: Any, answer: Any, user: str | None) -> int | None:
@@ -296,7 +323,7 @@ def _visual_tokens(assistant: Any, answer: Any, user: str | None) -> int | None:
 
 def _print_tokens(tokens: int | None) -> None:
     if tokens is not None:
-        err.print(f"visual tokens: {tokens} (budget RCMU_MAX_PIXELS)", markup=False, highlight=False)
+        err.print(f"visual tokens: {tokens} (budget RCMU_MAX_PIXELS)")
 
 
 _STEPS = {
@@ -315,9 +342,13 @@ def _print_regions(answer: Any) -> None:
         where = "at " + ",".join(f"{v:.0f}" for v in entry.box) if entry.box else "from memory"
         label = f"[{entry.index}]" if entry.index else "[-]"
         name = entry.name or ("(caller info)" if entry.info else "unknown")
-        err.print(f"{label} {name} — {entry.category} {where}", markup=False, highlight=False)
+        err.print(f"{label} {name} — {entry.category} {where}")
+    _warn_invalid(answer)
+
+
+def _warn_invalid(answer: Any) -> None:
     if answer.invalid_citations:
-        err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry", markup=False)
+        err.print(f"warning: the answer cites {answer.invalid_citations}, which match no context entry")
 
 
 def _register_subcommands() -> None:

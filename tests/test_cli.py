@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -137,3 +139,90 @@ def test_real_subprocess_exit_code(taught: Path, faces_dir: Path) -> None:
         [exe, "ask", str(faces_dir / "nope.jpg"), "Who?"], env=env, capture_output=True, text=True, timeout=120
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: photo") and "does not exist" in bad.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["ask", "{folder}", "Who?"],
+            "'{folder}' is a folder, not a photo — give one photo file: rcmu ask PHOTO QUESTION",
+        ),
+        (["describe", "{folder}"], "'{folder}' is a folder, not a photo — give one photo file: rcmu describe PHOTO"),
+        (["remember", "X", "-p", "{folder}", "-i", "x"], "'{folder}' is a folder, not a photo — give photo files"),
+        (
+            ["ask", "Who is here?", "{photo}"],
+            "the photo '{photo}' comes after the question 'Who is here?' — put the photo first: rcmu ask PHOTO",
+        ),
+        (["ask", "{photo}"], "'{photo}' is a photo, but no question was given — ask it as rcmu ask PHOTO QUESTION"),
+    ],
+)
+def test_wrong_way_arguments_say_what_is_wrong(tmp_path: Path, args: list[str], message: str) -> None:
+    """Caught before any work (no model, no memory opened): one line, exit 2."""
+    folder, photo = tmp_path / "photos", tmp_path / "photo.jpg"
+    folder.mkdir()
+    photo.write_bytes(b"only its existence matters here")
+    subst = {"folder": str(folder), "photo": str(photo)}
+    result = rcmu(tmp_path / "home", *[a.format(**subst) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {message.format(**subst)}")
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "home").exists()
+
+
+@pytest.mark.unit
+def test_global_options_may_follow_the_command(tmp_path: Path) -> None:
+    from rcmu_agent import _cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    result = runner.invoke(app, ["ask", str(folder), "Who?", "--home", str(tmp_path / "h"), "-v", "--device=cpu"])
+    assert result.exit_code == 2 and "is a folder" in result.stderr  # not "No such option: --home"
+    assert _cli.overrides == {"home": tmp_path / "h", "device": "cpu", "verbose": True}
+    _cli.overrides.clear()  # -v would make later in-process errors raise instead of printing their line
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)
+    hoisted = [
+        (["remember", "X", "--info", "--home", "-p", "p"], ["remember", "X", "--info", "--home", "-p", "p"]),  # a value
+        (["ask", "p", "--", "--home"], ["ask", "p", "--", "--home"]),  # after --: the question "--home"
+        (["eval", "rcmu", "--backend", "b", "--home", "D"], ["--home", "D", "eval", "rcmu", "--backend", "b"]),
+        (["--model", "m", "list", "--home=D"], ["--model", "m", "--home=D", "list"]),
+    ]
+    for args, expected in hoisted:
+        assert _cli.hoist_global_options(group, ctx, args) == expected
+    with pytest.raises(typer.BadParameter, match="a value must follow it"):  # not "No such command 'ask'"
+        _cli.hoist_global_options(group, ctx, ["ask", "p", "q", "--home"])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("command", ["", "remember", "forget", "list", "ask", "describe", "export", "import"])
+def test_help_placeholders_are_upper_case_names(command: str) -> None:
+    """One style: `NAME`, `[PHOTO] QUESTION`, `--photo PHOTO`; no `{name}` and no type names like `<list[Path]>`."""
+    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    usage = result.output.splitlines()[0]
+    assert "{" not in usage and "}" not in usage
+    assert not re.search(r"<(str|int|float|path|bool|list\[[^]]*\]|int range|float range)>", result.output)
+    assert not re.search(r"^\s+(-\w, )?--[\w-]+ [a-z]", result.output, re.MULTILINE)  # `--photo photo`
+
+
+@pytest.mark.integration
+def test_a_follow_up_needs_a_thread_that_exists(taught: Path, faces_dir: Path) -> None:
+    scene = str(faces_dir / "scenes" / "two_people.jpg")
+    never = rcmu(taught, "ask", "--thread", "nosuch", "And on the right?")
+    assert never.exit_code == 2, never.output
+    assert never.stderr == (
+        "error: no thread 'nosuch' exists — start it with a photo: rcmu ask --thread nosuch PHOTO QUESTION\n"
+    )
+    started = rcmu(taught, "ask", "--thread", "fresh", scene, "Who is on the left?", "--context-only")
+    assert started.exit_code == 0, started.output
+    follow_up = rcmu(taught, "ask", "--thread", "fresh", "And on the right?", "--context-only")
+    assert follow_up.exit_code == 0, follow_up.output
+    assert follow_up.stdout.endswith("And on the right?")
+
+
+@pytest.mark.integration
+def test_home_after_the_command_is_used(taught: Path, tmp_path: Path) -> None:
+    result = rcmu(tmp_path / "elsewhere", "list", "--json", "--home", str(taught))
+    assert result.exit_code == 0, result.output
+    assert sorted(e["name"] for e in json.loads(result.stdout)) == ["Barack Obama", "Joe Biden"]

@@ -8,6 +8,7 @@ photos x 384 floats = 15 MB), so a query costs one sentence embedding plus a mat
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 from collections.abc import Sequence
@@ -134,15 +135,13 @@ class LibrarySearch:
             raise InvalidInputError(f"{person!r} is not a name", "give a person's name, e.g. Rose")
         names = self.db.rows("SELECT DISTINCT name_key FROM regions WHERE user=? AND name_key IS NOT NULL", (user,))
         keys = [r["name_key"] for r in names if f" {key} " in f" {r['name_key']} "]
-        if not keys:
-            if any(e.category == "person" for e in self._memory.named_in(user, person)):
-                return {}  # someone the memory knows, in none of the photos
-            everyone = self.known_people(user)
-            known = ", ".join(everyone[:20]) + (f" and {len(everyone) - 20} more" if len(everyone) > 20 else "")
-            raise NotFoundError(
-                f"nobody called {person!r} is recognised in the photo library (known: {known or 'nobody yet'})",
-                "teach them with `rcmu remember`, or name a face cluster with `rcmu name CLUSTER NAME`",
-            )
+        if not keys:  # someone the memory knows, in none of the photos, is no error: the search finds nothing
+            if _has_name(key, [e.name for e in self._memory.named_in(user, person) if e.category == "person"]):
+                return {}  # the common case, found through the memory's name index without listing it
+            remembered = [e.name for e in self._memory.entities(user) if e.category == "person"]
+            if _has_name(key, remembered):
+                return {}
+            raise self._nobody_called(user, person, key, remembered)
         marks = ",".join("?" * len(keys))
         out: dict[str, set[int]] = {}
         for r in self.db.rows(
@@ -150,6 +149,19 @@ class LibrarySearch:
         ):
             out.setdefault(r["photo_id"], set()).add(int(r["id"]))
         return out
+
+    def _nobody_called(self, user: str, person: str, key: str, remembered: list[str]) -> NotFoundError:
+        """The error for a name nobody has: the closest known name when there is one (a typo is the
+        likely cause), else who is in the photos, so a misspelt name never reads as "no photo matches"."""
+        in_photos = self.known_people(user)
+        closest = _closest_name(key, sorted({*in_photos, *remembered}))
+        if closest is not None:
+            return NotFoundError(f"nobody called {person!r} is known", f"did you mean {closest}?")
+        known = ", ".join(in_photos[:20]) + (f" and {len(in_photos) - 20} more" if len(in_photos) > 20 else "")
+        return NotFoundError(
+            f"nobody called {person!r} is known (known: {known or 'nobody yet'})",
+            "teach them with `rcmu remember`, or name a face cluster with `rcmu name CLUSTER NAME`",
+        )
 
     # ---- text ------------------------------------------------------------------------------------
     def _rank(self, user: str, query: str, ids: Sequence[str], floor: float) -> list[tuple[str, float]]:
@@ -229,3 +241,23 @@ def _bound(value: date | datetime | None, *, is_end: bool) -> str | None:
     else:
         raise InvalidInputError(f"{value!r} is not a date", "give a date or a datetime, e.g. 2024-05-01")
     return moment.isoformat()
+
+
+def _closest_name(key: str, names: Sequence[str], cutoff: float = 0.7) -> str | None:
+    """The known name most like `key` (a whole name, or as many of its words as `key` has, so "Lesly"
+    finds Rose Leslie), when alike enough to be a misspelling; difflib's ratio, best first."""
+    size = len(key.split())
+    best: tuple[float, str] | None = None
+    for name in names:
+        words = name_key(name).split()
+        grams = {" ".join(words)} | {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+        score = max(difflib.SequenceMatcher(None, key, gram).ratio() for gram in grams)
+        if score >= cutoff and (best is None or score > best[0]):
+            best = (score, name)
+    return best[1] if best else None
+
+
+def _has_name(key: str, names: Sequence[str]) -> bool:
+    """The library's rule for who a name means: the full name or any run of its words ("Rose",
+    "Leslie"), never a near miss ("Rose Lesley" is not Rose Leslie)."""
+    return any(f" {key} " in f" {name_key(name)} " for name in names)

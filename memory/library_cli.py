@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
-from rcmu_agent._cli import JsonOpt, UserOpt, err, out, run
+from rcmu_agent._cli import Command, JsonOpt, UserOpt, err, out, run, write
 from rcmu_agent._cli import assistant as make_assistant
 from rcmu_agent._cli import settings as make_settings
 
@@ -31,12 +32,20 @@ def _parse_date(value: str | None, what: str) -> date | None:
 
 
 def index(
-    folder: Annotated[Path, typer.Argument(help="The folder holding your photos (searched recursively).")],
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="The folder holding your photos (searched recursively).")
+    ],
     user: UserOpt = None,
     as_json: JsonOpt = False,
     workers: Annotated[
         int | None,
-        typer.Option(min=0, help="Processes for detection and embedding [env RCMU_LIBRARY_WORKERS; 0: one per core]."),
+        typer.Option(
+            "--workers",
+            "-w",  # as `rcmu import` has it: the same flag spelled the same way everywhere
+            min=0,
+            metavar="N",
+            help="Processes for detection and embedding [env RCMU_LIBRARY_WORKERS; 0: one per core].",
+        ),
     ] = None,
 ) -> None:
     """Index the photos under FOLDER: faces, who they are, date, place. Run it again after changes:
@@ -51,7 +60,12 @@ def index(
 
     def work() -> Any:
         from rcmu_agent.assistant import Assistant
+        from rcmu_agent.errors import InvalidInputError
 
+        if folder.is_file():  # the library would say it "does not exist", which it plainly does
+            raise InvalidInputError(
+                f"{folder} is a file, not a folder", f"index the folder that holds it: rcmu index {folder.parent}"
+            )
         assistant = Assistant(make_settings(library_workers=workers))
         columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), Rate(""), TextColumn("ETA"))
         with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
@@ -64,11 +78,12 @@ def index(
 
     report = run(work)
     if as_json:
-        out.print_json(report.model_dump_json())
-    else:
+        write(report.model_dump_json(indent=2))
+    found = report.added + report.unchanged + report.moved + report.duplicates
+    if not found and not report.removed:  # nothing done: a summary of the library's other photos would read as success
+        _nothing_indexed(folder, report.skipped)
+    if not as_json:
         _print_report(report)
-    if report.photos == 0:  # a silent success would leave search and `ask --library` answering nothing
-        run(lambda: _nothing_indexed(folder, bool(report.skipped)))
 
 
 def _print_report(report: Any) -> None:
@@ -76,32 +91,48 @@ def _print_report(report: Any) -> None:
         f"{report.photos} photo(s) indexed: {report.added} added, {report.unchanged} unchanged, "
         f"{report.moved} moved, {report.duplicates} duplicate(s), {report.removed} removed, "
         f"{len(report.skipped)} skipped ({report.seconds:.1f} s)",
-        highlight=False,
     )
     for skipped in report.skipped:
-        err.print(f"skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False)
+        err.print(f"skipped {skipped.path}: {skipped.reason}")
 
 
-def _nothing_indexed(folder: Path, skipped: bool) -> None:
+def _nothing_indexed(folder: Path, skipped: list[Any]) -> None:
+    """Exit 2 with why FOLDER gave no photo: it holds none (a wrong folder: name the file types looked
+    for), or its photos could not be read (list those; the other files are not photos and say nothing).
+    FOLDER is named as the user typed it, not resolved, so they recognise their own words."""
     from rcmu_agent.errors import InvalidInputError
     from rcmu_agent.images import PHOTO_SUFFIXES
 
-    fix = (
-        "fix or remove the skipped files listed, then run `rcmu index` again"
-        if skipped
-        else f"point `rcmu index` at the folder holding your photos ({' '.join(sorted(PHOTO_SUFFIXES))})"
-    )
-    raise InvalidInputError(f"no photo was indexed under {folder}", fix)
+    unreadable = [s for s in skipped if Path(s.path).suffix.lower() in PHOTO_SUFFIXES or Path(s.path).is_dir()]
+    for entry in unreadable:
+        err.print(f"skipped {entry.path}: {entry.reason}")
+    if unreadable:
+        problem = f"no photo was indexed under {folder}: none of its {len(unreadable)} photo file(s) could be read"
+        fix = "fix or remove the skipped files listed, then run `rcmu index` again"
+    else:
+        others = f" ({len(skipped)} other file(s))" if skipped else ""
+        problem = f"no photo was indexed under {folder}: it holds no photos{others}"
+        fix = f"point `rcmu index` at the folder holding your photos ({' '.join(sorted(PHOTO_SUFFIXES))})"
+
+    def fail() -> None:
+        raise InvalidInputError(problem, fix)
+
+    run(fail)
 
 
 def search(
     person: Annotated[
-        list[str] | None, typer.Option("--person", "-p", help="Someone who must be in the photo (repeatable: all).")
+        list[str] | None,
+        typer.Option("--person", "-p", metavar="NAME", help="Someone who must be in the photo (repeatable: all)."),
     ] = None,
-    text: Annotated[str | None, typer.Option("--text", "-t", help="Words to match (names, places, folders).")] = None,
-    since: Annotated[str | None, typer.Option(help="Taken on or after this date (YYYY-MM-DD).")] = None,
-    until: Annotated[str | None, typer.Option(help="Taken on or before this date (YYYY-MM-DD).")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many photos.")] = 10,
+    text: Annotated[
+        str | None, typer.Option("--text", "-t", metavar="WORDS", help="Words to match (names, places, folders).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(metavar="DATE", help="Taken on or after this date (YYYY-MM-DD).")] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="DATE", help="Taken on or before this date (YYYY-MM-DD).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="At most this many photos.")] = 10,
     user: UserOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -119,7 +150,7 @@ def search(
 
     hits = run(work)
     if as_json:
-        out.print_json(json.dumps([h.model_dump(mode="json") for h in hits]))
+        write(json.dumps([h.model_dump(mode="json") for h in hits], indent=2, ensure_ascii=False))
         return
     if not hits:
         out.print("no photo matches")
@@ -128,7 +159,7 @@ def search(
         cited = "; ".join(
             f"{hit.regions[i].info} at {','.join(f'{v:.0f}' for v in hit.regions[i].box)}" for i in hit.matched_regions
         )
-        out.print(f"{hit.path}  {when}  score {hit.score:.2f}  {cited}", markup=False, highlight=False)
+        out.print(f"{hit.path}  {when}  score {hit.score:.2f}  {cited}")
 
 
 def people(
@@ -139,31 +170,33 @@ def people(
     """List clusters of faces nobody has named yet, with sample photos and face crops."""
     clusters = run(lambda: make_assistant().people(user=user, include_named=all_))
     if as_json:
-        out.print_json(json.dumps([c.model_dump() for c in clusters]))
+        write(json.dumps([c.model_dump(mode="json") for c in clusters], indent=2, ensure_ascii=False))
         return
     if not clusters:
-        out.print("no unnamed faces (index photos with `rcmu index DIR`)")
+        out.print("no unnamed faces (index photos with `rcmu index FOLDER`)")
     for c in clusters:
         title = f"cluster {c.id}: {c.size} face(s)" + (f", named {c.name}" if c.name else "")
-        out.print(title, highlight=False)
-        out.print(f"  faces {' '.join(str(f) for f in c.faces)}", highlight=False)
+        out.print(title)
+        out.print(f"  faces {' '.join(str(f) for f in c.faces)}")
         for photo, crop in zip(c.sample_paths, c.crops + [""] * len(c.sample_paths), strict=False):
-            out.print(f"  {photo}" + (f"  (crop {crop})" if crop else ""), markup=False, highlight=False)
+            out.print(f"  {photo}" + (f"  (crop {crop})" if crop else ""))
 
 
 def name(
-    cluster: Annotated[int, typer.Argument(help="Cluster id, as `rcmu people` shows.")],
+    cluster: Annotated[int, typer.Argument(metavar="CLUSTER", help="Cluster id, as `rcmu people` shows.")],
     person: Annotated[str, typer.Argument(metavar="NAME", help="Who they are, e.g. 'Rose Leslie'.")],
-    info: Annotated[str | None, typer.Option("--info", "-i", help="What to know about them.")] = None,
+    info: Annotated[str | None, typer.Option("--info", "-i", metavar="TEXT", help="What to know about them.")] = None,
     user: UserOpt = None,
 ) -> None:
     """Name every face in a cluster; later photos of them are recognised too."""
     c = run(lambda: make_assistant().name_cluster(cluster, person, info=info, user=user))
-    out.print(f"named cluster {c.id} [bold]{c.name}[/] ({c.size} face(s))")
+    out.print(Text.assemble(f"named cluster {c.id} ", (c.name, "bold"), f" ({c.size} face(s))"))  # name as given
 
 
 def merge_clusters(
-    clusters: Annotated[list[int], typer.Argument(help="Two or more cluster ids; the first keeps its id.")],
+    clusters: Annotated[
+        list[int], typer.Argument(metavar="CLUSTER...", help="Two or more cluster ids; the first keeps its id.")
+    ],
     user: UserOpt = None,
 ) -> None:
     """Merge face clusters that are the same person."""
@@ -172,8 +205,10 @@ def merge_clusters(
 
 
 def split(
-    cluster: Annotated[int, typer.Argument(help="The cluster to take faces out of.")],
-    faces: Annotated[list[int], typer.Argument(help="Face ids to move to a new cluster (see `rcmu people`).")],
+    cluster: Annotated[int, typer.Argument(metavar="CLUSTER", help="The cluster to take faces out of.")],
+    faces: Annotated[
+        list[int], typer.Argument(metavar="FACE...", help="Face ids to move to a new cluster (see `rcmu people`).")
+    ],
     user: UserOpt = None,
 ) -> None:
     """Move faces that are someone else out of a cluster, into a new one."""
@@ -183,9 +218,9 @@ def split(
 
 def register(app: typer.Typer) -> None:
     """Add the photo-library commands to `app`."""
-    app.command()(index)
-    app.command()(search)
-    app.command()(people)
-    app.command()(name)
-    app.command("merge-clusters")(merge_clusters)
-    app.command()(split)
+    app.command(cls=Command)(index)
+    app.command(cls=Command)(search)
+    app.command(cls=Command)(people)
+    app.command(cls=Command)(name)
+    app.command("merge-clusters", cls=Command)(merge_clusters)
+    app.command(cls=Command)(split)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rcmu_agent._cli import err, out, run
+from rcmu_agent._cli import Command, err, out, run
 from rcmu_agent._cli import settings as make_settings
 
 __all__ = ["register"]
@@ -55,6 +55,25 @@ TRAIN_HELP = {
 }
 
 
+# Upper-case placeholders saying what to give, as every `rcmu` command spells them; by field where the
+# type says too little, else by type (typer would print `<str>`, `<int>`).
+TRAIN_METAVARS = {
+    "data": "FILE",
+    "eval_data": "FILE",
+    "output_dir": "FOLDER",
+    "model": "MODEL",
+    "processor": "MODEL",
+    "target_modules": "REGEX",
+    "scheduler": "NAME",
+}
+TYPE_METAVARS: dict[Any, str] = {int: "N", float: "NUMBER", Path: "PATH", str: "TEXT"}
+
+
+def _metavar(name: str, hint: Any) -> str:
+    inner = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    return TRAIN_METAVARS.get(name) or TYPE_METAVARS.get(inner, "VALUE")
+
+
 def _option_type(hint: Any) -> Any:
     """typer wants `X | None` as Optional and no bare unions."""
     args = typing.get_args(hint)
@@ -72,7 +91,8 @@ def _train_command() -> Any:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if hints[f.name] in (bool, bool | None) else [flag]
-        option = typer.Option(*decls, help=TRAIN_HELP.get(f.name, ""))
+        metavar = None if hints[f.name] in (bool, bool | None) else _metavar(f.name, hints[f.name])
+        option = typer.Option(*decls, metavar=metavar, help=TRAIN_HELP.get(f.name, ""))
         annotation = typing.cast(Any, Annotated)[_option_type(hints[f.name]), option]
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
@@ -86,14 +106,12 @@ def _train_command() -> Any:
         if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, one process reports
             return
         for bad in result.skipped_records:
-            err.print(f"skipped {bad}", markup=False, highlight=False)
+            err.print(f"skipped {bad}")
         eval_part = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""
         where = f"adapter in {result.adapter}" if result.adapter else "stopped early: continue with --resume"
         out.print(
             f"trained {result.steps} steps: loss {result.loss:.4f}{eval_part}, "
             f"{result.samples_per_second:.1f} samples/s; {where}",
-            markup=False,
-            highlight=False,
         )
 
     train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -116,38 +134,75 @@ def register(app: typer.Typer) -> None:
     """Add this subpackage's commands to `app`."""
     data_app = typer.Typer(help="Build and check RCMU instruction data.", no_args_is_help=True)
     app.add_typer(data_app, name="data")
-    app.command("train")(_train_command())
-    data_app.command("validate")(_validate_command)
-    data_app.command("build")(_build_command)
-    app.command("merge")(_merge_command)
+    app.command("train", cls=Command)(_train_command())
+    data_app.command("validate", cls=Command)(_validate_command)
+    data_app.command("build", cls=Command)(_build_command)
+    app.command("merge", cls=Command)(_merge_command)
 
 
-def _validate_command(file: Annotated[Path, typer.Argument(help="Instruction records (JSONL).")]) -> None:
-    """Check every record: boxes inside the image, citations to existing entries, no empty fields."""
-    from rcmu_agent.train.records import validate_file
+def _validate_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="Training records (JSONL), an RCMU test set (JSONL), or an RC&P-Bench or Yo'LLaVA folder.",
+        ),
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="train | rcmu | rcpbench | yollava [default: recognised from the file].",
+        ),
+    ] = None,
+) -> None:
+    """Check every record: boxes inside the image, citations to existing entries, no empty fields.
+    Evaluation sets are read as `rcmu eval` reads them (image paths relative to the file)."""
+    from rcmu_agent.train.validate import FORMAT_NAMES, validate
 
-    report = run(lambda: validate_file(file))
-    for bad in report.bad:
-        out.print(str(bad), markup=False, highlight=False, soft_wrap=True)
-    out.print(f"{report.good} good, {len(report.bad)} bad record(s)", markup=False, highlight=False)
-    if report.bad:
+    checked = run(lambda: validate(file, format))
+    for bad in checked.bad:
+        out.print(bad)
+    noun = "record(s)" if checked.format == "train" else f"item(s) in {FORMAT_NAMES[checked.format]}"
+    out.print(f"{checked.good} good, {len(checked.bad)} bad {noun}")
+    if checked.bad and not checked.good and format is None:  # every line bad: the guess may be what is wrong
+        err.print(f"checked as {FORMAT_NAMES[checked.format]}; if it is not, give --format train|rcmu|rcpbench|yollava")
+    if checked.bad:
         raise typer.Exit(1)
 
 
 def _build_command(
-    source: Annotated[Path, typer.Argument(help="Source records: JSONL, or refer's refs(umd).p / refs JSON.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (stage files, export).")],
-    llm_model: Annotated[str, typer.Option(help="Helper LLM model id on the endpoint.")] = "gpt-4o-mini",
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible URL [RCMU_BASE_URL].")] = None,
-    images: Annotated[Path | None, typer.Option(help="Folder that relative image paths are under.")] = None,
-    instances: Annotated[Path | None, typer.Option(help="COCO instances.json (default: beside refs).")] = None,
-    concurrency: Annotated[int, typer.Option(help="LLM requests in flight.")] = 8,
-    ua_ratio: Annotated[str, typer.Option(help="Answerable:unanswerable RCVQA records.")] = "1:1",
-    score_threshold: Annotated[float, typer.Option(help="Minimum validity/informativeness (1-5).")] = 3.0,
-    dedup_threshold: Annotated[float, typer.Option(help="MiniLM cosine for duplicate expressions.")] = 0.9,
-    profiles: Annotated[int, typer.Option(help="Personal-info profiles per category.")] = 8,
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", help="Source records: JSONL, or refer's refs(umd).p / refs JSON.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FOLDER", help="Output directory (stage files, export).")
+    ],
+    llm_model: Annotated[
+        str, typer.Option(metavar="MODEL", help="Helper LLM model id on the endpoint.")
+    ] = "gpt-4o-mini",
+    llm_base_url: Annotated[
+        str | None, typer.Option(metavar="URL", help="OpenAI-compatible URL [RCMU_BASE_URL].")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(metavar="FOLDER", help="Folder that relative image paths are under.")
+    ] = None,
+    instances: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="COCO instances.json (default: beside refs).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(metavar="N", help="LLM requests in flight.")] = 8,
+    ua_ratio: Annotated[str, typer.Option(metavar="A:B", help="Answerable:unanswerable RCVQA records.")] = "1:1",
+    score_threshold: Annotated[
+        float, typer.Option(metavar="NUMBER", help="Minimum validity/informativeness (1-5).")
+    ] = 3.0,
+    dedup_threshold: Annotated[
+        float, typer.Option(metavar="NUMBER", help="MiniLM cosine for duplicate expressions.")
+    ] = 0.9,
+    profiles: Annotated[int, typer.Option(metavar="N", help="Personal-info profiles per category.")] = 8,
     citations: Annotated[bool, typer.Option("--citations/--no-citations", help="Cite [n] in answers.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed for profile choice and balancing.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for profile choice and balancing.")] = 0,
 ) -> None:
     """Generate RCMU instruction data with an LLM, stage by stage (resumable; reruns hit the cache)."""
     from rcmu_agent.jsonl import BadLine
@@ -163,7 +218,7 @@ def _build_command(
         else:
             sources = list(load_refcoco(source, instances=instances, images=images))
         for line in bad:
-            err.print(f"skipped {line}", markup=False, highlight=False)
+            err.print(f"skipped {line}")
         config = BuildConfig(
             out=out_dir, profiles_per_category=profiles, score_threshold=score_threshold,
             dedup_threshold=dedup_threshold, ua_ratio=_ratio(ua_ratio), citations=citations, seed=seed,
@@ -176,28 +231,23 @@ def _build_command(
 
     result = run(work)
     for name, count in result.stages.items():
-        out.print(
-            f"{name}: {count.written} written, {count.done_before} already done, {count.rejected} rejected",
-            markup=False,
-        )
+        out.print(f"{name}: {count.written} written, {count.done_before} already done, {count.rejected} rejected")
     out.print(
         f"exported {result.exported} records to {out_dir / 'rcmu.jsonl'} {result.kinds}; "
         f"LLM calls {int(result.llm['calls'])}, cached {int(result.llm['cached'])}, "
         f"tokens {int(result.llm['prompt_tokens'] + result.llm['completion_tokens'])}",
-        markup=False,
-        highlight=False,
     )
     for bad in result.invalid:
-        err.print(f"invalid {bad}", markup=False, highlight=False)
+        err.print(f"invalid {bad}")
 
 
 def _merge_command(
-    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `rcmu train`.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where the merged model goes.")],
-    base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
+    adapter: Annotated[Path, typer.Option(metavar="FOLDER", help="Adapter directory written by `rcmu train`.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Where the merged model goes.")],
+    base: Annotated[str | None, typer.Option(metavar="MODEL", help="Base model (default: the adapter's).")] = None,
 ) -> None:
     """Merge a LoRA adapter into its base: full weights + processor files (vLLM / RCMU_MODEL)."""
     from rcmu_agent.train.merge import merge as run_merge
 
     path = run(lambda: run_merge(adapter, out_dir, base=base))
-    out.print(f"merged model written to {path}", markup=False, highlight=False)
+    out.print(f"merged model written to {path}")

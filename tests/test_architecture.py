@@ -84,6 +84,7 @@ FLOORS = {
             "rcmu_agent",
             "rcmu_agent.cli",
             "rcmu_agent._cli",
+            "rcmu_agent._cli_checks",
             "rcmu_agent.server",
             "rcmu_agent.testing",
             "rcmu_agent.tools",

@@ -156,7 +156,7 @@ def _from_block(block: dict[str, Any], access: PhotoAccess) -> PhotoSource:
         raise InvalidInputError(f"content block of type {kind!r} is not an image", f"send the photo as {FORMS}")
     if is_photo_id(block.get("id")):  # a photo this thread already holds (what a checkpoint keeps)
         return PhotoRef(str(block["id"]))
-    mime = str(block.get("mime_type") or block.get("media_type") or "")
+    mime = str(block.get("mime_type") or block.get("mimeType") or block.get("media_type") or "")
     if mime and not mime.lower().startswith("image/"):
         raise InvalidInputError(f"content block holds {mime}, not an image", "send an image block (image/png, ...)")
     source_type = block.get("source_type")
@@ -164,7 +164,8 @@ def _from_block(block: dict[str, Any], access: PhotoAccess) -> PhotoSource:
         return _from_block(
             {"type": kind, **{("source_type" if k == "type" else k): v for k, v in block["source"].items()}}, access
         )
-    if "base64" in block or source_type == "base64":
+    if "base64" in block or source_type == "base64" or (source_type is None and "data" in block):
+        # v1 `base64`, v0 `source_type: base64` + `data`, and Agent Chat UI's `data` + `mimeType`
         data = block.get("base64") if "base64" in block else block.get("data")
         if not isinstance(data, str):
             raise InvalidInputError("image block has no base64 data", "put the base64 string under 'base64'")

@@ -7,7 +7,9 @@ built from `RCMU_*` settings on first use; the server brings its own persistence
 `auth` maps bearer tokens to users from a JSON file (`RCMU_TOKENS_FILE`: `{"<token>": "<user>"}`), and
 keeps every thread private to the user who created it. The graph then reads the user from the
 authenticated identity — a request cannot name another user. Enable it with
-`langgraph dev --config examples/langgraph-auth.json`.
+`langgraph dev --config examples/langgraph-auth.json`, which also turns off LangGraph's Studio
+pass-through (`disable_studio_auth`): without it, a request with no token but `x-auth-scheme: langsmith`
+skips this handler.
 """
 
 from __future__ import annotations
@@ -30,16 +32,31 @@ auth = Auth()
 
 
 @auth.authenticate
-async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
+async def authenticate(authorization: str | None, headers: dict[Any, Any]) -> Auth.types.MinimalUserDict:
+    """`Authorization: Bearer <token>`, or the same token as `X-Api-Key` (what Agent Chat UI's API-key
+    field sends)."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Auth.exceptions.HTTPException(status_code=401, detail="send Authorization: Bearer <token>")
+        token = _header(headers, "x-api-key")
+    if not token.strip():
+        raise Auth.exceptions.HTTPException(
+            status_code=401, detail="send Authorization: Bearer <token> (or the token as X-Api-Key)"
+        )
     path = Path(os.environ.get("RCMU_TOKENS_FILE", "tokens.json")).expanduser()
     tokens = await asyncio.to_thread(load_tokens, path)  # re-read per request: revoking needs no restart
     user = user_for_token(token.strip(), tokens)
     if user is None:
         raise Auth.exceptions.HTTPException(status_code=401, detail="unknown token")
     return {"identity": user}
+
+
+def _header(headers: dict[Any, Any], name: str) -> str:
+    """A header's value whether the server hands names and values as bytes or as text."""
+    for key, value in (headers or {}).items():
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key.lower() == name:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return ""
 
 
 @auth.on

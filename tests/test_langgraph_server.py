@@ -9,6 +9,7 @@ backend against the loopback server, whose fixed reply lets the test check citat
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,19 @@ def test_cited_answer_regions_as_json_and_users_kept_apart(openai_server: str, f
     assert httpx.post(f"{openai_server}/threads", json={}, timeout=10).status_code in (401, 403)
     with pytest.raises(Exception, match="authentication"):
         asyncio.run(run_turn(openai_server, "token-bob", None, turn, context={"user": "alice"}))
+
+
+def test_agent_chat_ui_shapes_its_api_key_and_no_studio_pass_through(openai_server: str, faces_dir: Path) -> None:
+    """What Agent Chat UI sends: the token as `X-Api-Key`, the upload as `{"type": "image", "mimeType", "data"}`;
+    and LangGraph's Studio pass-through (`x-auth-scheme: langsmith`, no token) is off in the shipped config."""
+    data = (faces_dir / "scenes" / "two_people.jpg").read_bytes()
+    block = {"type": "image", "mimeType": "image/jpeg", "data": base64.b64encode(data).decode(), "metadata": {}}
+    turn = {"messages": [human("Who is on the left?", block)]}
+    _, values = asyncio.run(run_turn(openai_server, "token-alice", None, turn))
+    assert values["answer"]["citations"][0]["name"] == "Barack Obama"
+    by_key = httpx.post(f"{openai_server}/threads/search", json={}, headers={"X-Api-Key": "token-alice"}, timeout=10)
+    assert by_key.status_code == 200, by_key.text
+    wrong_key = httpx.post(f"{openai_server}/threads/search", json={}, headers={"X-Api-Key": "nope"}, timeout=10)
+    assert wrong_key.status_code in (401, 403)
+    studio = httpx.post(f"{openai_server}/threads/search", json={}, headers={"x-auth-scheme": "langsmith"}, timeout=10)
+    assert studio.status_code in (401, 403), studio.text

@@ -268,6 +268,16 @@ def _encoded(image: Any) -> tuple[str, str]:
             image = image.resize((image.width // 2, image.height // 2))
 
 
+def _version() -> str:
+    """The installed package's version, for `serverInfo` (a client shows which rcmu it talks to)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rcmu-agent")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "0+unknown"
+
+
 def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
     """The artifact as a client may see it: no path on this server's disk (the answer's `photo` is a
     vault id; library photos keep only their file name, as `file`)."""
@@ -347,6 +357,7 @@ def build_server(
         auth = AuthSettings(issuer_url=url, resource_server_url=f"{url}/mcp")  # type: ignore[arg-type]
     server = _RcmuServer(
         name="rcmu",
+        version=_version(),
         instructions=(
             "Personal photo memory: recognise the people and things the user taught in a photo and answer "
             "with [n] citations to them. Teach with `remember`, ask with `ask_about_photo`."

@@ -164,11 +164,11 @@ class _Quiet(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(state: FakeServer | None = None) -> Iterator[FakeServer]:
-    """Run a server on 127.0.0.1 (free port) for the duration of the block; `state.url` ends in /v1."""
+def serve(state: FakeServer | None = None, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[FakeServer]:
+    """Run a server (loopback, a free port by default) for the duration of the block; `state.url` ends in /v1."""
     state = state or FakeServer()
-    httpd = _Quiet(("127.0.0.1", 0), make_handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd = _Quiet((host, port), make_handler(state))
+    state.url = f"http://{host}:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -183,20 +183,23 @@ def serve(state: FakeServer | None = None) -> Iterator[FakeServer]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m rcmu_agent.testing --delay 0.2`: the same server as its own process.
+    """`python -m rcmu_agent.testing --port 8000`: the same server as its own process.
 
-    A benchmark measures the client, so the server must not share its interpreter (and GIL); it
-    prints its URL on the first line of stdout, then serves until killed.
+    A benchmark measures the client, so the server must not share its interpreter (and GIL); a manual
+    check points `RCMU_BASE_URL` at a known address. It prints its URL on the first line of stdout,
+    then serves until killed.
     """
     import argparse
 
-    parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible chat server (127.0.0.1 only).")
+    parser = argparse.ArgumentParser(description="A fake OpenAI-compatible chat server for tests (no model).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each reply")
     parser.add_argument("--text", default=Reply.text, help="the reply's text")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed chunks")
     args = parser.parse_args(argv)
     reply = Reply(text=args.text, delay=args.delay, token_delay=args.token_delay)
-    with serve(FakeServer(default=reply, keep_requests=False)) as state:
+    with serve(FakeServer(default=reply, keep_requests=False), host=args.host, port=args.port) as state:
         print(state.url, flush=True)
         state.stopping.wait()
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import TextIO
 
@@ -91,6 +92,8 @@ def test_stdio_tools_answers_images_errors_and_resources(tmp_path: Path, shared_
         env = _env(tmp_path, shared_data, RCMU_USER="alice", RCMU_BACKEND="openai", RCMU_BASE_URL=url, RCMU_MODEL="m")
         env["RCMU_ALLOWED_ROOTS"] = os.pathsep.join([str(shared_data), str(tmp_path)])
         async with stdio_session(env, tmp_path / "stdout.jsonl") as client:
+            info = client.server_info
+            assert info is not None and info.name == "rcmu" and info.version == version("rcmu-agent") != ""
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert set(tools) == {
                 "ask_about_photo",

@@ -1,5 +1,9 @@
-"""Shared fixtures: the real photos in ../shared/data and an isolated RCMU_HOME per test; every test is
-marked either `unit` (pure and fast) or `integration` (processes, servers, models, or over ~1 s)."""
+"""Shared fixtures: the small photos in tests/data (unit tests), the real photos in ../shared/data
+(integration tests only) and an isolated RCMU_HOME per test; every test is marked either `unit` (pure and
+fast) or `integration` (processes, servers, models, or over ~1 s).
+
+Where shared/data is missing, the tests that need it are skipped with the reason, unless
+RCMU_REQUIRE_SHARED_DATA is set (as `.ci/run` does): then each of them fails."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,30 +27,81 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 KINDS = ("unit", "integration")
 SHARED_DATA = Path(os.environ.get("RCMU_SHARED_DATA", REPO.parent / "shared" / "data"))
+SMALL_PHOTOS = TESTS / "data"
+SHARED_FIXTURES = {"shared_data", "faces_dir"}  # what unit tests may not use, directly or through a fixture
+# The longest test files (1-6 min each on the 2-core machine, measured 2026-12-02), longest first. Under
+# `pytest -n` (`--dist loadfile --no-loadscope-reorder`) workers take whole files in collection order, so these
+# start first and no worker is left running one at the end; the other files follow, the larger ones first.
+# A stale list costs wall time only, never a result.
+LONG_FILES = (
+    "tests/security/test_crash.py",
+    "tests/train/test_rcvit.py",
+    "tests/tools/test_web.py",
+    "tests/test_thread_growth.py",
+    "tests/security/test_soak.py",
+    "tests/test_transfer.py",
+    "tests/evals/test_tiny_run.py",
+    "tests/security/test_import_paths.py",
+    "tests/memory/test_memory.py",
+    "tests/security/test_door.py",
+    "tests/test_examples.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so no unmarked test slips through
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`pytest -m unit` and `pytest -m integration` together must run the whole suite, exactly once."""
-    wrong = []
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`pytest -m unit` and `pytest -m integration` together must run the whole suite, exactly once; a unit
+    test needs nothing outside the repository; an xdist worker lists the longest files first."""
+    wrong, outside = [], []
     for item in items:
         if not item.path.is_relative_to(TESTS):
             continue
         kinds = sorted({mark.name for mark in item.iter_markers() if mark.name in KINDS})
         if len(kinds) != 1:
             wrong.append(f"  {item.nodeid}: {' and '.join(kinds) or 'no unit or integration mark'}")
+        elif kinds == ["unit"] and (uses := SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ()))):
+            outside.append(f"  {item.nodeid}: {', '.join(sorted(uses))}")
     if wrong:
         raise pytest.UsageError(
             f"{len(wrong)} test(s) need exactly one of the marks unit, integration — put "
             "`pytestmark = pytest.mark.unit` (pure and fast) or `pytest.mark.integration` (processes, servers, "
             "models, or over ~1 s) in the module, or mark each test where a module mixes the two:\n" + "\n".join(wrong)
         )
+    if outside:
+        raise pytest.UsageError(
+            f"{len(outside)} unit test(s) use the shared photos outside the repository — use `small_photos` "
+            "(tests/data) or a generated image, or mark the test integration:\n" + "\n".join(outside)
+        )
+    if hasattr(config, "workerinput"):  # the order the controller hands whole files out in (and only there)
+        files = Counter(item.nodeid.split("::", 1)[0] for item in items)
+        rank = {name: i for i, name in enumerate(LONG_FILES)}
+        first_seen = {name: i for i, name in enumerate(files)}
+
+        def order(name: str) -> tuple[int, int, int]:
+            return (rank.get(name, len(LONG_FILES)), -files[name], first_seen[name])
+
+        position = {name: i for i, name in enumerate(sorted(files, key=order))}
+        items.sort(key=lambda item: position[item.nodeid.split("::", 1)[0]])  # stable: tests keep their order
+
+
+@pytest.fixture(scope="session")
+def small_photos() -> Path:
+    """tests/data: small copies of a few shared photos, checked in (see its README): all a unit test may read."""
+    return SMALL_PHOTOS
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The full-size photos in shared/data, for integration tests: skipped with the reason where they are
+    missing, failed instead when RCMU_REQUIRE_SHARED_DATA is set (CI has them and runs every test)."""
     if not (SHARED_DATA / "faces" / "reference").is_dir():
-        raise RuntimeError(f"test photos not found at {SHARED_DATA}; set RCMU_SHARED_DATA to the shared/data folder")
+        reason = (
+            f"the shared test photos are not at {SHARED_DATA} — put the shared/ folder beside the repository "
+            "or set RCMU_SHARED_DATA to its data folder"
+        )
+        if os.environ.get("RCMU_REQUIRE_SHARED_DATA", "") not in ("", "0"):
+            pytest.fail(f"{reason} (RCMU_REQUIRE_SHARED_DATA is set: no test may be skipped for it)", pytrace=False)
+        pytest.skip(reason)
     return SHARED_DATA
 
 

@@ -18,8 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
-def every_photo(shared_data: Path) -> list[Path]:
-    roots = [shared_data, REPO / "examples" / "photos", REPO / "evals" / "samples" / "images", REPO / "tests"]
+REPO_PHOTOS = [REPO / "examples" / "photos", REPO / "evals" / "samples" / "images", REPO / "tests"]
+
+
+def every_photo(*roots: Path) -> list[Path]:
     return sorted(p for root in roots for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
 
 
@@ -57,10 +59,20 @@ def test_upsample_choice_by_size() -> None:
 
 
 @pytest.mark.unit
-def test_every_shared_and_test_photo_keeps_todays_upsampling(shared_data: Path) -> None:
+def test_every_photo_in_the_repository_keeps_todays_upsampling() -> None:
+    detector = FaceDetector.from_settings(Settings())
+    photos = every_photo(*REPO_PHOTOS)
+    assert len(photos) >= 20
+    for path in photos:
+        with Image.open(path) as img:
+            assert detector.upsample_for(*img.size) == Settings().face_upsample, path
+
+
+@pytest.mark.integration
+def test_every_shared_photo_keeps_todays_upsampling(shared_data: Path) -> None:
     detector = FaceDetector.from_settings(Settings())
     photos = every_photo(shared_data)
-    assert len(photos) >= 30
+    assert len(photos) >= 16
     for path in photos:
         with Image.open(path) as img:
             assert detector.upsample_for(*img.size) == Settings().face_upsample, path

@@ -98,8 +98,9 @@ def test_weights_are_loaded_once_and_shared(clip_dir: Path, photos: dict[str, Im
 
 
 @pytest.mark.unit
-def test_crop_clamps_to_the_photo(photos: dict[str, Image.Image]) -> None:
-    cat = photos["chelsea"]
+def test_crop_clamps_to_the_photo(small_photos: Path) -> None:
+    with Image.open(small_photos / "chelsea.jpg") as img:
+        cat = img.convert("RGB")  # 451x300
     crop = ImageEmbedder.crop(cat, (10.4, 20.6, 110.2, 80.0))
     assert crop.size == (101, 60) and crop.mode == "RGB"  # floor 10.4, 20.6; ceil 110.2, 80
     assert ImageEmbedder.crop(cat, (-50, -50, 30, 40)).size == (30, 40)

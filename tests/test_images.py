@@ -18,11 +18,12 @@ from rcmu_agent.images import image_to_data_url, load_image
 pytestmark = pytest.mark.unit
 
 ORIENTATION = 0x0112
+W, H = 563, 331  # tests/data/two_people.jpg
 
 
 @pytest.fixture(scope="module")
-def two_people(faces_dir: Path) -> Path:
-    return faces_dir / "scenes" / "two_people.jpg"
+def two_people(small_photos: Path) -> Path:
+    return small_photos / "two_people.jpg"
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
@@ -47,9 +48,9 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_real_jpeg(two_people: Path) -> None:
     img = load_image(two_people)
     assert img.mode == "RGB"
-    assert img.size == (1126, 661)
+    assert img.size == (W, H)
     # fully decoded: the pixels are there, not a lazy handle on a closed file
-    assert np.asarray(img).shape == (661, 1126, 3)
+    assert np.asarray(img).shape == (H, W, 3)
 
 
 def test_path_forms_are_equivalent(two_people: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +64,7 @@ def test_path_forms_are_equivalent(two_people: Path, tmp_path: Path, monkeypatch
 
 def test_bytes_input(two_people: Path) -> None:
     img = load_image(two_people.read_bytes())
-    assert img.mode == "RGB" and img.size == (1126, 661)
+    assert img.mode == "RGB" and img.size == (W, H)
     np.testing.assert_array_equal(np.asarray(img), np.asarray(load_image(two_people)))
 
 
@@ -194,7 +195,7 @@ def test_file_over_max_bytes(two_people: Path) -> None:
     with pytest.raises(InvalidInputError, match="MiB limit") as info:
         load_image(two_people, max_bytes=size - 1)
     assert "RCMU_MAX_IMAGE_BYTES" in _one_line(info)
-    assert load_image(two_people, max_bytes=size).size == (1126, 661)
+    assert load_image(two_people, max_bytes=size).size == (W, H)
 
 
 def test_bytes_over_max_bytes(two_people: Path) -> None:
@@ -205,11 +206,11 @@ def test_bytes_over_max_bytes(two_people: Path) -> None:
 
 
 def test_small_max_pixels(two_people: Path) -> None:
-    with pytest.raises(InvalidInputError, match="is 1126x661") as info:
-        load_image(two_people, max_pixels=1126 * 661 - 1)
+    with pytest.raises(InvalidInputError, match=f"is {W}x{H}") as info:
+        load_image(two_people, max_pixels=W * H - 1)
     assert "RCMU_MAX_IMAGE_PIXELS" in _one_line(info)
-    assert load_image(two_people, max_pixels=1126 * 661).size == (1126, 661)
-    with Image.open(two_people) as opened, pytest.raises(InvalidInputError, match="is 1126x661"):
+    assert load_image(two_people, max_pixels=W * H).size == (W, H)
+    with Image.open(two_people) as opened, pytest.raises(InvalidInputError, match=f"is {W}x{H}"):
         load_image(opened, max_pixels=1000)
 
 

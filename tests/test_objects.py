@@ -154,7 +154,9 @@ def test_grounding_dino_detects_with_query_labels(grounding_dino_dir: Path, cat_
 
 # ---- loading failures -----------------------------------------------------------------------------
 @pytest.mark.unit
-def test_no_categories_returns_nothing_without_loading(cat_photo: Image.Image, tmp_path: Path) -> None:
+def test_no_categories_returns_nothing_without_loading(small_photos: Path, tmp_path: Path) -> None:
+    with Image.open(small_photos / "chelsea.jpg") as img:
+        cat_photo = img.convert("RGB")
     missing = str(tmp_path / "never-created")
     detector = ObjectDetector(missing, device="cpu")
     assert detector.detect(cat_photo, []) == []

@@ -19,11 +19,9 @@ NO_MODELS = {"object_detector": None, "image_embedding_model": None}
 
 
 @pytest.fixture(scope="module")
-def face(faces_dir: Path) -> Image.Image:
-    """Obama's reference photo, small: one clear face."""
-    img = load_image(faces_dir / "reference" / "obama_obama.jpg")
-    img.thumbnail((400, 400))
-    return img
+def face(small_photos: Path) -> Image.Image:
+    """Obama's reference photo, small (320x400): one clear face."""
+    return load_image(small_photos / "obama.jpg")
 
 
 def _encoded(img: Image.Image, fmt: str, **kwargs: object) -> bytes:

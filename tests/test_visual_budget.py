@@ -135,8 +135,8 @@ def test_openai_backend_sends_a_budget_sized_jpeg_and_leaves_boxes_alone(shared_
 
 
 @pytest.mark.unit
-def test_fit_to_budget_and_jpeg_quality(shared_data: Path) -> None:
-    photo = load_image(shared_data / "faces" / "scenes" / "two_people.jpg")
+def test_fit_to_budget_and_jpeg_quality(small_photos: Path) -> None:
+    photo = load_image(small_photos / "two_people.jpg")
     fitted = fit_to_budget(photo)
     assert fitted.size == budget_size(*photo.size)
     assert fit_to_budget(fitted) is fitted  # already at budget size: no second resize

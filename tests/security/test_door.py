@@ -162,13 +162,12 @@ def _small_jpeg(path: Path, side: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def photos(faces_dir: Path) -> dict[str, bytes]:
+def photos(small_photos: Path) -> dict[str, bytes]:
     """Real faces, small so hundreds of calls stay fast: bob's is Kit Harington (landscape), alice's
     Barack Obama (portrait)."""
-    ref = faces_dir / "reference"
     return {
-        "bob": _small_jpeg(ref / "kit_harington_john2.jpeg", 320),
-        "alice": _small_jpeg(ref / "obama_obama.jpg", 320),
+        "bob": _small_jpeg(small_photos / "kit_harington.jpg", 320),
+        "alice": _small_jpeg(small_photos / "obama.jpg", 320),
     }
 
 

@@ -22,10 +22,11 @@ from rcmu_agent.train.sources import SourceRecord, load_refcoco, load_sources
 runner = CliRunner()
 
 
-def _good(shared_data: Path) -> dict[str, Any]:
+def _good(cat: Path) -> dict[str, Any]:
+    """A good record about `cat`, a 451x300 photo of a cat."""
     return {
         "id": "r1",
-        "image": str(shared_data / "objects" / "chelsea.png"),
+        "image": str(cat),
         "image_size": [451, 300],
         "regions": [
             {"box": [60, 20, 420, 300], "category": "cat", "info": "Chelsea, 4, naps all day", "name": "Chelsea"}
@@ -38,8 +39,8 @@ def _good(shared_data: Path) -> dict[str, Any]:
 
 
 @pytest.mark.unit
-def test_validate_reports_each_bad_record_with_its_line(shared_data: Path, tmp_path: Path) -> None:
-    good = _good(shared_data)
+def test_validate_reports_each_bad_record_with_its_line(small_photos: Path, tmp_path: Path) -> None:
+    good = _good(small_photos / "chelsea.jpg")
     variants = [
         good,
         {**good, "id": "r2", "regions": [{**good["regions"][0], "box": [60, 20, 900, 300]}]},
@@ -83,7 +84,7 @@ def test_record_prompt_is_the_agents_prompt(shared_data: Path, rcmu_home: Path) 
     from rcmu_agent.schema import Region
     from rcmu_agent.settings import Settings
 
-    record = InstructionRecord.model_validate(_good(shared_data))
+    record = InstructionRecord.model_validate(_good(shared_data / "objects" / "chelsea.png"))
     settings = Settings(home=rcmu_home, object_detector="", image_embedding_model="")
     regions = [Region(box=r.box, category=r.category, info=r.info) for r in record.regions]
     answer = Assistant(settings).ask(record.question, record.image, regions=regions, context_only=True)

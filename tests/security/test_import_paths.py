@@ -23,6 +23,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from rcmu_agent.assistant import Assistant
+from rcmu_agent.door import shown_path
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.memory._transfer_paths import read_photo, written_path
 from rcmu_agent.memory._transfer_read import read_source
@@ -107,7 +108,7 @@ def _check_refusals(failed: list[str], entities: Path, rows: dict[str, list[str]
     for name, reason in REASONS.items():
         bad = rows[name][-1]
         shown = bad.removeprefix("file://")
-        want[f"{entities}:{names.index(name) + 1}"] = f"photo {shown!r} {reason}"
+        want[f"{entities}:{names.index(name) + 1}"] = f"photo {shown_path(shown)} {reason}"  # long ones cut short
     got = dict(line.split(": ", 1) for line in failed)
     assert got == want, failed
 
@@ -186,7 +187,7 @@ def test_rcmu_import_refuses_each_crafted_row_and_loads_the_rest(tmp_path: Path,
     _small(faces_dir / "reference" / "rose_leslie_img1.jpg", tmp_path / "rose.jpg")
     result = _rcmu(home, "import", str(table), "--user", "bob", "--workers", "0")
     assert result.returncode == 0, result.stderr
-    assert f"{table}:3: photo {str(stored)!r} is not a path relative to the folder" in result.stderr
+    assert f"{table}:3: photo {shown_path(str(stored))} is not a path relative to the folder" in result.stderr
     assert f"{table}:4: photo 'bob-export/linked/{stored.parent.name}/{stored.name}' {LINK}" in result.stderr
     assert "1 added" in result.stdout and "2 failed" in result.stdout
     assert sorted(e.name for e in assistant.entities(user="bob")) == ["Joe Biden", "Kit Harington", "Rose Leslie"]

@@ -2,9 +2,13 @@
 
 Detection is the slow part of loading a knowledge base (tens of milliseconds per photo against a
 fraction of a millisecond to store it), so it runs in a process pool whose workers load dlib once,
-while the importing process stays the single writer. Workers are not forked from the importing
-process: it holds Chroma's and torch's threads, which a forked child would inherit in whatever state
-they were in.
+while the importing process stays the single writer.
+A worker takes ~1.5 s to start and load dlib on a busy 2-core machine, longer than a few photos take
+in this process (a 4-row import ran at 0.2 entities/s when it always started them), so by default the
+pool starts only once the photos left would take longer here than `POOL_WORTH_SECONDS` (see
+`FacePool`); until then photos are described in this process.
+Workers are not forked from the importing process: it holds Chroma's (and, with a CLIP model, torch's)
+threads, which a forked child would inherit in whatever state they were in.
 Each worker describes with its own pixel-only `Recognizer` — the call `Assistant.remember` makes
 (decode with the same limits, the largest face, its descriptor) — so an imported person is
 recognised at exactly the distances a taught one is.
@@ -14,9 +18,11 @@ checks of `_transfer_paths`, and nothing opens the path again.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +36,9 @@ if TYPE_CHECKING:
     from rcmu_agent.recognizer import Recognizer
     from rcmu_agent.settings import Settings
 
-__all__ = ["Described", "FacePool", "describe_face"]
+__all__ = ["POOL_WORTH_SECONDS", "Described", "FacePool", "describe_face"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Described:
 # non-fork start, a calling script needs an `if __name__ == "__main__":` guard: workers import it.
 _START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _REMEMBERED = 256  # photos whose description is kept for a later row with the same bytes
+POOL_WORTH_SECONDS = 4.0  # inline work left that pays for starting workers: about twice their start-up
 _worker: Recognizer | None = None  # pixel-only, once per worker process
 
 
@@ -96,7 +105,7 @@ def _describe_in_worker(photo: Photo) -> Described:
 
 
 class _Inline(Executor):
-    """`workers=0`: describe in this process with the caller's (already loaded) models."""
+    """Describe in this process with the caller's models (`workers=0`, or too few photos for workers)."""
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
@@ -108,38 +117,69 @@ class _Inline(Executor):
 
 
 class FacePool:
-    """Photos of people described in `workers` processes (0: in this process), the same bytes once."""
+    """Photos of people described in `workers` processes (0: in this process), the same bytes once.
 
-    def __init__(self, recognizer: Recognizer, workers: int) -> None:
+    `left` None: the workers start with the first photo. An int: the photos still to come after the
+    ones submitted (the caller keeps it current); photos are described in this process, the first two
+    always (the first loads dlib, the second measures a photo), until `left` of them would take longer
+    than `POOL_WORTH_SECONDS` here; from then on the workers describe the rest.
+    """
+
+    def __init__(self, recognizer: Recognizer, workers: int, *, left: int | None = None) -> None:
         self.recognizer = recognizer
         self.workers = max(0, workers)
+        self.left = left
         self._seen: OrderedDict[str, Future[Described]] = OrderedDict()  # the last few, by content
-        self._executor: Executor
-        if self.workers == 0:
-            self._executor = _Inline()
-        else:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context(_START),
-                initializer=_start_worker,
-                initargs=(recognizer.settings,),
-            )
+        self._inline = _Inline()
+        self._pool: Executor | None = None
+        self._warm = False
+        self._inline_photos = 0  # described here after the first, and how long they took
+        self._inline_seconds = 0.0
+        if self.workers and left is None:
+            self._start()
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker processes were started (for tests and reports)."""
+        return self._pool is not None
+
+    def _start(self) -> None:
+        log.info("describing faces in %d worker process(es); %s photo(s) to come", self.workers, self.left)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(_START),
+            initializer=_start_worker,
+            initargs=(self.recognizer.settings,),
+        )
+
+    def _worth_workers(self) -> bool:
+        if not self.workers or self.left is None or not self._inline_photos:
+            return False
+        return self.left * self._inline_seconds / self._inline_photos > POOL_WORTH_SECONDS
 
     def submit(self, photo: Photo) -> Future[Described]:
         """A future description of `photo`; the same bytes asked twice are described once."""
         key = f"{photo_digest(photo.data)} {photo.label}"  # by content; by name too, for the error it may give
         if key not in self._seen:
-            if self.workers == 0:
-                self._seen[key] = self._executor.submit(describe_face, photo, self.recognizer)
+            if self._pool is None and self._worth_workers():
+                self._start()
+            if self._pool is not None:
+                self._seen[key] = self._pool.submit(_describe_in_worker, photo)
             else:
-                self._seen[key] = self._executor.submit(_describe_in_worker, photo)
+                started = time.perf_counter()
+                self._seen[key] = self._inline.submit(describe_face, photo, self.recognizer)
+                if self._warm:  # the first photo also loaded dlib: it says nothing about the next ones
+                    self._inline_seconds += time.perf_counter() - started
+                    self._inline_photos += 1
+                self._warm = True
             while len(self._seen) > _REMEMBERED:
                 self._seen.popitem(last=False)
         self._seen.move_to_end(key)
         return self._seen[key]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> FacePool:
         return self

@@ -30,10 +30,15 @@ from rcmu_agent.schema import Entity, ImportReport, normalize_category
 if TYPE_CHECKING:
     from rcmu_agent.recognizer import Recognizer
 
-__all__ = ["Loader", "Planned"]
+__all__ = ["Loader", "Planned", "person_photos"]
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 2.0  # a slow import still commits (and so can resume) every couple of seconds
+
+
+def person_photos(row: ImportRow) -> int:
+    """The photos of `row` that need a face described: those of a person (a row without a category is one)."""
+    return len(row.photos) if (normalize_category(row.category) or "person") == "person" else 0
 
 
 @dataclass
@@ -52,7 +57,18 @@ class Planned:
 class Loader:
     """Plans, takes and commits rows for one user; closes its worker pool on exit."""
 
-    def __init__(self, recognizer: Recognizer, user: str, report: ImportReport, *, workers: int, batch: int) -> None:
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        user: str,
+        report: ImportReport,
+        *,
+        workers: int,
+        batch: int,
+        photos_left: int | None = None,
+    ) -> None:
+        """`photos_left`: the people's photos in the rows to come, when the workers are to start only
+        once enough of them need describing (`FacePool`); None starts them with the first photo."""
         if recognizer.memory is None:
             raise ValueError("an import needs a recognizer with a memory to write to")
         self.recognizer = recognizer
@@ -67,7 +83,7 @@ class Loader:
         self.by_id = {e.id: e for e in entities}
         self.claimed: dict[str, str] = {}  # name key → category, for rows of this import
         self._changing: set[str] = set()  # name keys a planned row of this import will write
-        self.pool = FacePool(recognizer, workers)
+        self.pool = FacePool(recognizer, workers, left=photos_left)
         self._batch: list[tuple[Planned, Teaching]] = []
         self._keys: set[str] = set()
         self._flushed = time.monotonic()
@@ -84,6 +100,8 @@ class Loader:
     # ---- planning --------------------------------------------------------------------------------------
     def plan(self, row: ImportRow) -> Planned | None:
         """Check a row against memory and this import; None when it failed or is already there."""
+        if self.pool.left is not None:  # the photos of the rows after this one
+            self.pool.left -= person_photos(row)
         try:
             name = clean_text(row.name, "name", max_chars=100)
             info = clean_text(row.info, "info")  # the limits the store applies

@@ -8,7 +8,8 @@ killed export leaves nothing at OUT. The format is described in the README ("Exp
 An import is idempotent and resumable: a row naming an entity the memory already holds (same id, or
 same name) updates it; one whose name, info, category and photos are all there already is skipped
 before any face is detected, which is also how a rerun after a kill resumes. Faces are described in
-worker processes (`_transfer_faces`), and this process alone writes, in batches through
+worker processes (`_transfer_faces`) once there are enough of them to pay for starting the workers
+(a few are described in this process), and this process alone writes, in batches through
 `MemoryStore.remember_many` (atomic per batch: a kill mid-batch is rolled back on the next write).
 """
 
@@ -217,16 +218,21 @@ def import_rows(
     progress: Progress | None = None,
     batch: int = 32,
 ) -> ImportReport:
-    """Load `rows` into `user`'s memory; `workers` processes describe faces (None: one per CPU, 0: inline)."""
-    from rcmu_agent.memory._transfer_load import Loader
+    """Load `rows` into `user`'s memory; `workers` processes describe faces (0: in this process).
+
+    None: one per CPU, started only once the photos left to describe would take longer here than
+    starting them (`_transfer_faces.POOL_WORTH_SECONDS`), so a small import never waits for workers.
+    A number starts that many with the first photo (at most one per person with photos)."""
+    from rcmu_agent.memory._transfer_load import Loader, person_photos
 
     started = time.perf_counter()
     report = ImportReport(source="rows", user=check_user(user), rows=len(rows))
-    people = sum(1 for r in rows if r.category.strip().lower() in ("", "person") and r.photos)
+    people = sum(1 for r in rows if person_photos(r))
+    photos_left: int | None = None
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers, photos_left = os.cpu_count() or 1, sum(person_photos(r) for r in rows)
     workers = min(workers, max(people, 1)) if people else 0
-    with Loader(recognizer, user, report, workers=workers, batch=batch) as loader:
+    with Loader(recognizer, user, report, workers=workers, batch=batch, photos_left=photos_left) as loader:
         pending: deque[Any] = deque()
         window = max(8, 8 * workers)
         for read, row in enumerate(rows, start=1):

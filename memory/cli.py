@@ -53,7 +53,13 @@ def import_(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-w", min=0, metavar="N", help="Face-detection processes [CPU count; 0: inline]."),
+        typer.Option(
+            "--workers",
+            "-w",
+            min=0,
+            metavar="N",
+            help="Face-detection processes [CPU count, started once there are enough photos for them; 0: inline].",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

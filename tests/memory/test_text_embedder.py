@@ -48,14 +48,16 @@ def test_vectors_equal_sentence_transformers_alone_and_in_batches() -> None:
 
 
 @pytest.mark.integration
-def test_embedding_loads_none_of_torch_transformers_sentence_transformers() -> None:
+def test_embedding_loads_none_of_torch_transformers_sentence_transformers(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from rcmu_agent.memory.text_embedder import TextEmbedder\n"
         "TextEmbedder().embed(['a question'])\n"
         "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'scipy') if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    # outside the clone: its ./rcmu_agent folder would shadow the installed package (CI installs non-editable)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
 

@@ -49,6 +49,7 @@ def mcp(
 
     def serve() -> None:
         from rcmu_agent.errors import InvalidInputError
+        from rcmu_agent.tools._mcp_http import serve_http
         from rcmu_agent.tools.mcp_server import TokenFileVerifier, build_server
         from rcmu_agent.users import check_user
 
@@ -68,7 +69,7 @@ def mcp(
         verifier = TokenFileVerifier(tokens_file, token=token, user=bound)
         url = f"http://{host}:{port}"
         server = build_server(assistant, user=None, verifier=verifier, url=url)
-        server.run("streamable-http", host=host, port=int(port))
+        serve_http(server, host=host, port=int(port), max_image_bytes=assistant.settings.max_image_bytes)
 
     run(serve)
 

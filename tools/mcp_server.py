@@ -14,6 +14,10 @@ memory that request can touch. No tool argument names a user. Photo paths are re
 allowed folders: the client's declared roots over stdio (it runs on the user's own machine), else
 `RCMU_ALLOWED_ROOTS`; over HTTP only `RCMU_ALLOWED_ROOTS`, since a remote client's roots describe its
 own disk, not this server's.
+
+Every tool error a client sees is one line, `problem — fix`, worded for a tool caller (`_mcp_errors`):
+argument errors name the caller's own argument paths, not the SDK's pydantic text. The server offers
+tools, resources and prompts (`_mcp_prompts`), each with something in it; `_mcp_http` serves it over HTTP.
 """
 
 from __future__ import annotations
@@ -32,19 +36,21 @@ from urllib.parse import unquote, urlsplit
 from langchain_core.messages import ToolMessage
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp_types import CallToolResult, ImageContent, Resource, TextContent
-from pydantic import BaseModel, ConfigDict
+from mcp_types import CallToolResult, ImageContent, InputRequiredResult, Resource, TextContent
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import NotFoundError, RcmuError
 from rcmu_agent.schema import ContextEntry, Region
 from rcmu_agent.tokens import load_tokens, user_for_token
 from rcmu_agent.tools._common import RcmuTool
+from rcmu_agent.tools._mcp_errors import argument_problems, for_tool_caller, unknown_tool, with_tool_fixes
+from rcmu_agent.tools._mcp_http import auth_settings
+from rcmu_agent.tools._mcp_prompts import add_prompts
 from rcmu_agent.tools.toolkit import TOOL_CLASSES
 
 __all__ = ["TokenFileVerifier", "build_server"]
@@ -192,9 +198,9 @@ class _Bridge:
         assert isinstance(message, ToolMessage)
         if message.status == "error":
             log.info("%s refused: %s", name, message.content)
-            raise ToolError(str(message.content).removeprefix("error: "))
+            raise ToolError(str(message.content))
         artifact: dict[str, Any] = message.artifact or {}
-        content: list[Any] = [TextContent(type="text", text=str(message.content))]
+        content: list[Any] = [TextContent(type="text", text=with_tool_fixes(str(message.content)))]
         if name in _DRAWN and artifact.get("photo"):
             drawn, mime = await asyncio.to_thread(self._drawn, artifact, user)
             content.append(ImageContent(type="image", data=drawn, mime_type=mime))
@@ -296,9 +302,32 @@ def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
 
 
 class _RcmuServer(MCPServer[Any]):
-    """Lists the caller's own people as resources (each request sees only its user's)."""
+    """Lists the caller's own people as resources (each request sees only its user's), and words every
+    tool error for the caller."""
 
     bridge: _Bridge
+    schemas: dict[str, dict[str, Any]]  # each tool's input schema, as clients see it
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """The SDK's call with its errors reworded (`Error executing tool NAME: <pydantic's many lines>`):
+        the cause is kept as `__cause__`, the arguments' `ValidationError` or the tool's `ToolError`. A
+        crash keeps the SDK's generic text (its own may hold server details); the SDK logs it."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            cause = exc.__cause__
+            if name not in self.schemas:
+                text = unknown_tool(name, self.schemas)
+            elif isinstance(cause, ValidationError):
+                text = argument_problems(name, self.schemas[name], cause)
+                log.info("%s rejected arguments: %s", name, sorted({str(e["loc"][0]) for e in cause.errors()}))
+            else:
+                text = for_tool_caller(str(cause if isinstance(cause, ToolError | ResourceError) else exc))
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
     async def list_resources(self) -> list[Resource]:
         listed = await super().list_resources()
@@ -348,13 +377,14 @@ def build_server(
     verifier: TokenFileVerifier | None = None,
     url: str | None = None,
 ) -> MCPServer[Any]:
-    """The MCP server over `assistant`. `user` for stdio; `verifier` and the public `url` for HTTP."""
+    """The MCP server over `assistant`. `user` for stdio; `verifier` and the server's `url` for HTTP."""
     bridge = _Bridge(assistant, user)
     auth = None
     if verifier is not None:
         if not url:
-            raise ValueError("an HTTP server needs its public url for token audiences")
-        auth = AuthSettings(issuer_url=url, resource_server_url=f"{url}/mcp")  # type: ignore[arg-type]
+            raise ValueError("an HTTP server needs its url (the issuer of its tokens)")
+        auth = auth_settings(url)
+    tools = [_tool(bridge, cast(type[RcmuTool], cls)) for cls in TOOL_CLASSES]
     server = _RcmuServer(
         name="rcmu",
         version=_version(),
@@ -362,11 +392,13 @@ def build_server(
             "Personal photo memory: recognise the people and things the user taught in a photo and answer "
             "with [n] citations to them. Teach with `remember`, ask with `ask_about_photo`."
         ),
-        tools=[_tool(bridge, cast(type[RcmuTool], cls)) for cls in TOOL_CLASSES],
+        tools=tools,
         token_verifier=verifier,
         auth=auth,
     )
     server.bridge = bridge
+    server.schemas = {tool.name: tool.parameters for tool in tools}
+    add_prompts(server)
 
     @server.resource(PEOPLE_URI, name="person", mime_type="application/json")
     async def person(entity_id: str) -> str:

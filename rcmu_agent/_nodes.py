@@ -20,14 +20,15 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rcmu_agent._photos import ANY_FILE, Inbound, PhotoAccess, PhotoRef
-from rcmu_agent.citations import is_refusal, resolve_citations
+from rcmu_agent.citations import is_refusal, number_regions, resolve_citations
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.messages import answer_message, photo_block, read_turn
 from rcmu_agent.parts import Parts
-from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, number_entries, resolve_placeholders
+from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, resolve_placeholders
 from rcmu_agent.regions import check_region_count, region_error
 from rcmu_agent.schema import Answer, ContextEntry, Entity, LibraryAnswer, PhotoCitation, PhotoHit, Region
 from rcmu_agent.state import AgentState, Context
+from rcmu_agent.timings import collect, stage
 
 __all__ = ["MEMORY_MIN_SIMILARITY", "Nodes", "bound_user", "dump", "load"]
 
@@ -112,7 +113,20 @@ class Nodes:
             "context_only": bool(state.get("context_only")),
             "library_limit": max(1, int(state.get("library_limit") or 4)),
         }
-        fresh = {"user": user, "question": question, "turn": options, "reply": "", "reply_id": None, "prompt": ""}
+        form = runtime.context.teach if runtime.context is not None else None
+        intent = _form_intent(form) if form else None
+        if intent is None and not (state.get("library") or regions):
+            intent = self._intent(question, state, user)
+        fresh = {
+            "user": user,
+            "question": question,
+            "turn": options,
+            "reply": "",
+            "reply_id": None,
+            "prompt": "",
+            "intent": intent,
+            "change": None,
+        }
         # a turn about a photo of its own, or about memory, leaves the library's collage behind
         off_library = {"library_photos": None, "library_refs": None}
         if turn.photo is not None:
@@ -121,6 +135,10 @@ class Nodes:
             return {**fresh, **off_library, **kept, "route": "detect", "photo": pid}
         if state.get("library"):
             return {**fresh, "route": "library"}
+        if intent is not None:  # a memory change on the thread's photo (if any): checked against this user's vault
+            if state.get("photo"):
+                self.parts.photos.image(user, state["photo"])
+            return {**fresh, "route": "teach"}
         if state.get("photo") and (regions or state.get("entries") is not None):
             # a follow-up about the thread's photo (or the library's collage, whose citations still
             # resolve to photos): new boxes are detected anew on it, else reuse what was found. The
@@ -130,7 +148,30 @@ class Nodes:
             return {**fresh, **(off_library if regions else {}), "route": "detect" if regions else "compose"}
         if regions:
             raise InvalidInputError("regions were given without a photo", "send the photo the boxes belong to")
+        _photo_arrived(state.get("messages") or [])
         return {**fresh, **off_library, "route": "memory", "photo": None}
+
+    def _intent(self, question: str, state: AgentState, user: str) -> dict[str, Any] | None:
+        """The memory change this turn asks for (`rcmu_agent.teach_grammar`, or the chat model when
+        `RCMU_CHAT_MODEL` is set), as JSON; None: a question. An update must name someone known."""
+        from dataclasses import asdict
+
+        from rcmu_agent.teach import find_entity
+        from rcmu_agent.teach_grammar import parse_turn
+        from rcmu_agent.teach_model import interpret
+
+        settings = self.parts.settings
+        if settings.chat_model:
+            intent = interpret(settings, question, number_regions(load(ContextEntry, state.get("entries"))))
+        else:
+            intent = parse_turn(question)
+            if (
+                intent is not None
+                and intent.action == "update"
+                and find_entity(self.parts, user, intent.name or "") is None
+            ):
+                intent = None  # "James likes tea" about nobody known: a question like any other
+        return asdict(intent) if intent is not None else None
 
     def _user(self) -> str:
         """The run's user, decided again from the run itself (as `route` decides it), never read from
@@ -157,11 +198,15 @@ class Nodes:
     def detect(self, state: AgentState) -> dict[str, Any]:
         recognizer = self.parts.recognizer
         user = self._user()
-        image = self.parts.photos.image(user, state["photo"])
-        given = _regions_from_json(state["turn"].get("regions"))
-        categories = [] if given else recognizer.object_categories(user)
-        seen = recognizer.see(image, categories, given=given, source=state["photo"])
-        return {"detected": dump(seen), "image_size": list(image.size)}
+        with collect() as clock:  # stage times travel in the turn's options to the answer (`_answer`)
+            with stage("decode_s"):
+                image = self.parts.photos.image(user, state["photo"])
+            given = _regions_from_json(state["turn"].get("regions"))
+            categories = [] if given else recognizer.object_categories(user)
+            with stage("detect_s"):
+                seen = recognizer.see(image, categories, given=given, source=state["photo"])
+        turn = {**state["turn"], "timings": clock.rounded()}
+        return {"detected": dump(seen), "image_size": list(image.size), "turn": turn}
 
     def recall(self, state: AgentState) -> dict[str, Any]:
         memory, user = self.parts.memory, self._user()
@@ -213,9 +258,10 @@ class Nodes:
     def compose(self, state: AgentState) -> dict[str, Any]:
         """The region-context prompt over the photo (or the library's collage): entries numbered."""
         size = (int(state["image_size"][0]), int(state["image_size"][1]))
-        entries = number_entries(load(ContextEntry, state.get("entries")))
+        entries = number_regions(load(ContextEntry, state.get("entries")))  # unknown regions numbered last
         question, _ = resolve_placeholders(state["question"], entries, size)
-        return {"entries": dump(entries), "prompt": build_prompt(entries, question, size)}
+        sent = [e for e in entries if e.info]  # only what is known goes to the model
+        return {"entries": dump(entries), "prompt": build_prompt(sent, question, size)}
 
     def compose_memory(self, state: AgentState) -> dict[str, Any]:
         """The memory-only prompt: remembered entries, no photo."""
@@ -227,19 +273,24 @@ class Nodes:
         from rcmu_agent.backends.chat_model import VLMChatModel
 
         pid = state.get("photo")
-        image = self.parts.photos.image(self._user(), pid) if pid else None
+        with stage("decode_s"):
+            image = self.parts.photos.image(self._user(), pid) if pid else None
         return VLMChatModel(backend=self.parts.vlm, image=image)
 
     def answer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        reply = self._chat_model(state).invoke([HumanMessage(content=state["prompt"])], config)
-        return {"reply": reply.text.strip(), "reply_id": reply.id}
+        with collect(state["turn"].get("timings")) as clock:
+            reply = self._chat_model(state).invoke([HumanMessage(content=state["prompt"])], config)
+        turn = {**state["turn"], "timings": clock.rounded()}
+        return {"reply": reply.text.strip(), "reply_id": reply.id, "turn": turn}
 
     async def aanswer(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Native async: tokens stream to the caller as they are decoded, and many questions against a
         server share one event loop instead of a thread each."""
-        model = await asyncio.to_thread(self._chat_model, state)
-        reply = await model.ainvoke([HumanMessage(content=state["prompt"])], config)
-        return {"reply": reply.text.strip(), "reply_id": reply.id}
+        with collect(state["turn"].get("timings")) as clock:
+            model = await asyncio.to_thread(self._chat_model, state)
+            reply = await model.ainvoke([HumanMessage(content=state["prompt"])], config)
+        turn = {**state["turn"], "timings": clock.rounded()}
+        return {"reply": reply.text.strip(), "reply_id": reply.id, "turn": turn}
 
     def cite(self, state: AgentState) -> dict[str, Any]:
         answer = self._answer(state)
@@ -275,6 +326,7 @@ class Nodes:
             prompt=state.get("prompt", ""),
             context_only=context_only,
             photo=state.get("photo"),
+            timings=state["turn"].get("timings") or {},
         )
 
     @staticmethod
@@ -286,6 +338,38 @@ def _mentioned(named: Sequence[Entity]) -> list[dict[str, Any]]:
     """The entities a question names, for the thread's state: without their reference photos, whose
     paths on the server's disk a served thread's state must not show (the state holds photo ids only)."""
     return [e.model_dump(mode="json", exclude={"photos"}) for e in named]
+
+
+def _form_intent(form: Any) -> dict[str, Any]:
+    """A front end's 'name this region' form (`Context.teach`) as the intent the words would give."""
+    if not isinstance(form, dict) or not isinstance(form.get("name"), str) or not isinstance(form.get("region"), int):
+        raise InvalidInputError(
+            "the teach form needs a name and a region number", 'send {"name": "Rose", "region": 3, "info": "…"}'
+        )
+    info, category = form.get("info"), form.get("category")
+    return {
+        "action": "remember",
+        "name": form["name"],
+        "info": info if isinstance(info, str) and info.strip() else None,
+        "category": category if isinstance(category, str) and category.strip() else None,
+        "target": form["region"],
+    }
+
+
+def _photo_arrived(messages: Sequence[BaseMessage]) -> None:
+    """A follow-up in a thread whose last photo never reached the vault (it failed to load) says so,
+    instead of answering from memory alone as if no photo had been sent."""
+    for message in reversed(messages[:-1]):
+        if not isinstance(message, HumanMessage) or isinstance(message.content, str):
+            continue
+        images = [b for b in message.content if isinstance(b, dict) and b.get("type") in _IMAGE_TYPES]
+        if images:
+            if any(set(b) != {"type", "id"} for b in images):  # not replaced by its vault id: it never arrived
+                raise InvalidInputError(
+                    "the photo sent earlier in this thread could not be read, so there is no photo to answer about",
+                    "send the photo again with the question (JPEG, PNG or WebP, within the size limits)",
+                )
+            return
 
 
 def _name(path: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent._photos import ANY_FILE, Inbound, PhotoRef
-from rcmu_agent.errors import NotFoundError, RcmuError
+from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import DESCRIBE_QUESTION
@@ -27,6 +27,7 @@ from rcmu_agent.schema import (
     ImportReport,
     IndexReport,
     LibraryAnswer,
+    MemoryChange,
     PhotoHit,
     Region,
     normalize_category,
@@ -86,11 +87,21 @@ class Assistant:
         photos: Sequence[Photo] = (),
         category: str = "person",
         user: str | None = None,
+        region: Sequence[float] | str | int | None = None,
+        thread_id: str | None = None,
     ) -> Entity:
-        """Teach (or update) an entity. Every photo is checked before anything is written."""
+        """Teach (or update) an entity. Every photo is checked before anything is written.
+
+        With `region` — a box `(x1, y1, x2, y2)` of the one photo given, or `"[n]"` (or `n`) of the
+        thread `thread_id`'s last answer, whose photo is then the one used — the reference is cut
+        from that region: the face inside it for a person (an error when there is none), the crop
+        itself for anything else. So a group photo teaches one of its people.
+        """
         from rcmu_agent.memory import ReferencePhoto
 
         user = self.settings.user if user is None else user  # "" is an invalid id, not the default
+        if region is not None:
+            return self._remember_region(name, info, photos, category, self._user(user), region, thread_id)
         category = normalize_category(category)
         references: list[ReferencePhoto] = []
         for number, source in enumerate(photos, start=1):
@@ -112,6 +123,32 @@ class Assistant:
                 ReferencePhoto(data, suffix, face_descriptor=ref.face_descriptor, image_embedding=ref.image_embedding)
             )
         return self.parts.memory.remember(user, name, info, category, references)
+
+    def _remember_region(
+        self,
+        name: str,
+        info: str,
+        photos: Sequence[Photo],
+        category: str,
+        user: str,
+        region: Sequence[float] | str | int,
+        thread_id: str | None,
+    ) -> Entity:
+        from rcmu_agent.teach import remember_region
+
+        if len(photos) > 1:
+            raise InvalidInputError("a region belongs to one photo, but several were given", "give one photo")
+        photo = self._photo_id(photos[0], user) if photos else None
+        thread = self._thread(thread_id, user) if thread_id is not None else None
+        fields = {"name": name, "info": info or None, "category": category or None}
+        return remember_region(self.parts, user, photo=photo, region=region, thread=thread, **fields)
+
+    def _thread(self, thread_id: str, user: str) -> dict[str, Any]:
+        """A thread's state, only for the user it belongs to ("no such thread" for anyone else's)."""
+        values = self.graph.get_state({"configurable": {"thread_id": thread_id}}).values
+        if not values or values.get("user") != user:
+            raise NotFoundError(f"there is no thread {thread_id!r}", "start it with a question about a photo")
+        return dict(values)
 
     def forget(self, key: str, *, user: str | None = None) -> Entity:
         return self.parts.memory.forget(self._known_user(user), key)
@@ -244,9 +281,62 @@ class Assistant:
         state, context = self._turn(question, photo, regions, user, context_only)
         graph = self._graph_for(thread_id)
         config = {"configurable": {"thread_id": thread_id}} if thread_id else {}
-        saving = _SAVE_AT_EXIT if thread_id else {}
+        return self._run(graph, state, config, context, on_update, on_token)
+
+    def resume(
+        self,
+        thread_id: str,
+        decision: bool | str | dict[str, Any],
+        *,
+        user: str | None = None,
+        on_update: Progress | None = None,
+    ) -> Answer:
+        """Answer a proposed memory change (an `ask` whose answer has `change.status == "proposed"`): yes
+        (True / "yes"), no (False / "no") or an edit (`{"name"?, "info"?, "category"?}`). The answer
+        says what was done, with the photo's regions recognised again."""
+        from langgraph.types import Command
+
+        user = self._known_user(user)
+        values = self._thread(thread_id, user)
+        pending = self.graph.get_state({"configurable": {"thread_id": thread_id}}).interrupts
+        if not pending or not values.get("change"):
+            raise InvalidInputError(
+                f"thread {thread_id!r} is not waiting for a yes or no", "ask for a memory change first ('[1] is Rose')"
+            )
+        config = {"configurable": {"thread_id": thread_id}}
+        return self._run(self.graph, Command(resume=decision), config, _context(user), on_update, None)
+
+    def teach(
+        self,
+        thread_id: str,
+        region: int,
+        name: str,
+        *,
+        info: str | None = None,
+        category: str | None = None,
+        user: str | None = None,
+    ) -> Answer:
+        """Propose naming region `[region]` of the thread's photo (a front end's "name this face" form):
+        the same proposal as the words "[region] is NAME", awaiting `resume`."""
+        user = self._known_user(user)
+        self._thread(thread_id, user)
+        form = {"name": name, "region": region, "info": info, "category": category}
+        state = {"messages": [_human(f"[{region}] is {name}" + (f"; {info}" if info else ""))]}
+        config = {"configurable": {"thread_id": thread_id}}
+        return self._run(self.graph, state, config, _context(user, form), None, None)
+
+    def _run(
+        self,
+        graph: Any,
+        state: Any,
+        config: dict[str, Any],
+        context: Context,
+        on_update: Progress | None,
+        on_token: Callable[[str], None] | None,
+    ) -> Answer:
+        saving = _SAVE_AT_EXIT if config else {}
         if on_update is None and on_token is None:
-            return Answer.model_validate(graph.invoke(state, config, context=context, **saving)["answer"])
+            return _answer_of(graph.invoke(state, config, context=context, **saving))
         result: dict[str, Any] = {}
         for mode, chunk in graph.stream(state, config, context=context, stream_mode=["updates", "messages"], **saving):
             if mode == "messages":
@@ -255,10 +345,13 @@ class Assistant:
                     on_token(message.text)
                 continue
             for node, update in chunk.items():
+                if node == "__interrupt__":  # the run stopped at a proposed memory change
+                    result[node] = update
+                    continue
                 if on_update is not None:
                     on_update(node, update or {})
                 result.update(update or {})
-        return Answer.model_validate(result["answer"])
+        return _answer_of(result)
 
     async def aask(
         self,
@@ -282,7 +375,7 @@ class Assistant:
                 result = await graph.ainvoke(state, config, context=context, **_SAVE_AT_EXIT)
         else:
             result = await self._graph_for(None).ainvoke(state, context=context)
-        return Answer.model_validate(result["answer"])
+        return _answer_of(result)
 
     def _turn(
         self,
@@ -350,7 +443,18 @@ def _human(question: str, photo_id: str | None = None) -> Any:
     return human_turn(question, photo_id)
 
 
-def _context(user: str) -> Context:
+def _context(user: str, teach: dict[str, Any] | None = None) -> Context:
     from rcmu_agent.state import Context
 
-    return Context(user=user)
+    return Context(user=user, teach=teach)
+
+
+def _answer_of(result: dict[str, Any]) -> Answer:
+    """The run's answer; for a run stopped at a proposed memory change, the proposal as an answer
+    (its `change` awaits `Assistant.resume`)."""
+    pending = result.get("__interrupt__")
+    if pending:
+        value = pending[0].value
+        change = MemoryChange.model_validate(value["proposal"])
+        return Answer(text=value["question"], change=change, photo=change.photo)
+    return Answer.model_validate(result["answer"])

@@ -5,8 +5,11 @@ the retrieved photos become one collage with their regions as context (`rcmu_age
 citations resolve to photos. A question with no photo takes route → recall_memory → compose_memory →
 answer → cite. A follow-up about the thread's photo goes from route straight to compose (and, after a
 library question, on to cite_library: the follow-up is about the same photos). With
-`context_only`, compose goes straight to citing. Every route is its own path of nodes, so LangGraph
-Studio's picture of the graph shows all of them.
+`context_only`, compose goes straight to citing. A turn that changes memory ("[2] is my sister Rose",
+"forget Bella", "who do you know?") takes route → propose → confirm, where `confirm` interrupts with
+the proposal and writes only when resumed with a yes (`rcmu_agent._teach_nodes`); with a photo of its
+own it is detected and recognised first (route → detect → recall → propose). Every route is its own
+path of nodes, so LangGraph Studio's picture of the graph shows all of them.
 
 This is the only module that knows the order of the steps (`rcmu_agent._nodes` holds the steps,
 `rcmu_agent.state` the schemas). Messages in, an AI message out: the graph sits behind any chat front
@@ -30,6 +33,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from rcmu_agent._nodes import Nodes
+from rcmu_agent._teach_nodes import TeachNodes
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.parts import Parts
 from rcmu_agent.settings import Settings
@@ -48,6 +52,7 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_c
     and the user comes from authentication (or is the deployment's one user).
     """
     nodes = Nodes(parts or Parts(), local_caller=local_caller)
+    teach = TeachNodes(nodes)
     builder = StateGraph(AgentState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("route", nodes.route)
     builder.add_node("detect", nodes.detect)
@@ -59,14 +64,26 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_c
     builder.add_node("answer", RunnableLambda(nodes.answer, afunc=nodes.aanswer, name="answer"))
     builder.add_node("cite", nodes.cite)
     builder.add_node("cite_library", nodes.cite_library)
+    builder.add_node("propose", teach.propose)
+    builder.add_node("confirm", teach.confirm)
     builder.add_edge(START, "route")
     builder.add_conditional_edges(
         "route",
         lambda s: s["route"],
-        {"detect": "detect", "compose": "compose", "memory": "recall_memory", "library": "library_retrieve"},
+        {
+            "detect": "detect",
+            "compose": "compose",
+            "memory": "recall_memory",
+            "library": "library_retrieve",
+            "teach": "propose",
+        },
     )
     builder.add_edge("detect", "recall")
-    builder.add_edge("recall", "compose")
+    builder.add_conditional_edges(
+        "recall", lambda s: "propose" if s.get("intent") else "compose", ["propose", "compose"]
+    )
+    builder.add_conditional_edges("propose", lambda s: "confirm" if s.get("change") else END, ["confirm", END])
+    builder.add_edge("confirm", END)
     builder.add_edge("library_retrieve", "compose")
     builder.add_edge("recall_memory", "compose_memory")
     for composed in ("compose", "compose_memory"):
@@ -75,6 +92,12 @@ def build_graph(parts: Parts | None = None, *, checkpointer: Any = None, local_c
     builder.add_edge("cite", END)
     builder.add_edge("cite_library", END)
     return builder.compile(checkpointer=checkpointer, name="rcmu-agent")
+
+
+def _after_recall(state: AgentState) -> str:
+    """A turn that brings a photo and names someone in it ("this is Bella, my dog") is proposed once
+    the photo's regions are found; any other goes on to the question."""
+    return "propose" if state.get("intent") else "compose"
 
 
 def _cite(state: AgentState) -> str:

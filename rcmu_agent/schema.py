@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, computed_field, field_validator, model_validator
 
 from rcmu_agent.masks import RLE, Box, mask_to_box, to_rle
 
@@ -31,6 +31,7 @@ __all__ = [
     "ImportReport",
     "IndexReport",
     "LibraryAnswer",
+    "MemoryChange",
     "PhotoCitation",
     "PhotoHit",
     "Place",
@@ -236,6 +237,26 @@ class Citation(BaseModel):
     valid: bool = True
 
 
+class MemoryChange(BaseModel):
+    """A change to memory asked for in the conversation ("[2] is my sister Rose"), as proposed, done or
+    declined. What a front end shows before writing: who, which region of the photo (its `[n]` and
+    box), the info, and the crop that becomes the reference photo, as a vault id and a small JPEG
+    thumbnail (a data URL) — never a path."""
+
+    action: Literal["remember", "update", "forget", "list"]
+    name: str | None = None
+    category: str | None = None
+    info: str | None = None
+    region: int | None = None  # the `[n]` of the answer the user saw
+    box: Box | None = None  # pixels of the thread's photo
+    photo: str | None = None  # the vault id of the photo the region is cut from
+    reference: str | None = None  # the vault id of the crop that becomes the reference photo
+    thumbnail: str | None = Field(default=None, repr=False)  # data:image/jpeg;base64,… (≤ 160 px)
+    entity_id: str | None = None  # the entity updated, forgotten, or (once done) remembered
+    existing: bool = False  # remember: the name is already known (photos add up, info replaces)
+    status: Literal["proposed", "done", "declined"] = "proposed"
+
+
 class Answer(BaseModel):
     """What the agent returns: text, resolved citations, and everything that was used to get there."""
 
@@ -247,6 +268,13 @@ class Answer(BaseModel):
     prompt: str = ""
     context_only: bool = False
     photo: str | None = None  # the vault id of the photo the answer is about (a thread's follow-ups included)
+    change: MemoryChange | None = None  # a memory change this turn proposed (awaiting a yes), did or declined
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unrecognised(self) -> list[int]:
+        """The `[n]` of the regions nobody was recognised at: what a user can name ("[3] is Rose")."""
+        return sorted(r.index for r in self.regions if r.index is not None and r.region is not None and r.info is None)
 
     def summary(self) -> dict[str, Any]:
         """The JSON shape `rcmu ask --json` prints."""
@@ -256,6 +284,8 @@ class Answer(BaseModel):
             "citations": [c.model_dump() for c in self.citations],
             "invalid_citations": self.invalid_citations,
             "regions": [r.summary() for r in self.regions],
+            "unrecognised": self.unrecognised,
+            "change": self.change.model_dump(mode="json") if self.change else None,
             "context": self.prompt,
             "context_only": self.context_only,
         }

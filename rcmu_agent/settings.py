@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     base_url: str | None = None  # OpenAI-compatible server, e.g. http://localhost:8000/v1 for vLLM
     api_key: SecretStr | None = None  # falls back to OPENAI_API_KEY
     request_timeout: float = Field(default=120.0, gt=0)
+    # a tool-calling chat model deciding what a chat turn means (remember, update, forget, list, or a question);
+    # None: the offline grammar of rcmu_agent.teach_grammar. Any `init_chat_model` name ("openai:gpt-4.1-mini")
+    chat_model: str | None = None
+    chat_base_url: str | None = None  # its OpenAI-compatible server (a local one), with RCMU_API_KEY or none
     max_retries: int = Field(default=4, ge=0)
 
     # detection
@@ -93,6 +97,8 @@ class Settings(BaseSettings):
         "image_embedding_model",
         "chroma_url",
         "checkpointer",
+        "chat_model",
+        "chat_base_url",
         mode="before",
     )
     @classmethod

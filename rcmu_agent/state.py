@@ -18,7 +18,7 @@ from typing_extensions import TypedDict  # LangGraph derives JSON schemas from t
 
 __all__ = ["AgentState", "Context", "InputState", "OutputState", "Route"]
 
-Route = Literal["detect", "compose", "memory", "library"]
+Route = Literal["detect", "compose", "memory", "library", "teach"]
 
 
 @dataclass
@@ -27,6 +27,9 @@ class Context:
     Server the user comes from authentication instead, never from the request."""
 
     user: str | None = None
+    teach: dict[str, Any] | None = None
+    """A memory change asked for by a form rather than in words (a front end's 'name this region'):
+    {name, info?, category?, region: n}. Proposed and confirmed like '[n] is NAME'."""
 
 
 class InputState(TypedDict, total=False):
@@ -68,3 +71,5 @@ class AgentState(InputState, OutputState, total=False):
     reply_id: str | None  # the streamed message's id, which the final AI message keeps
     library_photos: list[dict[str, Any]] | None  # PhotoHit, in collage order
     library_refs: list[dict[str, Any]] | None  # PhotoCitation per entry; None: the thread is not on the library
+    intent: dict[str, Any] | None  # this turn's memory change as words (teach_grammar.Intent); None: a question
+    change: dict[str, Any] | None  # MemoryChange: proposed (awaiting the confirming resume), then done or declined

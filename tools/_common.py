@@ -108,8 +108,8 @@ def legend_line(entry: ContextEntry) -> str:
         who = f"{name} ({category})"
     elif entry.info:
         who = f"a {category} described by the caller"
-    else:
-        who = f"an unrecognised {category} (not sent as context)"
+    else:  # numbered too, so "[3] is Rose" names it (`teach`), but not sent as context
+        who = f"an unrecognised {category}"
     where = f" at {_box(entry)}" if entry.box else f", memory entry {entry.entity_id}" if entry.entity_id else ""
     return f"{label} = {who}{where}"
 

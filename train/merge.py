@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.train import _checkpoint as ckpt
@@ -44,7 +45,7 @@ def merge(adapter: Path, out: Path, *, base: str | None = None, processor: str |
     vlm.model.save_pretrained(str(tmp))
     AutoTokenizer.from_pretrained(source).save_pretrained(str(tmp))
     # the budget travels with the model, so a server (vLLM) resizes as the agent does
-    budget = {"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels}
+    budget: dict[str, Any] = {"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels}
     AutoImageProcessor.from_pretrained(source, **budget).save_pretrained(str(tmp))
     ckpt.atomic_replace_dir(tmp, out)
     return out

@@ -95,8 +95,22 @@ def get_all(col: Any, *, where: dict[str, Any], include: list[str]) -> dict[str,
 
 
 @contextlib.contextmanager
-def write_lock(home: Path, timeout: float) -> Iterator[None]:
-    """One writer at a time per home; a second one waits `timeout` seconds, then gets a clear error."""
+def write_lock(home: Path, timeout: float, database_url: str | None = None) -> Iterator[None]:
+    """One writer at a time per home; a second one waits `timeout` seconds, then gets a clear error.
+
+    With a shared database (replicas on several machines, one Chroma server) the lock is PostgreSQL's
+    advisory lock instead of a file only this machine sees."""
+    if database_url:
+        from rcmu_agent.postgres import advisory_lock
+
+        def busy() -> MemoryLockedError:
+            return MemoryLockedError(
+                "another replica is writing to the shared memory", "wait for it to finish and retry"
+            )
+
+        with advisory_lock(database_url, "memory", timeout, busy):
+            yield
+        return
     from filelock import FileLock, Timeout
 
     home.mkdir(parents=True, exist_ok=True)

@@ -63,9 +63,11 @@ class MemoryStore:
         chroma_url: str | None = None,
         image_model: str | None = None,
         lock_timeout: float = 10.0,
+        database_url: str | None = None,
     ) -> None:
         self.home = Path(home)
         self.chroma_url = chroma_url
+        self.database_url = database_url  # replicas: writers take PostgreSQL's lock (memory._client.write_lock)
         self.image_model = image_model
         self.lock_timeout = lock_timeout
         self._client: Any = None
@@ -82,6 +84,7 @@ class MemoryStore:
             chroma_url=settings.chroma_url,
             image_model=settings.image_embedding_model,
             lock_timeout=settings.lock_timeout,
+            database_url=settings.database_url,
         )
 
     # ---- collections ---------------------------------------------------------------------------
@@ -316,7 +319,7 @@ class MemoryStore:
         # machine) must not make other writers wait, or time out as "busy"
         texts = self._text.embed([f"{t.name}. {t.info}" for t in items])
         self._col("entities")
-        with write_lock(self.home, self.lock_timeout):
+        with write_lock(self.home, self.lock_timeout, self.database_url):
             recover_write(self)
             entities = BatchWrite(self, user, items, texts).run()
         log.info("remembered %d entit(ies) for user %s", len(entities), user)
@@ -324,7 +327,7 @@ class MemoryStore:
 
     def recover(self) -> None:
         """Finish the cleanup of a write that was killed (orphan vectors, photo copies, the profile)."""
-        with write_lock(self.home, self.lock_timeout):
+        with write_lock(self.home, self.lock_timeout, self.database_url):
             recover_write(self)
 
     def _update_profile(self, user: str, add: set[str] | None = None) -> None:
@@ -352,7 +355,7 @@ class MemoryStore:
     def forget(self, user: str, key: str) -> Entity:
         """Remove an entity, its vectors and its copied photos."""
         entity = self.get(user, key)
-        with write_lock(self.home, self.lock_timeout):
+        with write_lock(self.home, self.lock_timeout, self.database_url):
             self._col("entities").delete(ids=[entity.id])  # first: from here on nothing can match it
             for col_name in ("faces", "object_images"):
                 if col_name != "object_images" or self.image_model:

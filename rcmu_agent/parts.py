@@ -36,7 +36,12 @@ class Parts:
 
     @built_once
     def vault(self) -> PhotoVault:
-        """Every user's photos by content (`RCMU_HOME/vault`): past the door a photo is an id here."""
+        """Every user's photos by content: past the door a photo is an id here. In `RCMU_HOME/vault`, or in
+        the PostgreSQL database replicas share (`RCMU_DATABASE_URL`)."""
+        if self.settings.database_url:
+            from rcmu_agent.postgres import PostgresBlobs
+
+            return PhotoVault(PostgresBlobs(self.settings.database_url))
         return PhotoVault.in_folder(self.settings.home / "vault")
 
     @built_once

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # memory
     chroma_url: str | None = None  # Chroma server (HttpClient) instead of the embedded store
     checkpointer: str | None = None  # threads: None = HOME/threads.sqlite, a .sqlite path, or postgresql://...
+    # the PostgreSQL database replicas share (postgresql://...): the photo vault's bytes and the writers'
+    # locks live there instead of under `home` (rcmu_agent.postgres); None: one machine, everything in `home`
+    database_url: str | None = None
     lock_timeout: float = Field(default=10.0, ge=0)
 
     # photo library (`rcmu index`, `rcmu search`, `rcmu ask --library`)
@@ -97,6 +100,7 @@ class Settings(BaseSettings):
         "image_embedding_model",
         "chroma_url",
         "checkpointer",
+        "database_url",
         "chat_model",
         "chat_base_url",
         mode="before",
@@ -113,6 +117,13 @@ class Settings(BaseSettings):
                 "lower RCMU_MIN_PIXELS or raise RCMU_MAX_PIXELS"
             )
         return self
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_is_postgres(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError(f"RCMU_DATABASE_URL must be a postgresql:// URL, not {value.split(':')[0]!r}")
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

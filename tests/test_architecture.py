@@ -62,6 +62,7 @@ FLOORS = {
             "rcmu_agent.recognizer",
             "rcmu_agent.llm",
             "rcmu_agent.teach_model",
+            "rcmu_agent.postgres",
             "rcmu_agent.parts",
             "rcmu_agent.backends",
             "rcmu_agent.memory",

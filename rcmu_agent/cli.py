@@ -20,6 +20,7 @@ from rich.text import Text
 from rcmu_agent._cli import Command, Group, JsonOpt, UserOpt, err, out, overrides, run, settings, write, write_exact
 from rcmu_agent._cli import assistant as make_assistant
 from rcmu_agent._cli_checks import fail, not_a_folder, photo_and_question, thread_exists
+from rcmu_agent.errors import InvalidInputError
 
 app = typer.Typer(
     name="rcmu",
@@ -165,8 +166,16 @@ def ask(
         typer.Option("--library", "-l", help="Ask about your indexed photos (`rcmu index`): give only the question."),
     ] = False,
     limit: Annotated[int, typer.Option(metavar="N", help="With --library: how many photos the model is shown.")] = 4,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Confirm a memory change ('[2] is Rose', 'forget Bella') without asking."),
+    ] = False,
 ) -> None:
-    """Ask a question about a photo (or with --library, about your photo library); answers cite [n]."""
+    """Ask a question about a photo (or with --library, about your photo library); answers cite [n].
+
+    In a thread, a turn can also change memory: '[2] is my sister Rose Leslie; she adopted Bella in 2022',
+    'the one on the left is Rose', 'this is Bella, my dog', 'Rose moved to Lisbon', 'forget Bella',
+    'who do you know?'. The change is shown and written only once confirmed (y/N, or --yes)."""
     if library:
         if len(args) != 1 or region or thread:
             run(lambda: fail("with --library give only the question (no photo, --region or --thread)"))
@@ -175,7 +184,7 @@ def ask(
     photo, question = run(lambda: photo_and_question(args))
     if photo is None and region:
         run(lambda: fail("--region needs a photo"))
-    _answer(question, photo, region or [], thread, user, context_only, as_json, annotate)
+    _answer(question, photo, region or [], thread, user, context_only, as_json, annotate, yes)
 
 
 @app.command(cls=Command)
@@ -202,6 +211,7 @@ def _answer(
     context_only: bool,
     as_json: bool,
     annotate: Path | None,
+    yes: bool = False,
 ) -> None:
     from rcmu_agent.regions import parse_region_spec
 
@@ -218,7 +228,10 @@ def _answer(
                 thread_exists(assistant, thread)
             if ahead is not None:
                 assistant.parts.recognizer.expect(str(photo), ahead[1])
-            return asked(assistant, regions)
+            answer, tokens = asked(assistant, regions)
+            if answer.change is not None and answer.change.status == "proposed":
+                answer = _confirmed(assistant, answer, thread, user, yes)
+            return answer, tokens
         finally:
             if ahead is not None:
                 ahead[0].close(wait=False)
@@ -255,6 +268,10 @@ def _answer(
     if as_json:
         write(json.dumps({**answer.summary(), "visual_tokens": tokens}, indent=2, ensure_ascii=False))
         return
+    if answer.change is not None:  # a memory change: what was done (or that nothing was)
+        write(answer.text)
+        _print_regions(answer)
+        return
     if context_only:
         write_exact(answer.prompt)
         _print_tokens(tokens)
@@ -263,6 +280,25 @@ def _answer(
     else:
         write(answer.text or "(the model returned nothing)")
     _print_regions(answer)
+
+
+def _confirmed(assistant: Any, proposal: Any, thread: str | None, user: str | None, yes: bool) -> Any:
+    """A proposed memory change, confirmed (--yes, or y at the prompt) or declined, then resumed: the
+    answer says what was done. Without a thread there is nothing to resume: the proposal is refused."""
+    if thread is None:
+        raise InvalidInputError(
+            f"{proposal.text.rstrip('?')}: a memory change is confirmed in a thread",
+            "ask again with --thread T (and --yes to confirm at once)",
+        )
+    if yes:
+        decision = True
+    else:
+        err.print(proposal.text)
+        try:
+            decision = typer.confirm("Write this to memory?", default=False, err=True)
+        except typer.Abort:  # no answer (end of input): nothing is written
+            decision = False
+    return assistant.resume(thread, decision, user=user)
 
 
 def _see_ahead(photo: str, config: Any) -> tuple[Any, Any] | None:
@@ -334,6 +370,8 @@ _STEPS = {
     "compose": "writing the context…",
     "answer": "asking the model…",
     "cite": "resolving citations…",
+    "propose": "checking the change…",
+    "confirm": "writing to memory…",
 }
 
 
@@ -341,7 +379,7 @@ def _print_regions(answer: Any) -> None:
     for entry in answer.regions:
         where = "at " + ",".join(f"{v:.0f}" for v in entry.box) if entry.box else "from memory"
         label = f"[{entry.index}]" if entry.index else "[-]"
-        name = entry.name or ("(caller info)" if entry.info else "unknown")
+        name = entry.name or ("(caller info)" if entry.info else "unknown — name it: '[n] is NAME'")
         err.print(f"{label} {name} — {entry.category} {where}")
     _warn_invalid(answer)
 
@@ -352,7 +390,8 @@ def _warn_invalid(answer: Any) -> None:
 
 
 def _register_subcommands() -> None:
-    """Training, evaluation and photo-library commands live beside their code."""
+    """Training, evaluation, photo-library and diagnostic commands live beside their code."""
+    from rcmu_agent.doctor import register as register_doctor
     from rcmu_agent.evals.cli import register as register_evals
     from rcmu_agent.memory.cli import register as register_memory
     from rcmu_agent.memory.library_cli import register as register_library
@@ -360,7 +399,9 @@ def _register_subcommands() -> None:
     from rcmu_agent.tools.web_cli import register as register_web
     from rcmu_agent.train.cli import register as register_train
 
-    for register in (register_memory, register_library, register_mcp, register_web, register_train, register_evals):
+    for register in (
+        register_memory, register_library, register_mcp, register_web, register_train, register_evals, register_doctor
+    ):
         register(app)
 
 

@@ -255,12 +255,12 @@ def remember_region(
                     "leave the photo out to use the thread's, or give a box of the photo instead",
                 )
             photo = thread.get("photo")
-    if number is not None and thread is None:
-        raise InvalidInputError(f"[{number}] refers to a thread's last answer", "give the thread too, or a box")
     if photo is None:
         raise InvalidInputError(
             "a region was given without a photo", "give the photo (and a box of it), or a thread whose answer shows [n]"
         )
+    if number is not None and thread is None:  # [n] as an answer about this photo numbers its regions now
+        entries = _numbered_regions(parts, user, photo)
     box = None if number is not None else tuple(float(v) for v in region)  # type: ignore[union-attr]
     change = region_change(
         parts,
@@ -275,6 +275,15 @@ def remember_region(
     )
     done = apply_change(parts, user, change)
     return parts.memory.get(user, done.entity_id or change.name or name)
+
+
+def _numbered_regions(parts: Parts, user: str, photo: str) -> list[ContextEntry]:
+    """The photo's regions numbered as an answer about it shows them (`ask_about_photo`, `rcmu ask`)."""
+    from rcmu_agent.citations import number_regions
+
+    recognizer = parts.recognizer
+    seen = recognizer.see(parts.photos.image(user, photo), recognizer.object_categories(user), source=photo)
+    return number_regions(recognizer.match(user, seen))
 
 
 def _region_number(region: Sequence[float] | str | int) -> int | None:

@@ -49,6 +49,12 @@ class RememberInput(BaseModel):
         default=None,
         description="person, dog, cat, cup, ... Default: person for someone new, unchanged on an update.",
     )
+    region: list[float] | str | None = Field(
+        default=None,
+        description="Teach from one region of the one photo given (a group photo): a box [x1, y1, x2, y2] in "
+        "pixels, or '[n]', a number of the regions `ask_about_photo` lists for that photo. A person's face must "
+        "be inside it; for anything else the region itself is the reference.",
+    )
 
 
 class RecallInput(BaseModel):
@@ -106,10 +112,11 @@ class RememberTool(RcmuTool):
         info: str | None = None,
         photos: list[Any] | None = None,
         category: str | None = None,
+        region: list[float] | str | None = None,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
         with failures():
-            return self._remember(name, info, photos or [], category)
+            return self._remember(name, info, photos or [], category, region)
 
     async def _arun(
         self,
@@ -117,15 +124,20 @@ class RememberTool(RcmuTool):
         info: str | None = None,
         photos: list[Any] | None = None,
         category: str | None = None,
+        region: list[float] | str | None = None,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """Teaching runs dlib and writes Chroma under a file lock: a worker thread keeps the loop free."""
         with failures():
-            return await asyncio.to_thread(self._remember, name, info, photos or [], category)
+            return await asyncio.to_thread(self._remember, name, info, photos or [], category, region)
 
     def _remember(
-        self, name: str, info: str | None, photos: list[Any], category: str | None
+        self, name: str, info: str | None, photos: list[Any], category: str | None, region: list[float] | str | None
     ) -> tuple[str, dict[str, Any]]:
+        if region is not None and len(photos) != 1:
+            raise InvalidInputError(
+                f"`region` is a region of one photo, but {len(photos)} were given", "give exactly one photo with it"
+            )
         sources = [self._photo(p, k, len(photos)) for k, p in enumerate(photos, start=1)]  # all before any write
         old = self._existing(name)
         if old is None and info is None:
@@ -149,6 +161,7 @@ class RememberTool(RcmuTool):
             photos=sources,
             category=category or (old.category if old else "person"),
             user=self.scope,
+            region=region,
         )
         added = len(entity.photos) - (len(old.photos) if old else 0)
         verb = "updated" if old else "remembered"

@@ -31,6 +31,9 @@ class Reply:
     delay: float = 0.0
     text: str = "The man [1] is on the left."
     token_delay: float = 0.0  # between streamed chunks (`stream=True` requests), as a real model decodes
+    tool_calls: list[dict[str, Any]] | None = None
+    """`[{"name": "forget", "arguments": {"name": "Bella"}}]`: the reply calls these tools (a tool-calling
+    chat model's answer) instead of writing `text`."""
 
 
 @dataclass
@@ -40,7 +43,19 @@ class Recorded:
     body: dict[str, Any]
 
 
-def chunks(text: str) -> list[dict[str, Any]]:
+def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls as OpenAI writes them: an id, and the arguments as a JSON string."""
+    return [
+        {
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {})},
+        }
+        for n, c in enumerate(calls)
+    ]
+
+
+def chunks(text: str, tool_calls: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """`text` as chat.completion.chunk objects, one word (with its leading space) per chunk, as vLLM
     streams: a role-only chunk first, a finish chunk last."""
     words = re.findall(r"\s*\S+", text) or [text]
@@ -55,17 +70,25 @@ def chunks(text: str) -> list[dict[str, Any]]:
             "choices": [choice],
         }
 
+    if tool_calls:
+        calls = [{"index": n, **call} for n, call in enumerate(_tool_calls(tool_calls))]
+        return [chunk({"role": "assistant", "content": None, "tool_calls": calls}), chunk({}, "tool_calls")]
     return [chunk({"role": "assistant", "content": ""}), *(chunk({"content": w}) for w in words), chunk({}, "stop")]
 
 
-def completion(text: str | None, *, choices: bool = True) -> dict[str, Any]:
-    message = {"role": "assistant", "content": text}
+def completion(
+    text: str | None, *, choices: bool = True, tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text}
+    if tool_calls:
+        message["tool_calls"] = _tool_calls(tool_calls)
+    finish = "tool_calls" if tool_calls else "stop"
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": MODEL,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}] if choices else [],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}] if choices else [],
         "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
     }
 
@@ -120,7 +143,7 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             if reply.body is None and reply.status == 200 and recorded.body.get("stream"):
                 self._stream(reply)
                 return
-            body = completion(reply.text) if reply.body is None else reply.body
+            body = completion(reply.text, tool_calls=reply.tool_calls) if reply.body is None else reply.body
             data = json.dumps(body).encode()
             try:
                 self.send_response(reply.status)
@@ -138,7 +161,8 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                events = [f"data: {json.dumps(c)}\n\n" for c in chunks(reply.text)] + ["data: [DONE]\n\n"]
+                events = [f"data: {json.dumps(c)}\n\n" for c in chunks(reply.text, reply.tool_calls)]
+                events.append("data: [DONE]\n\n")
                 for n, event in enumerate(events):
                     if n and reply.token_delay and state.stopping.wait(reply.token_delay):
                         return

@@ -390,8 +390,7 @@ def _warn_invalid(answer: Any) -> None:
 
 
 def _register_subcommands() -> None:
-    """Training, evaluation, photo-library and diagnostic commands live beside their code."""
-    from rcmu_agent.doctor import register as register_doctor
+    """Training, evaluation and photo-library commands live beside their code."""
     from rcmu_agent.evals.cli import register as register_evals
     from rcmu_agent.memory.cli import register as register_memory
     from rcmu_agent.memory.library_cli import register as register_library
@@ -399,9 +398,7 @@ def _register_subcommands() -> None:
     from rcmu_agent.tools.web_cli import register as register_web
     from rcmu_agent.train.cli import register as register_train
 
-    for register in (
-        register_memory, register_library, register_mcp, register_web, register_train, register_evals, register_doctor
-    ):
+    for register in (register_memory, register_library, register_mcp, register_web, register_train, register_evals):
         register(app)
 
 

@@ -28,7 +28,7 @@ _KINDS = {
     "object": "an object",
     "null": "null",
 }
-_SHORT = {"array": "list", "boolean": "true/false"}
+_SHORT = {"array": "list", "boolean": "true/false", "date": "YYYY-MM-DD", "date-time": "ISO 8601 date-time"}
 _FORMATS = {"date": "a date as YYYY-MM-DD", "date-time": "a date and time (ISO 8601)"}
 # pydantic error types that mean "the wrong kind of value" (the rest keep pydantic's own sentence)
 _WRONG_KIND = re.compile(r"_type$|_parsing$|^(date|datetime|time)_from_|^(model|dataclass)_attributes_type$")
@@ -159,9 +159,8 @@ def _signature(schema: Mapping[str, Any]) -> str:
     required = set(schema.get("required", []))
     parts = []
     for name, node in schema.get("properties", {}).items():
-        kinds = [
-            _resolve(b, schema).get("type") for b in [node, *node.get("anyOf", [])] if _resolve(b, schema).get("type")
-        ]
+        branches = [_resolve(b, schema) for b in [node, *node.get("anyOf", [])]]
+        kinds = [b.get("format") if b.get("format") in _FORMATS else b.get("type") for b in branches if b.get("type")]
         shown = "/".join(dict.fromkeys(_SHORT.get(str(k), str(k)) for k in kinds if k != "null")) or "any"
         parts.append(f"{name} ({shown}{', required' if name in required else ''})")
     return ", ".join(parts) if parts else "no arguments"

@@ -209,7 +209,9 @@ def http_server(tmp_path: Path, shared_data: Path) -> Iterator[str]:
         yield from _http_server(tmp_path, shared_data, fake.url)
 
 
-def _http_server(tmp_path: Path, shared_data: Path, model_url: str, auth: list[str] | None = None) -> Iterator[str]:
+def _http_server(
+    tmp_path: Path, shared_data: Path, model_url: str, auth: list[str] | None = None, **extra_env: str
+) -> Iterator[str]:
     """`rcmu mcp --http` on a free port; `auth` defaults to a tokens file for alice and bob."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -218,7 +220,7 @@ def _http_server(tmp_path: Path, shared_data: Path, model_url: str, auth: list[s
         tokens = tmp_path / "tokens.json"
         tokens.write_text(json.dumps({"alice-token": "alice", "bob-token": "bob"}))
         auth = ["--tokens-file", str(tokens)]
-    env = _env(tmp_path, shared_data, RCMU_BACKEND="openai", RCMU_BASE_URL=model_url, RCMU_MODEL="m")
+    env = _env(tmp_path, shared_data, RCMU_BACKEND="openai", RCMU_BASE_URL=model_url, RCMU_MODEL="m", **extra_env)
     args = [RCMU, "mcp", "--http", f"127.0.0.1:{port}", *auth]
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from rcmu_agent._photos import ANY_FILE, Inbound, PhotoAccess, PhotoRef
 from rcmu_agent.citations import is_refusal, number_regions, resolve_citations
 from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.generative_ui import push_answer_view
 from rcmu_agent.messages import answer_message, photo_block, read_turn
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, resolve_placeholders
@@ -329,9 +330,11 @@ class Nodes:
             timings=state["turn"].get("timings") or {},
         )
 
-    @staticmethod
-    def _message(answer: Answer, state: AgentState) -> Any:
-        return answer_message(answer, message_id=state.get("reply_id"))
+    def _message(self, answer: Answer, state: AgentState) -> Any:
+        message = answer_message(answer, message_id=state.get("reply_id"))
+        if not self.local_caller:  # chat front ends with generative UI draw the photo and its boxes
+            push_answer_view(answer, message, state.get("ui"), lambda pid: self.parts.photos.image(self._user(), pid))
+        return message
 
 
 def _mentioned(named: Sequence[Entity]) -> list[dict[str, Any]]:

@@ -10,21 +10,37 @@ authenticated identity — a request cannot name another user. Enable it with
 `langgraph dev --config examples/langgraph-auth.json`, which also turns off LangGraph's Studio
 pass-through (`disable_studio_auth`): without it, a request with no token but `x-auth-scheme: langsmith`
 skips this handler.
+
+`app` serves the answer's generative-UI component (ui/cited_photo.tsx, declared in langgraph.json
+`ui` and bundled by `langgraph dev` at start, which needs Node.js) to chat front ends on another
+origin, such as Agent Chat UI. LangGraph's own `/ui` routes answer with a script address relative to
+the page, so a browser asks the front end's server for the bundle instead of this one, and, behind
+authentication, the `<script>` tag's request carries no token. These two routes, listed before
+LangGraph's, name the bundle by this server's absolute address and serve it without a token: it is
+the component's public code, the same for everyone, and holds no user's data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from langgraph_sdk import Auth
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 from rcmu_agent.graph import build_graph
 from rcmu_agent.tokens import load_tokens, user_for_token
 
-__all__ = ["auth", "graph"]
+__all__ = ["app", "auth", "graph"]
 
 graph = build_graph()  # cheap: parts load lazily, on the first question
 
@@ -103,3 +119,55 @@ async def own_store(ctx: Auth.types.AuthContext, value: Any) -> None:
     namespace = tuple(value.get("namespace") or ())
     if not namespace or namespace[0] != ctx.user.identity:
         value["namespace"] = (ctx.user.identity, *namespace)
+
+
+def _ui_folder() -> Path:
+    """Where LangGraph keeps the bundled UI (`.langgraph_api/ui` under `langgraph dev`)."""
+    from langgraph_api.js.ui import UI_ROOT_DIR
+
+    return Path(UI_ROOT_DIR)
+
+
+def _bundles() -> dict[str, Any]:
+    file = _ui_folder() / "schemas.json"
+    return json.loads(file.read_text()) if file.is_file() else {}  # re-read: the bundler may still be writing
+
+
+async def ui_tags(request: Request) -> Response:
+    """`POST /ui/{graph_id}` `{"name": component}`: the tags that load the graph's bundle and render the
+    component, by this server's absolute address (what LangGraph's JS server does)."""
+    graph_id = request.path_params["graph_id"]
+    body = await request.json()
+    name = body.get("name") if isinstance(body, dict) else None
+    bundles = await asyncio.to_thread(_bundles)
+    if graph_id not in bundles or not isinstance(name, str):
+        return PlainTextResponse(f"no UI for graph {graph_id!r} (yet: the bundle is built at start)", status_code=404)
+    base = str(request.base_url).rstrip("/")
+    js_name = re.sub(r"[^a-zA-Z0-9]", "_", graph_id)
+    tags = []
+    for asset in bundles[graph_id]["assets"]:
+        url = html.escape(f"{base}/ui/{quote(graph_id, safe='')}/{quote(Path(asset).name, safe='')}", quote=True)
+        if asset.endswith(".css"):
+            tags.append(f'<link rel="stylesheet" href="{url}" />')
+        elif asset.endswith(".js"):
+            call = html.escape(f"__LGUI_{js_name}.render({json.dumps(name)}, " + '"{{shadowRootId}}")', quote=True)
+            tags.append(f'<script src="{url}" onload="{call}"></script>')
+    return Response("\n".join(tags), media_type="text/html")
+
+
+async def ui_asset(request: Request) -> Response:
+    """`GET /ui/{graph_id}/{file}`: one file of a graph's bundle, only those the bundler listed."""
+    graph_id, file = request.path_params["graph_id"], request.path_params["file"]
+    bundles = await asyncio.to_thread(_bundles)
+    listed = {Path(a).name for a in (bundles.get(graph_id) or {}).get("assets", [])}
+    if file not in listed:
+        return PlainTextResponse("no such UI file", status_code=404)
+    return FileResponse(_ui_folder() / "public" / graph_id / file)
+
+
+app = Starlette(
+    routes=[
+        Route("/ui/{graph_id}", ui_tags, methods=["POST"]),
+        Route("/ui/{graph_id}/{file}", ui_asset, methods=["GET"]),
+    ]
+)

@@ -54,7 +54,7 @@ def resolve_region(entries: Sequence[ContextEntry], target: Target) -> ContextEn
             if entry.index == target:
                 return entry
         shown = f"the last answer shows {numbers}" if regions else "the last answer about this photo shows no region"
-        raise NotFoundError(f"there is no region [{target}]: {shown}", "name one of the numbers the answer shows")
+        raise InvalidInputError(f"there is no region [{target}]: {shown}", "name one of the numbers the answer shows")
     if target == "only":
         if len(regions) > 1:
             raise InvalidInputError(
@@ -63,7 +63,7 @@ def resolve_region(entries: Sequence[ContextEntry], target: Target) -> ContextEn
             )
         return regions[0] if regions else None
     if not regions:
-        raise NotFoundError("the photo shows no region to point at", "ask about the photo first, or give a box")
+        raise InvalidInputError("the photo shows no region to point at", "ask about the photo first, or give a box")
     centre = {id(e): (e.box[0] + e.box[2]) / 2 for e in regions if e.box}  # type: ignore[index]
     ordered = sorted(regions, key=lambda e: centre[id(e)], reverse=target == "right")
     if len(ordered) > 1:
@@ -121,7 +121,9 @@ def find_entity(parts: Parts, user: str, name: str) -> Entity | None:
 def _known(parts: Parts, user: str, name: str) -> Entity:
     entity = find_entity(parts, user, name)
     if entity is None:
-        raise NotFoundError(f"nobody called {shown_text(name)!r} is in memory", "ask 'who do you know?' for the names")
+        raise InvalidInputError(  # a ValueError: LangGraph Server shows its message to the client
+            f"nobody called {shown_text(name)!r} is in memory", "ask 'who do you know?' for the names"
+        )
     return entity
 
 

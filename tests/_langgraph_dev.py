@@ -48,6 +48,10 @@ def start_langgraph_dev(tmp: Path, home: Path, env: dict[str, str]) -> Iterator[
     config = json.loads(shipped.replace('"./', f'"{REPO}/').replace('"."', f'"{REPO}"'))
     config.pop("env", None)
     assert config["auth"]["path"].endswith("rcmu_agent/server.py:auth")
+    # LangGraph's UI bundler takes component paths inside the server's folder only: the repository's
+    # ui/ is linked there, and the paths stay as shipped
+    config["ui"] = json.loads(shipped)["ui"]
+    (tmp / "ui").symlink_to(REPO / "ui", target_is_directory=True)
     (tmp / "langgraph.json").write_text(json.dumps(config))
     (tmp / "tokens.json").write_text(json.dumps(TOKENS))
     port = _free_port()

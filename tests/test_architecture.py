@@ -74,6 +74,7 @@ FLOORS = {
         [
             "rcmu_agent.state",
             "rcmu_agent.messages",
+            "rcmu_agent.generative_ui",
             "rcmu_agent._nodes",
             "rcmu_agent.teach",
             "rcmu_agent._teach_nodes",

@@ -56,7 +56,10 @@ def _image(faces_dir: Path) -> dict[str, Any]:
     return image_block(faces_dir / "scenes" / "two_people.jpg")
 
 
-def test_schemas_expose_the_chat_interface_only(openai_server: str) -> None:
+def test_schemas_expose_the_chat_interface_typed_and_described(openai_server: str) -> None:
+    """What `/assistants/{id}/schemas` publishes (LangGraph Studio's form, typed clients): the chat
+    interface only, every field typed and described, down to a region's box and an answer's citations."""
+
     async def schemas() -> dict[str, Any]:
         from langgraph_sdk import get_client
 
@@ -66,17 +69,39 @@ def test_schemas_expose_the_chat_interface_only(openai_server: str) -> None:
         return result
 
     found = asyncio.run(schemas())
-    assert found["input_schema"] and found["output_schema"]
-    assert set(found["input_schema"]["properties"]) == {
-        "messages",
-        "regions",
-        "context_only",
-        "library",
-        "library_limit",
-    }
-    assert set(found["output_schema"]["properties"]) == {"messages", "answer"}
+    given, out, context = found["input_schema"], found["output_schema"], found["context_schema"]
+    assert set(given["properties"]) == {"messages", "regions", "context_only", "library", "library_limit"}
+    assert set(out["properties"]) == {"messages", "answer", "ui"}
     for hidden in ("route", "prompt", "entries", "user"):
-        assert hidden not in found["input_schema"]["properties"] and hidden not in found["output_schema"]["properties"]
+        assert hidden not in given["properties"] and hidden not in out["properties"]
+    for schema in (given, out, context):
+        for name, field in schema["properties"].items():
+            assert len(field.get("description", "")) > 20, (schema["title"], name)
+
+    def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+        """The object type a field holds (through arrays, nullables and $refs)."""
+        if "$ref" in node:
+            return resolve(schema, schema["$defs"][node["$ref"].rsplit("/", 1)[1]])
+        for union in ("anyOf", "oneOf"):
+            if union in node:
+                return resolve(schema, next(n for n in node[union] if n.get("type") != "null"))
+        return resolve(schema, node["items"]) if node.get("type") == "array" else node
+
+    def described(schema: dict[str, Any], node: dict[str, Any], *fields: str) -> dict[str, Any]:
+        typed = resolve(schema, node)
+        assert typed["type"] == "object" and typed.get("description")
+        for name in fields:
+            field = typed["properties"][name]
+            assert field.get("description") and ({"type", "anyOf", "$ref"} & set(field)), name
+        return typed
+
+    region = described(given, given["properties"]["regions"], "box", "category", "info", "mask")
+    assert region["required"] == ["box"] and region["properties"]["box"]["items"] == {"type": "number"}
+    answer = described(out, out["properties"]["answer"], "text", "citations", "regions", "photo")
+    described(out, answer["properties"]["citations"], "index", "name", "box", "valid")
+    entry = described(out, answer["properties"]["regions"], "index", "name", "category", "info", "region")
+    described(out, entry["properties"]["region"], "box", "category", "source")
+    assert context["properties"]["user"]["description"]
 
 
 def test_tiny_qwen_streams_and_follows_up(tiny_server: str, faces_dir: Path) -> None:

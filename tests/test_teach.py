@@ -92,7 +92,7 @@ def test_a_region_is_found_by_number_position_or_as_the_only_one() -> None:
     assert resolve_region(two, 2).box == RIGHT  # type: ignore[union-attr]
     assert resolve_region(two, "left").box == LEFT  # type: ignore[union-attr]
     assert resolve_region(two, "right").box == RIGHT  # type: ignore[union-attr]
-    with pytest.raises(NotFoundError, match=r"there is no region \[5\]: the last answer shows \[1\], \[2\]"):
+    with pytest.raises(InvalidInputError, match=r"there is no region \[5\]: the last answer shows \[1\], \[2\]"):
         resolve_region(two, 5)
     with pytest.raises(InvalidInputError, match=r"the photo shows 2 regions .* say which one by its number"):
         resolve_region(two, "only")
@@ -221,7 +221,7 @@ def test_update_forget_and_list(tmp_path: Path, fake: FakeServer, faces_dir: Pat
     assert forget.change is not None and forget.change.action == "forget" and alice.entities()
     alice.resume("t", "yes")
     assert alice.entities() == []
-    with pytest.raises(NotFoundError, match="nobody called 'Bella' is in memory"):
+    with pytest.raises(InvalidInputError, match="nobody called 'Bella' is in memory"):
         alice.ask("forget Bella", thread_id="t")
 
 
@@ -230,7 +230,7 @@ def test_wrong_regions_get_clear_errors(tmp_path: Path, fake: FakeServer, faces_
     alice = _assistant(tmp_path, fake)
     scene = faces_dir / "scenes" / "two_people.jpg"
     alice.ask("Who is here?", scene, thread_id="t")
-    with pytest.raises(NotFoundError, match=r"^there is no region \[7\]: the last answer shows \[1\], \[2\] — "):
+    with pytest.raises(InvalidInputError, match=r"^there is no region \[7\]: the last answer shows \[1\], \[2\] — "):
         alice.ask("[7] is Kit Harington", thread_id="t")
     with pytest.raises(InvalidInputError, match="'this' could be any of them"):
         alice.ask("this is Kit Harington", thread_id="t")
@@ -239,7 +239,7 @@ def test_wrong_regions_get_clear_errors(tmp_path: Path, fake: FakeServer, faces_
         alice.remember("Kit Harington", info="an actor", photos=[scene], region=sky)
     with pytest.raises(InvalidInputError, match=r"^a region was given without a photo — "):
         alice.remember("Kit Harington", info="an actor", region="[1]")
-    with pytest.raises(NotFoundError, match=r"^there is no region \[3\]: the last answer shows \[1\], \[2\]"):
+    with pytest.raises(InvalidInputError, match=r"^there is no region \[3\]: the last answer shows \[1\], \[2\]"):
         alice.remember("Kit Harington", info="an actor", photos=[scene], region="[3]")  # numbered as ask shows it
     assert alice.entities() == []
     with pytest.raises(InvalidInputError, match="no photo in this conversation"):

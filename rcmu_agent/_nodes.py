@@ -131,9 +131,11 @@ class Nodes:
         # a turn about a photo of its own, or about memory, leaves the library's collage behind
         off_library = {"library_photos": None, "library_refs": None}
         if turn.photo is not None:
-            pid = self._photo_id(turn.photo, user)
+            with collect() as clock, stage("decode_s"):  # sent bytes are decoded and checked here
+                pid = self._photo_id(turn.photo, user)
             kept = _by_reference(state["messages"][-1], pid)
-            return {**fresh, **off_library, **kept, "route": "detect", "photo": pid}
+            timed = {"turn": {**options, "timings": clock.rounded()}}
+            return {**fresh, **off_library, **kept, **timed, "route": "detect", "photo": pid}
         if state.get("library"):
             return {**fresh, "route": "library"}
         if intent is not None:  # a memory change on the thread's photo (if any): checked against this user's vault
@@ -199,7 +201,7 @@ class Nodes:
     def detect(self, state: AgentState) -> dict[str, Any]:
         recognizer = self.parts.recognizer
         user = self._user()
-        with collect() as clock:  # stage times travel in the turn's options to the answer (`_answer`)
+        with collect(state["turn"].get("timings")) as clock:  # stage times travel in the turn's options
             with stage("decode_s"):
                 image = self.parts.photos.image(user, state["photo"])
             given = _regions_from_json(state["turn"].get("regions"))

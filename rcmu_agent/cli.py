@@ -390,7 +390,8 @@ def _warn_invalid(answer: Any) -> None:
 
 
 def _register_subcommands() -> None:
-    """Training, evaluation and photo-library commands live beside their code."""
+    """Training, evaluation, photo-library and diagnostic commands live beside their code."""
+    from rcmu_agent.doctor import register as register_doctor
     from rcmu_agent.evals.cli import register as register_evals
     from rcmu_agent.memory.cli import register as register_memory
     from rcmu_agent.memory.library_cli import register as register_library
@@ -400,6 +401,7 @@ def _register_subcommands() -> None:
 
     for register in (register_memory, register_library, register_mcp, register_web, register_train, register_evals):
         register(app)
+    register_doctor(app)
 
 
 _register_subcommands()

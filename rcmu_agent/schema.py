@@ -269,6 +269,9 @@ class Answer(BaseModel):
     context_only: bool = False
     photo: str | None = None  # the vault id of the photo the answer is about (a thread's follow-ups included)
     change: MemoryChange | None = None  # a memory change this turn proposed (awaiting a yes), did or declined
+    # where the time went: seconds per stage (decode_s, detect_s, resize_s, vision_s, prefill_s, first_token_s),
+    # decode_tokens and tokens_per_s (`rcmu_agent.timings`); a context-only turn stops before the model's
+    timings: dict[str, float] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -288,6 +291,7 @@ class Answer(BaseModel):
             "change": self.change.model_dump(mode="json") if self.change else None,
             "context": self.prompt,
             "context_only": self.context_only,
+            "timings": self.timings,
         }
 
 

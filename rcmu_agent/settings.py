@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     # visual token budget: pixels the model sees per photo (28x28 = one token); Qwen2-VL card's range
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=FACTOR * FACTOR)
     min_pixels: int = Field(default=DEFAULT_MIN_PIXELS, ge=FACTOR * FACTOR)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPUs with it, else fp32
+    # auto: bf16 where the GPU or the CPU computes it natively (rcmu_agent.cpu), else fp32
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     base_url: str | None = None  # OpenAI-compatible server, e.g. http://localhost:8000/v1 for vLLM
     api_key: SecretStr | None = None  # falls back to OPENAI_API_KEY
     request_timeout: float = Field(default=120.0, gt=0)

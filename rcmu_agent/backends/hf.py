@@ -8,13 +8,17 @@ template, image-token expansion and pixel processing as answering.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from rcmu_agent import timings
 from rcmu_agent._hub import hub_kwargs
 from rcmu_agent.backends.base import VisionLanguageModel
+from rcmu_agent.cpu import DtypeChoice, choose_dtype
 from rcmu_agent.errors import ModelLoadError, first_line
 from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
 
     from rcmu_agent.settings import Settings
 
-__all__ = ["QWEN2VL_CHAT_FALLBACK", "TransformersVLM", "pick_dtype"]
+__all__ = ["ATTENTION", "QWEN2VL_CHAT_FALLBACK", "TransformersVLM", "pick_dtype"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,10 @@ QWEN2VL_CHAT_FALLBACK = (
     "<|im_start|>user\n{image}{text}<|im_end|>\n<|im_start|>assistant\n"
 )
 VISION = "<|vision_start|>" + IMAGE_PAD + "<|vision_end|>"
+# PyTorch's fused attention for the vision tower and the language model alike (transformers supports it
+# for both halves of Qwen2-VL): no seq x seq score matrix is kept, which for a 12 MP photo's 4,920
+# patches is 1.5 GB per vision block in fp32 under eager attention.
+ATTENTION = "sdpa"
 LOAD_FIX = (
     "point RCMU_MODEL (--model) at a local model directory, or serve the model with vLLM and set "
     "RCMU_BACKEND=openai RCMU_BASE_URL=..., or pass --context-only to stop before the model"
@@ -54,16 +62,9 @@ def pick_device(device: str) -> str:
 
 
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
-    """`auto`: bf16 on a GPU that supports it (half the memory, same speed or better), else fp32 —
-    CPUs and MPS run bf16 matmuls slowly or not at all. An explicit name is taken as given."""
-    import torch
-
-    if dtype != "auto":
-        chosen: torch.dtype = getattr(torch, dtype)
-        return chosen
-    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    """The torch dtype `load` uses: `rcmu_agent.cpu.choose_dtype` (an explicit name as given; `auto` is
+    bf16 where the GPU or CPU computes it natively, fp32 elsewhere)."""
+    return choose_dtype(dtype, device).torch_dtype()
 
 
 class TransformersVLM(VisionLanguageModel):
@@ -96,6 +97,7 @@ class TransformersVLM(VisionLanguageModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._image_processor: Any = None
+        self.dtype_choice: DtypeChoice | None = None  # set by `load`: what `auto` became, and why
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersVLM:
@@ -132,13 +134,19 @@ class TransformersVLM(VisionLanguageModel):
                 raise ModelLoadError(
                     f"cannot load the processor from {self.processor_id!r}: {first_line(exc)}", processor_fix
                 ) from exc
-            dtype = pick_dtype(self.dtype, self.device)
-            log.info("loading %s on %s (%s)", self.model_id, self.device, dtype)
+            choice = choose_dtype(self.dtype, self.device)
+            log.info(
+                "loading %s on %s in %s (%s), %s attention", self.model_id, self.device, choice.name, choice.reason,
+                ATTENTION,
+            )  # fmt: skip
             try:
                 hub = hub_kwargs(self.model_id, what="model", fix=LOAD_FIX)
+                # `dtype` makes transformers cast each tensor as it is read from the checkpoint: a bf16
+                # model never exists in fp32 on the way, so the peak is the chosen dtype's size.
                 model: Any = Qwen2VLForConditionalGeneration.from_pretrained(
-                    self.model_id, dtype=dtype, **self._placement(), **hub
-                )
+                    self.model_id, dtype=choice.torch_dtype(), attn_implementation=ATTENTION,
+                    **self._placement(), **hub,
+                )  # fmt: skip
             except ModelLoadError:
                 raise
             except Exception as exc:
@@ -146,7 +154,9 @@ class TransformersVLM(VisionLanguageModel):
             if self.adapter:
                 model = self._with_adapter(model)
             self._model = model.to(self.device).eval()
+            _time_vision(self._model)
             self._tokenizer, self._image_processor = tokenizer, image_processor
+            self.dtype_choice = choice
 
     def _placement(self) -> dict[str, Any]:
         """Weights straight onto an accelerator, never staged in CPU memory first (one copy, not two).
@@ -213,7 +223,8 @@ class TransformersVLM(VisionLanguageModel):
         inputs: dict[str, torch.Tensor] = {}
         if image is not None:
             budget = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
-            vision = self._image_processor(images=[image], size=budget, return_tensors="pt")
+            with timings.stage("resize_s"):
+                vision = self._image_processor(images=[image], size=budget, return_tensors="pt")
             grid = vision["image_grid_thw"]
             merge = int(getattr(self._image_processor, "merge_size", 2))
             prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * (int(grid[0].prod()) // merge**2), 1)
@@ -248,9 +259,11 @@ class TransformersVLM(VisionLanguageModel):
     def generate(self, text: str, image: Image.Image | None = None, *, max_new_tokens: int | None = None) -> str:
         import torch
 
+        self.load()  # a first, slow load is not part of any answer's stages
+        clock = _Clock()
         kwargs = self._generation(text, image, max_new_tokens)
         with torch.inference_mode():
-            output = self.model.generate(**kwargs)
+            output = self.model.generate(**kwargs, streamer=clock)
         new_tokens = output[0, kwargs["input_ids"].shape[1] :]
         reply: str = self._tokenizer.decode(new_tokens, skip_special_tokens=True)
         return reply.strip()
@@ -265,19 +278,23 @@ class TransformersVLM(VisionLanguageModel):
         """
         import torch
 
+        self.load()
+        clock = _Clock()
         kwargs = self._generation(text, image, max_new_tokens)
         streamer = _token_streamer(self._tokenizer)
+        clock.inner = streamer
         failed: list[BaseException] = []
 
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(**kwargs, streamer=streamer)
+                    self.model.generate(**kwargs, streamer=clock)
             except BaseException as exc:  # re-raised in the consumer's thread below
                 failed.append(exc)
                 streamer.end()
 
-        worker = threading.Thread(target=run, name="rcmu-generate", daemon=True)
+        # the caller's context goes along, so the stage times land in the caller's `timings` scope
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(run,), name="rcmu-generate", daemon=True)
         worker.start()
         started = False
         for piece in streamer:
@@ -289,6 +306,67 @@ class TransformersVLM(VisionLanguageModel):
         worker.join()
         if failed:
             raise failed[0]
+
+
+class _Clock:
+    """A `generate` streamer that timestamps what it is handed, passing it on to `inner` if any.
+
+    `generate` hands over the prompt once before its first forward pass, then each new token; so
+    prompt-to-first-token is the vision encoder plus the prefill (the vision part is measured apart
+    by `_time_vision`), and the tokens after the first give the decoding rate.
+    """
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+        self.called = time.perf_counter()
+        self.started: float | None = None
+        self.first: float | None = None
+        self.tokens = 0
+
+    def put(self, value: Any) -> None:
+        now = time.perf_counter()
+        if self.started is None:
+            self.started = now
+        else:
+            self.first = self.first or now
+            self.tokens += int(value.numel())
+        if self.inner is not None:
+            self.inner.put(value)
+
+    def end(self) -> None:
+        now = time.perf_counter()
+        scope = timings.current()
+        if scope is not None and self.started is not None and self.first is not None:
+            # transformers may run the vision encoder before handing over the prompt, or inside the
+            # first forward pass: only in the second case is it part of prompt-to-first-token
+            inside = scope.marks.get("vision_end", 0.0) > self.started
+            vision = scope.get("vision_s", 0.0) if inside else 0.0
+            timings.add("prefill_s", max(0.0, self.first - self.started - vision))
+            timings.add("first_token_s", self.first - self.called)
+            timings.note("decode_tokens", self.tokens - 1)
+            if self.tokens > 1 and now > self.first:
+                timings.note("tokens_per_s", (self.tokens - 1) / (now - self.first))
+        if self.inner is not None:
+            self.inner.end()
+
+
+def _time_vision(model: Any) -> None:
+    """Time every call of the vision encoder into the caller's `timings` scope (`vision_s`)."""
+    visual = getattr(getattr(model, "model", None), "visual", None)
+    if visual is None:
+        return
+    started: list[float] = []
+
+    def before(*_: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(*_: Any) -> None:
+        if started:
+            timings.add("vision_s", time.perf_counter() - started.pop())
+            timings.mark("vision_end")
+
+    visual.register_forward_pre_hook(before)
+    visual.register_forward_hook(after)
 
 
 def _token_streamer(tokenizer: Any) -> Any:

@@ -164,12 +164,15 @@ def test_alices_served_answer_carries_photo_ids_only(alice: Alice, home: Path) -
     answer, payload = values["answer"], values["messages"][-1]["additional_kwargs"]["rcmu"]
     assert payload["photo"] == answer["photo"] == alice.photo
     assert any(r["name"] == "Barack Obama" for r in answer["regions"])  # her memory answered
+    # the one picture a served thread holds is the chat drawing's small JPEG (rcmu_agent.generative_ui)
+    (drawing,) = state["values"]["ui"]
+    assert drawing["props"]["photo"] == alice.photo and drawing["props"]["image"].startswith("data:image/jpeg;base64,")
     for where, shown in {"answer": answer, "rcmu": payload, "values": values, "state": state}.items():
-        text = json.dumps(shown)
+        text = json.dumps(shown).replace(drawing["props"]["image"], "<drawing>")
         assert not _paths_in(text, home), (where, _paths_in(text, home))
     human_message = state["values"]["messages"][0]
     assert human_message["content"][-1] == {"type": "image", "id": alice.photo}  # by reference, not bytes
-    assert "base64" not in json.dumps(state)
+    assert "base64" not in json.dumps(state).replace(drawing["props"]["image"], "<drawing>")
 
 
 # ---- bob ---------------------------------------------------------------------------------------------

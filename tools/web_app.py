@@ -19,6 +19,7 @@ import gradio as gr
 
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
+from rcmu_agent.timings import describe
 from rcmu_agent.tools import _web_handlers as act
 from rcmu_agent.tools._web_files import PrivateBlocks, WebFiles
 
@@ -226,7 +227,8 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
                 continue
             user = user_of(request)
             drawn = act.labelled(assistant.photo(answer.photo, user=user), answer.regions) if answer.photo else None
-            yield [*history, reply], state, drawn, answer.prompt, ""
+            shown = answer.prompt + ("\n\n" + describe(answer.timings) if answer.timings else "")  # where time went
+            yield [*history, reply], state, drawn, shown, ""
 
     photo.change(new_photo, photo, [session, chat, boxes], preprocess=False)
     inputs = [question, chat, session, regions]

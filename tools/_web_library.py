@@ -1,6 +1,9 @@
 """The web app's Library tab: index a folder, name the faces nobody has named, search, ask over photos.
 
 Folders are indexed only inside the allowed folders (`RCMU_ALLOWED_ROOTS`, `{user}` expanded per login).
+Each row of controls has its own status line just under it, where its errors are said (`shown_at`).
+The clusters are cards with their id and face count (`_web_show`), drawn again whenever the page loads,
+and the cluster pickers list exactly the clusters shown, so no action starts from a cluster that is not there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.annotate import shrink
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.tools import _web_handlers as act
+from rcmu_agent.tools._web_page import count, shown_at
+from rcmu_agent.tools._web_show import cluster_cards, index_summary, library_answer
 
 __all__ = ["library_tab"]
 
@@ -51,104 +56,120 @@ class _Controls:
     folder: gr.Textbox
     index: gr.Button
     report: gr.Markdown
-    clusters: gr.Gallery
-    cluster_id: gr.Number
+    clusters: gr.HTML
+    cluster_id: gr.Dropdown
     cluster_name: gr.Textbox
     cluster_info: gr.Textbox
     name_it: gr.Button
     merge_ids: gr.Textbox
     merge: gr.Button
-    split_id: gr.Number
+    split_id: gr.Dropdown
     split_faces: gr.Textbox
     split: gr.Button
+    edited: gr.Markdown
     people: gr.Textbox
     text: gr.Textbox
     since: gr.Textbox
     until: gr.Textbox
     search: gr.Button
+    found: gr.Markdown
     hits: gr.Gallery
     question: gr.Textbox
-    answer: gr.Markdown
+    ask: gr.Button
+    answer: gr.HTML
+
+
+def _status(elem_id: str) -> gr.Markdown:
+    return gr.Markdown(elem_id=elem_id, elem_classes=["rcmu-status"])
 
 
 def _layout() -> _Controls:
     """Folder indexing, then naming, merging and splitting face clusters, then search and questions."""
-    with gr.Row():
-        folder = gr.Textbox(label="Folder of photos (inside the allowed folders)", elem_id="library-folder")
-        index = gr.Button("Index", variant="primary", elem_id="library-index")
-    report = gr.Markdown(elem_id="library-report")
+    with gr.Row(equal_height=True):
+        folder = gr.Textbox(label="Folder of photos (inside the allowed folders)", elem_id="library-folder", scale=4)
+        index = gr.Button("Index", variant="primary", elem_id="library-index", scale=1, min_width=120)
+    report = _status("library-report")
     gr.Markdown("### Faces nobody has named yet")
-    clusters = gr.Gallery(label="Clusters (largest first)", columns=6, height=220, elem_id="library-clusters")
-    with gr.Row():
-        cluster_id = gr.Number(label="Cluster", precision=0, elem_id="library-name-id")
-        cluster_name = gr.Textbox(label="Name them", elem_id="library-name")
-        cluster_info = gr.Textbox(label="Info (optional)")
-        name_it = gr.Button("Name", elem_id="library-name-go")
-    with gr.Row():
-        merge_ids = gr.Textbox(label="Merge clusters (ids)", elem_id="library-merge")
-        merge = gr.Button("Merge", elem_id="library-merge-go")
-        split_id = gr.Number(label="Split cluster", precision=0, elem_id="library-split-id")
-        split_faces = gr.Textbox(label="Face ids to move out", elem_id="library-split-faces")
-        split = gr.Button("Split", elem_id="library-split-go")
+    clusters = gr.HTML(elem_id="library-clusters")
+    with gr.Row(equal_height=True):
+        cluster_id = gr.Dropdown(label="Cluster", choices=[], value=None, elem_id="library-name-id", min_width=160)
+        cluster_name = gr.Textbox(label="Name them", elem_id="library-name", min_width=160)
+        cluster_info = gr.Textbox(label="Info (optional)", elem_id="library-name-info", min_width=160)
+        name_it = gr.Button("Name", elem_id="library-name-go", min_width=100)
+    with gr.Row(equal_height=True):
+        merge_ids = gr.Textbox(label="Merge clusters (ids, e.g. 3 7)", elem_id="library-merge", min_width=160)
+        merge = gr.Button("Merge", elem_id="library-merge-go", min_width=100)
+        split_id = gr.Dropdown(label="Split cluster", choices=[], value=None, elem_id="library-split-id", min_width=160)
+        split_faces = gr.Textbox(label="Face ids to move out", elem_id="library-split-faces", min_width=160)
+        split = gr.Button("Split", elem_id="library-split-go", min_width=100)
+    edited = _status("library-edited")
     gr.Markdown("### Search and ask")
-    with gr.Row():
-        people = gr.Textbox(label="People (comma separated, all together)", elem_id="search-people")
-        text = gr.Textbox(label="Text", elem_id="search-text")
-        since = gr.Textbox(label="Since (YYYY-MM-DD)", elem_id="search-since")
-        until = gr.Textbox(label="Until (YYYY-MM-DD)", elem_id="search-until")
-        search = gr.Button("Search", elem_id="search-go")
-    hits = gr.Gallery(label="Photos", columns=4, height=320, elem_id="search-hits")
-    question = gr.Textbox(
-        label="Ask about your photos", placeholder="When was I last with Rose and Kit?", elem_id="library-question"
-    )
-    answer = gr.Markdown(elem_id="library-answer")
+    with gr.Row(equal_height=True):
+        people = gr.Textbox(label="People (comma separated, all together)", elem_id="search-people", min_width=160)
+        text = gr.Textbox(label="Text", elem_id="search-text", min_width=160)
+        since = gr.Textbox(label="Since (YYYY-MM-DD)", elem_id="search-since", min_width=140)
+        until = gr.Textbox(label="Until (YYYY-MM-DD)", elem_id="search-until", min_width=140)
+        search = gr.Button("Search", elem_id="search-go", min_width=100)
+    found = _status("search-status")
+    hits = gr.Gallery(label="Photos", columns=4, height=320, elem_id="search-hits", buttons=[])
+    with gr.Row(equal_height=True):
+        question = gr.Textbox(
+            label="Ask about your photos",
+            placeholder="When was I last with Rose and Kit?",
+            elem_id="library-question",
+            scale=4,
+        )
+        ask = gr.Button("Ask", variant="primary", elem_id="library-ask", scale=1, min_width=100)
+    answer = gr.HTML(elem_id="library-answer")
     return _Controls(
         folder=folder, index=index, report=report, clusters=clusters, cluster_id=cluster_id,
         cluster_name=cluster_name, cluster_info=cluster_info, name_it=name_it, merge_ids=merge_ids, merge=merge,
-        split_id=split_id, split_faces=split_faces, split=split, people=people, text=text, since=since,
-        until=until, search=search, hits=hits, question=question, answer=answer,
+        split_id=split_id, split_faces=split_faces, split=split, edited=edited, people=people, text=text,
+        since=since, until=until, search=search, found=found, hits=hits, question=question, ask=ask, answer=answer,
     )  # fmt: skip
 
 
-def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], readable: Callable[..., Any]) -> None:
+def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], page: gr.Blocks) -> None:
+    """The tab, wired; `page` is the app, whose load draws the clusters again on every visit."""
     ui = _layout()
 
-    @readable
-    def indexed(path: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[str, list[Any]]:
+    def shown_clusters(request: gr.Request) -> tuple[str, Any, Any]:
+        """The cards, and both cluster pickers listing the same clusters, nothing picked."""
+        found = assistant.people(user=user_of(request))
+        choices = [(f"cluster {c.id} ({count(c.size, 'face')})", c.id) for c in found]
+        picker = gr.update(choices=choices, value=None)  # nothing picked: the last pick may be gone
+        return cluster_cards(found, _image), picker, picker
+
+    cluster_outputs = [ui.clusters, ui.cluster_id, ui.split_id]
+
+    @shown_at(4)
+    def indexed(path: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         user = user_of(request)
         root = act.allowed_folder(path, PhotoAccess.for_user(assistant.settings, user))
         done = assistant.index_library(root, user=user, progress=act.progress_callback(progress))
-        skipped = f", {len(done.skipped)} skipped" if done.skipped else ""
-        summary = (
-            f"{done.photos} photos indexed ({done.added} new, {done.unchanged} unchanged{skipped}), {done.faces} faces"
-        )
-        found = shown_clusters(request)
-        return summary + ("" if found else "; nobody to name: every face found is someone you taught"), found
+        cards, *pickers = shown_clusters(request)
+        nobody = "" if assistant.people(user=user) else "; nobody to name: every face found is someone you taught"
+        summary = index_summary(done, root)
+        first, _, rest = summary.partition("\n")
+        return "\n".join(filter(None, [first + nobody, rest])), cards, *pickers
 
-    @readable
-    def shown_clusters(request: gr.Request) -> list[Any]:
-        found = assistant.people(user=user_of(request))
-        return [
-            (_image(c.crops[0]), f"cluster {c.id}: {c.size} face(s), faces {c.faces[:8]}") for c in found if c.crops
-        ]
+    @shown_at(4)
+    def named(number: int | None, who: str, info: str, request: gr.Request) -> tuple[Any, ...]:
+        c = assistant.name_cluster(_picked(number), who, info=info or None, user=user_of(request))
+        return f"named cluster {c.id} **{c.name}** ({count(c.size, 'face')})", *shown_clusters(request)
 
-    @readable
-    def named(number: float | None, who: str, info: str, request: gr.Request) -> tuple[str, list[Any]]:
-        c = assistant.name_cluster(int(number or 0), who, info=info or None, user=user_of(request))
-        return f"named cluster {c.id} **{c.name}** ({c.size} faces)", shown_clusters(request)
-
-    @readable
-    def merged(ids: str, request: gr.Request) -> tuple[str, list[Any]]:
+    @shown_at(4)
+    def merged(ids: str, request: gr.Request) -> tuple[Any, ...]:
         c = assistant.merge_clusters(act.numbers(ids, "cluster ids"), user=user_of(request))
-        return f"merged into cluster {c.id} ({c.size} faces)", shown_clusters(request)
+        return f"merged into cluster {c.id} ({count(c.size, 'face')})", *shown_clusters(request)
 
-    @readable
-    def splitted(number: float | None, faces: str, request: gr.Request) -> tuple[str, list[Any]]:
-        c = assistant.split_cluster(int(number or 0), act.numbers(faces, "face ids"), user=user_of(request))
-        return f"new cluster {c.id} ({c.size} faces)", shown_clusters(request)
+    @shown_at(4)
+    def splitted(number: int | None, faces: str, request: gr.Request) -> tuple[Any, ...]:
+        c = assistant.split_cluster(_picked(number), act.numbers(faces, "face ids"), user=user_of(request))
+        return f"new cluster {c.id} ({count(c.size, 'face')})", *shown_clusters(request)
 
-    @readable
-    def searched(who: str, words: str, start: str, end: str, request: gr.Request) -> list[Any]:
+    @shown_at(2)
+    def searched(who: str, words: str, start: str, end: str, request: gr.Request) -> tuple[str, list[Any]]:
         found = assistant.search_photos(
             people=[p.strip() for p in who.split(",") if p.strip()],
             text=words.strip() or None,
@@ -157,23 +178,40 @@ def library_tab(assistant: Assistant, user_of: Callable[[gr.Request], str], read
             user=user_of(request),
         )
         load = assistant.parts.photos.load  # checked decode: EXIF rotation, HEIC, size limits
-        return [(_drawn(load(h.path), h.regions, h.matched_regions), ", ".join(h.people) or h.path) for h in found]
-
-    @readable
-    def asked(q: str, request: gr.Request) -> str:
-        from rcmu_agent.tools._common import answer_text
-
-        result = assistant.ask_library(q, user=user_of(request))
-        cited = [
-            f"- [{c.index}] {c.name or 'photo'} in `{c.path}`"
-            + (f" at {tuple(round(v) for v in c.box)}" if c.box else "")
-            for c in result.photo_citations
+        shown = [
+            (_drawn(load(h.path), h.regions, h.matched_regions), ", ".join(h.people) or _name(h.path)) for h in found
         ]
-        return answer_text(result) + ("\n\n" + "\n".join(cited) if cited else "")
+        return f"{count(len(found), 'photo')} found", shown
 
-    ui.index.click(indexed, ui.folder, [ui.report, ui.clusters])
-    ui.name_it.click(named, [ui.cluster_id, ui.cluster_name, ui.cluster_info], [ui.report, ui.clusters])
-    ui.merge.click(merged, ui.merge_ids, [ui.report, ui.clusters])
-    ui.split.click(splitted, [ui.split_id, ui.split_faces], [ui.report, ui.clusters])
-    ui.search.click(searched, [ui.people, ui.text, ui.since, ui.until], ui.hits)
-    ui.question.submit(asked, ui.question, ui.answer)
+    @shown_at(1)
+    def asked(q: str, request: gr.Request) -> str:
+        if not q.strip():
+            return "⚠ no question — type one, e.g. When was I last with Rose?"
+        result = assistant.ask_library(q, user=user_of(request))
+        return library_answer(result, assistant.parts.photos.load)
+
+    def thinking(q: str) -> str:
+        return "<p>looking at your photos…</p>" if q.strip() else gr.skip()
+
+    ui.index.click(indexed, ui.folder, [ui.report, *cluster_outputs])
+    ui.name_it.click(named, [ui.cluster_id, ui.cluster_name, ui.cluster_info], [ui.edited, *cluster_outputs])
+    ui.merge.click(merged, ui.merge_ids, [ui.edited, *cluster_outputs])
+    ui.split.click(splitted, [ui.split_id, ui.split_faces], [ui.edited, *cluster_outputs])
+    ui.search.click(searched, [ui.people, ui.text, ui.since, ui.until], [ui.found, ui.hits])
+    for ask in (ui.question.submit, ui.ask.click):
+        ask(thinking, ui.question, ui.answer, queue=False).then(asked, ui.question, ui.answer)
+    page.load(shown_at(3)(shown_clusters), None, cluster_outputs)
+
+
+def _picked(number: int | None) -> int:
+    from rcmu_agent.errors import InvalidInputError
+
+    if number is None:
+        raise InvalidInputError("no cluster picked", "pick one in the Cluster list (its id is on its card)")
+    return int(number)
+
+
+def _name(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).name

@@ -15,7 +15,8 @@ from rcmu_agent.door import Inbound
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.tools import _web_handlers as act
 from rcmu_agent.tools._web_files import Taken
-from rcmu_agent.tools.web_app import _for_the_page, act_draw
+from rcmu_agent.tools._web_memory import act_draw
+from rcmu_agent.tools._web_page import for_the_page
 
 
 @pytest.fixture()
@@ -93,5 +94,5 @@ def test_error_fixes_point_at_the_page_not_the_cli() -> None:
     faces = InvalidInputError("no face ids given", "see the face ids with `rcmu people --json`")
     empty = NotFoundError("the photo library of user 'bob' is empty", "index your photos first with `rcmu index DIR`")
     for error in (cluster, faces, empty):
-        shown = _for_the_page(str(error))
+        shown = for_the_page(str(error))
         assert "rcmu " not in shown and "Library tab" in shown, shown

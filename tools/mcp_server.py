@@ -324,7 +324,7 @@ class _RcmuServer(MCPServer[Any]):
                 text = unknown_tool(name, self.schemas)
             elif isinstance(cause, ValidationError):
                 text = argument_problems(name, self.schemas[name], cause)
-                log.info("%s rejected arguments: %s", name, sorted({str(e["loc"][0]) for e in cause.errors()}))
+                log.info("%s rejected arguments: %s", name, sorted({str(e["loc"][:1]) for e in cause.errors()}))
             else:
                 text = for_tool_caller(str(cause if isinstance(cause, ToolError | ResourceError) else exc))
             return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

@@ -20,6 +20,7 @@ import base64
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -41,6 +42,7 @@ from tests.tools.test_mcp import BIDEN_FACE, OBAMA_FACE, REPLY, _env, _http_serv
 pytestmark = pytest.mark.integration  # MCP servers as subprocesses, MCP Inspector through npx
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+NODE = "node@22.19.0"  # the oldest Node.js that Inspector 2.12 supports (`engines`)
 PHONE_WIDTH = 4512  # two_people.jpg (1126 px wide) scaled to a 12 MP phone photo
 # what no caller should ever read: the server's class names, pydantic's wording, union members, CLI commands
 INTERNALS = ("Arguments", "pydantic", "validation error", "photo.bytes", "dict[str", "RegionInput", "Error executing")
@@ -259,8 +261,8 @@ def test_bad_token_is_a_plain_401_that_clients_report(tmp_path: Path, shared_dat
 
 def _inspector(tmp_path: Path, url: str, authorization: str) -> subprocess.CompletedProcess[str]:
     """`npx @modelcontextprotocol/inspector --cli` as its README gives it, installed from npm into the
-    pytest cache on first use. `--stored-auth-only` is its mode for runs with no person at a terminal:
-    report an authentication failure instead of opening a browser for OAuth."""
+    pytest cache on first use (with its Node.js, ~1 min). `--stored-auth-only` is its mode for runs with
+    no person at a terminal: report an authentication failure instead of opening a browser for OAuth."""
     npx = shutil.which("npx")
     assert npx, "MCP Inspector runs through npx: install Node.js and npm (Debian: apt-get install nodejs npm)"
     cache = Path(__file__).resolve().parents[2] / ".pytest_cache" / "npm"
@@ -273,6 +275,8 @@ def _inspector(tmp_path: Path, url: str, authorization: str) -> subprocess.Compl
         "npm_config_update_notifier": "false",
         "MCP_INSPECTOR_SECRET_STORE": "memory",
     }
-    command = [npx, "--yes", INSPECTOR, "--cli", url, "--transport", "http", "--stored-auth-only"]
-    command += ["--header", f"Authorization: {authorization}", "--method", "tools/list"]
+    inspector = ["mcp-inspector", "--cli", url, "--transport", "http", "--stored-auth-only"]
+    inspector += ["--header", f"Authorization: {authorization}", "--method", "tools/list"]
+    # with the Node.js its package asks for (from npm too), whatever the system's is
+    command = [npx, "--yes", "-p", NODE, "-p", INSPECTOR, "-c", shlex.join(inspector)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)

@@ -64,7 +64,13 @@ button[role="tab"].selected { color: #c2410c !important; }
 #people-table { overflow-x: auto; }
 #people-table table { table-layout: auto; }
 #people-table th, #people-table td { word-break: normal !important; overflow-wrap: break-word; }
-@media (max-width: 600px) { #people-table { font-size: 0.8rem; } }
+@media (max-width: 600px) {
+  #people-table { font-size: 0.75rem; }
+  #people-table th, #people-table td { padding: 4px !important; }
+  #people-table th * { padding-left: 0 !important; padding-right: 0 !important; }
+  #people-table .cell-menu-button { display: none; }  /* the ⋮ menu: room for the header word */
+  #people-table .header.text { word-break: normal !important; overflow-wrap: normal !important; }
+}
 .toast-wrap { top: auto !important; bottom: 16px !important; }
 @media (max-width: 600px) { .rcmu-card { width: calc(50% - 8px); } }
 """

@@ -58,7 +58,7 @@ button[role="tab"].selected { color: #c2410c !important; }
 .rcmu-box { position: absolute; border: 3px solid #15803d; box-sizing: border-box; }
 .rcmu-box span { position: absolute; left: -3px; top: -1.6em; line-height: 1.4; background: #15803d; color: #fff;
   font-size: 0.8rem; padding: 0 4px; white-space: nowrap; border-radius: 3px 3px 0 0; }
-.rcmu-box.lit { border-color: #1d4ed8; border-width: 5px; box-shadow: 0 0 0 9999px rgba(0, 0, 0, 0.35); z-index: 2; }
+.rcmu-box.lit { border-color: #1d4ed8; border-width: 5px; outline: 3px solid #fff; z-index: 2; }
 .rcmu-box.lit span { background: #1d4ed8; }
 .rcmu-figure figcaption { font-size: 0.9rem; margin-top: 4px; line-height: 1.4; }
 #people-table { overflow-x: auto; }

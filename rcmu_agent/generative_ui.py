@@ -32,8 +32,8 @@ _QUALITY = 80
 
 
 def answer_view(answer: Answer, image: Image.Image | None, *, with_picture: bool) -> dict[str, Any]:
-    """The component's props: every region with a box, numbered as the prompt numbered them, in the
-    photo's own pixels (`width` × `height`), marked `cited` when the answer cites it; and, when asked,
+    """The component's props: every region with a box, numbered as the prompt numbered them (in that
+    order), in the photo's own pixels (`width` × `height`), marked `cited` when the answer cites it; and, when asked,
     the picture as a data URL."""
     cited = {c.index for c in answer.citations if c.valid}
     regions = [
@@ -44,7 +44,7 @@ def answer_view(answer: Answer, image: Image.Image | None, *, with_picture: bool
             "box": [round(float(v), 1) for v in entry.region.box],
             "cited": entry.index in cited,
         }
-        for entry in answer.regions
+        for entry in sorted(answer.regions, key=lambda e: e.index or 0)
         if entry.region is not None and entry.index is not None
     ]
     width, height = image.size if image is not None else (0, 0)

@@ -34,6 +34,7 @@ export type CitedPhotoProps = {
 const COLORS = ["#e4572e", "#2e86de", "#17a34a", "#a855f7", "#d97706", "#0891b2", "#db2777", "#65a30d"];
 const color = (n: number) => COLORS[(n - 1) % COLORS.length];
 const label = (r: Region) => r.name ?? `unknown ${r.category}`;
+const tag = (r: Region) => `${r.index} ${label(r)}`; // what the box itself says: its number and name
 
 /** The picture for this photo: the message's own, or the one an earlier answer in the thread carried. */
 function usePicture(props: CitedPhotoProps): string | null {
@@ -55,7 +56,7 @@ function CitedPhoto(props: CitedPhotoProps) {
   const picture = usePicture(props);
   const { width, height, regions } = props;
   const stroke = Math.max(2, Math.round(Math.max(width, height) / 250));
-  const font = Math.max(12, Math.round(Math.max(width, height) / 28));
+  const font = Math.max(12, Math.round(Math.max(width, height) / 40));
 
   const chip = (r: Region): CSSProperties => ({
     display: "inline-flex",
@@ -67,8 +68,9 @@ function CitedPhoto(props: CitedPhotoProps) {
     border: `2px solid ${color(r.index)}`,
     background: lit === r.index ? color(r.index) : "#fff",
     color: lit === r.index ? "#fff" : "#111",
+    fontFamily: "inherit",
+    fontSize: "inherit",
     fontWeight: r.cited ? 700 : 400,
-    font: "inherit",
     cursor: "pointer",
   });
 
@@ -112,9 +114,15 @@ function CitedPhoto(props: CitedPhotoProps) {
                     stroke={color(r.index)}
                     strokeWidth={lit === r.index ? stroke * 2 : stroke}
                   />
-                  <rect x={x1} y={Math.max(0, y1 - font * 1.3)} width={font * 1.6} height={font * 1.3} fill={color(r.index)} />
+                  <rect
+                    x={x1}
+                    y={Math.max(0, y1 - font * 1.3)}
+                    width={font * (1.2 + 0.62 * tag(r).length)}
+                    height={font * 1.3}
+                    fill={color(r.index)}
+                  />
                   <text x={x1 + font * 0.3} y={Math.max(font, y1 - font * 0.3)} fontSize={font} fill="#fff" fontWeight={700}>
-                    {r.index}
+                    {tag(r)}
                   </text>
                 </g>
               );

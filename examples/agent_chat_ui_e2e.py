@@ -11,7 +11,8 @@ It teaches alice Barack Obama and Joe Biden (reference photos from the shared da
 OpenAI-compatible model (`rcmu_agent.testing`) with a fixed cited reply, `langgraph dev` with
 examples/langgraph-auth.json, and `next dev` in the checkout; then, as a person would: fills in the
 deployment URL, the graph id and the token in the API-key field, attaches two_people.jpg, asks, and waits
-for the streamed answer and the `cited_photo` drawing under it; points at `[2]` and checks its box lights.
+for the streamed answer and the `cited_photo` drawing under it; points at `[2]` and checks its box lights;
+asks a follow-up without a photo and checks its drawing shows the thread's picture.
 Screenshots go to --out at each step; the exit code is 0 when every check held.
 """
 
@@ -124,6 +125,20 @@ def main() -> int:
                     and drawing.locator('g[data-region="1"]').get_attribute("opacity") == "0.25"
                 )
                 drawing.screenshot(path=str(args.out / "4-hover-2.png"))
+                # a follow-up without a photo: drawn again, its picture taken from the first drawing's
+                page.fill("textarea", "And who is on the right?")
+                page.get_by_role("button", name="Send").click()
+                drawings = page.locator('[data-rcmu="cited-photo"]')
+                page.wait_for_function(
+                    "() => document.querySelectorAll('[id^=child-shadow-]').length >= 2", timeout=120_000
+                )
+                drawings.nth(1).wait_for(timeout=120_000)
+                checks["follow-up drawn with the thread's picture"] = (
+                    drawings.nth(1)
+                    .locator("img")
+                    .evaluate("img => img.complete && img.naturalWidth > 0 && img.src.startsWith('data:image/jpeg')")
+                )
+                page.screenshot(path=str(args.out / "5-follow-up.png"), full_page=True)
                 print(f"answer and drawing shown {time.monotonic() - started:.1f} s after opening the page")
                 errors = [c for c in console if c.startswith("error")]
                 print("console errors:", errors or "none")

@@ -142,7 +142,7 @@ async def ui_tags(request: Request) -> Response:
     bundles = await asyncio.to_thread(_bundles)
     if graph_id not in bundles or not isinstance(name, str):
         return PlainTextResponse(f"no UI for graph {graph_id!r} (yet: the bundle is built at start)", status_code=404)
-    base = str(request.base_url).rstrip("/")
+    base = _public_base(request)
     js_name = re.sub(r"[^a-zA-Z0-9]", "_", graph_id)
     tags = []
     for asset in bundles[graph_id]["assets"]:
@@ -153,6 +153,16 @@ async def ui_tags(request: Request) -> Response:
             call = html.escape(f"__LGUI_{js_name}.render({json.dumps(name)}, " + '"{{shadowRootId}}")', quote=True)
             tags.append(f'<script src="{url}" onload="{call}"></script>')
     return Response("\n".join(tags), media_type="text/html")
+
+
+def _public_base(request: Request) -> str:
+    """This server's address as the browser reached it: behind a TLS-terminating proxy the request arrives
+    as http, and an http script on an https page is blocked, so the proxy's `X-Forwarded-Proto` wins."""
+    base = request.base_url
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if forwarded in ("http", "https"):
+        base = base.replace(scheme=forwarded)
+    return str(base).rstrip("/")
 
 
 async def ui_asset(request: Request) -> Response:

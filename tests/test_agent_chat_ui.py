@@ -164,6 +164,10 @@ def test_the_component_loads_from_the_servers_own_address_without_a_token(server
     assert httpx.get(f"{server}/ui/rcmu/schemas.json", timeout=10).status_code == 404  # bundle files only
     assert httpx.get(f"{server}/ui/rcmu/..%2F..%2Fschemas.json", timeout=10).status_code == 404
     assert httpx.post(f"{server}/ui/nope", json={"name": "cited_photo"}, timeout=10).status_code == 404
+    # behind a TLS-terminating proxy: the page is https, so must the script be (mixed content is blocked)
+    proxied = {**_headers(), "x-forwarded-proto": "https"}
+    behind = httpx.post(f"{server}/ui/rcmu", json={"name": "cited_photo"}, headers=proxied, timeout=10)
+    assert f'src="{server.replace("http://", "https://")}/ui/rcmu/entrypoint.js"' in behind.text
 
 
 def test_api_key_login_and_no_studio_pass_through(server: str) -> None:

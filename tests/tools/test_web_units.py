@@ -96,3 +96,54 @@ def test_error_fixes_point_at_the_page_not_the_cli() -> None:
     for error in (cluster, faces, empty):
         shown = for_the_page(str(error))
         assert "rcmu " not in shown and "Library tab" in shown, shown
+
+
+@pytest.mark.unit
+def test_errors_are_one_line_without_server_paths() -> None:
+    from gradio.utils import get_upload_folder
+
+    from rcmu_agent.tools._web_page import said
+
+    upload = f"{get_upload_folder().rstrip('/')}/0123abcd/beach.jpg"
+    error = InvalidInputError(f"{upload} is corrupt\nor truncated", "re-export   the photo")
+    assert said(error) == "⚠ beach.jpg is corrupt or truncated — re-export the photo"
+    assert said(KeyError("/srv/secret/path")) == (
+        "⚠ something went wrong (KeyError) — try again; the server log has the details"
+    )
+
+
+@pytest.mark.unit
+def test_cards_and_library_answers_are_escaped_and_boxed_in_the_photos_own_pixels(tmp_path: Path) -> None:
+    from rcmu_agent.schema import Cluster, IndexReport, LibraryAnswer, PhotoCitation, SkippedFile
+    from rcmu_agent.tools._web_page import count
+    from rcmu_agent.tools._web_show import cluster_cards, index_summary, library_answer
+
+    assert (count(1, "face"), count(0, "face"), count(2, "photo")) == ("1 face", "0 faces", "2 photos")
+    crop = Image.new("RGB", (40, 40), (200, 150, 120))
+    cards = cluster_cards([Cluster(id=7, size=1, faces=[3], crops=["c.jpg"], name="<b>Kit</b>")], lambda _: crop)
+    assert "Cluster 7 — &lt;b&gt;Kit&lt;/b&gt;" in cards and "<p>1 face</p>" in cards and "face ids: 3" in cards
+    assert 'src="data:image/jpeg;base64,' in cards and "c.jpg" not in cards  # pixels, never a path
+
+    photo = Image.new("RGB", (1000, 500))
+    cited = [
+        PhotoCitation(
+            index=2, photo_id="photo:ab", path=str(tmp_path / "trip" / "a.jpg"), box=(100, 50, 300, 250), name="Kit"
+        ),
+        PhotoCitation(
+            index=2, photo_id="photo:ab", path=str(tmp_path / "trip" / "a.jpg"), box=(100, 50, 300, 250), name="Kit"
+        ),
+        PhotoCitation(index=1, photo_id="photo:ab", path=str(tmp_path / "trip" / "a.jpg"), name=None),
+    ]
+    answer = LibraryAnswer(text="Kit [2] was at the beach <script>[1]", photo_citations=cited)
+    shown = library_answer(answer, lambda _: photo)
+    assert "<script>" not in shown and "&lt;script&gt;" in shown
+    assert 'style="left:10.00%;top:10.00%;width:20.00%;height:40.00%"' in shown  # (100,50,300,250) of 1000x500
+    assert shown.count('class="rcmu-cite"') == 2 and shown.count("<li>") == 2  # each cited region listed once
+    assert "[2] Kit in a.jpg at (100, 50, 300, 250)" in shown and "[1] photo in a.jpg (the whole photo)" in shown
+    assert str(tmp_path) not in shown
+
+    skipped = SkippedFile(path=str(tmp_path / "trip" / "cut.jpg"), reason=f"{tmp_path}/trip/cut.jpg is corrupt")
+    report = IndexReport(root=str(tmp_path), user="u", added=1, photos=1, faces=1, skipped=[skipped])
+    summary = index_summary(report, tmp_path)
+    assert summary.startswith("1 photo indexed (1 new photo, 0 unchanged, 1 skipped), 1 face found")
+    assert "skipped **trip/cut.jpg**: trip/cut.jpg is corrupt" in summary and str(tmp_path) not in summary

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["auth_settings", "request_limit", "serve_http"]
 
+_REFUSED = -32001  # JSON-RPC's server-defined range: the request was refused before it was read
 ENVELOPE = 1 << 20  # the JSON-RPC envelope and the other arguments: a question, regions, info
 
 
@@ -40,32 +41,32 @@ def auth_settings(url: str) -> AuthSettings:
 
 
 class _ForCallers:
-    """Rewrites the SDK's two bare HTTP refusals into words a client shows its user: a 401 says whether
-    the token was missing or not valid (RFC 6750: no error code when none was sent), and a 413 becomes a
-    JSON-RPC error naming the limit (the SDK's is plain text, which its own client reports only as
-    "Server returned an error response")."""
+    """Rewrites the SDK's two bare HTTP refusals as JSON-RPC errors a client shows its user (the SDK's
+    own bodies are plain text or OAuth JSON, which its client reports only as "Server returned an error
+    response"): a 401 says whether the token was missing or not valid (`WWW-Authenticate: Bearer`, with
+    `error="invalid_token"` only when a token was sent, as RFC 6750 asks), a 413 names the limit."""
 
     def __init__(self, app: ASGIApp, limit: int, max_image_bytes: int) -> None:
         self.app = app
-        too_large = (
+        self.too_large = (
             f"the request is over this server's {limit / 2**20:.0f} MiB limit (one photo of up to "
             f"{max_image_bytes / 2**20:.0f} MiB as base64) — send a smaller photo, or one photo per call"
         )
-        error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": too_large}}
-        self.too_large = json.dumps(error, ensure_ascii=False)
 
     def refusal(self, status: int, scope: Scope) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The body (a JSON-RPC error, which MCP clients show) and the extra headers of a refusal."""
+        headers: list[tuple[bytes, bytes]] = []
         if status == 413:
-            return self.too_large.encode(), []
-        sent = any(k == b"authorization" and v.lower().startswith(b"bearer ") for k, v in scope["headers"])
-        if sent:
-            problem = "the bearer token is not valid — send one the server was given (--token or its tokens file)"
-            challenge = f'Bearer realm="rcmu", error="invalid_token", error_description="{problem.split(" — ")[0]}"'
-            body = {"error": "invalid_token", "error_description": problem}
+            message = self.too_large
+        elif any(k == b"authorization" and v.lower().startswith(b"bearer ") for k, v in scope["headers"]):
+            message = "the bearer token is not valid — send one the server was given (--token or its tokens file)"
+            challenge = 'Bearer realm="rcmu", error="invalid_token", error_description="the token is not valid"'
+            headers.append((b"www-authenticate", challenge.encode()))
         else:
-            challenge = 'Bearer realm="rcmu"'
-            body = {"error": "unauthorized", "error_description": "no token — send Authorization: Bearer <token>"}
-        return json.dumps(body, ensure_ascii=False).encode(), [(b"www-authenticate", challenge.encode())]
+            message = "the request carries no bearer token — send the header Authorization: Bearer <token>"
+            headers.append((b"www-authenticate", b'Bearer realm="rcmu"'))
+        error = {"jsonrpc": "2.0", "id": None, "error": {"code": _REFUSED, "message": message}}
+        return json.dumps(error, ensure_ascii=False).encode(), headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

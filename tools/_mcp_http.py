@@ -9,8 +9,10 @@
 - Authentication: bearer tokens from a tokens file, checked on every request. There is no OAuth
   authorization server, so none is advertised: a missing or bad token gets a plain 401 with
   `WWW-Authenticate: Bearer` (`error="invalid_token"` for a bad one) and no `resource_metadata`, and its
-  body says which it was. Pointing clients at a metadata document made them (MCP Inspector among them)
-  start an OAuth flow against a 404 instead of reporting the bad token.
+  body says which it was. A metadata document naming this server as the authorization server told
+  clients to start an OAuth flow against an authorization server that does not exist (its metadata a
+  404). MCP Inspector 2.x still tries OAuth on any 401 when a person is at the terminal; its
+  `--stored-auth-only` runs report the refusal.
 """
 
 from __future__ import annotations

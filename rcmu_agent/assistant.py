@@ -140,8 +140,10 @@ class Assistant:
             raise InvalidInputError("a region belongs to one photo, but several were given", "give one photo")
         photo = self._photo_id(photos[0], user) if photos else None
         thread = self._thread(thread_id, user) if thread_id is not None else None
-        fields = {"name": name, "info": info or None, "category": category or None}
-        return remember_region(self.parts, user, photo=photo, region=region, thread=thread, **fields)
+        return remember_region(
+            self.parts, user, name=name, info=info or None, category=category or None, photo=photo, region=region,
+            thread=thread,
+        )  # fmt: skip
 
     def _thread(self, thread_id: str, user: str) -> dict[str, Any]:
         """A thread's state, only for the user it belongs to ("no such thread" for anyone else's)."""

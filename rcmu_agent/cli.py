@@ -379,8 +379,10 @@ def _print_regions(answer: Any) -> None:
     for entry in answer.regions:
         where = "at " + ",".join(f"{v:.0f}" for v in entry.box) if entry.box else "from memory"
         label = f"[{entry.index}]" if entry.index else "[-]"
-        name = entry.name or ("(caller info)" if entry.info else "unknown — name it: '[n] is NAME'")
+        name = entry.name or ("(caller info)" if entry.info else "unknown")
         err.print(f"{label} {name} — {entry.category} {where}")
+    if answer.unrecognised and answer.change is None:
+        err.print(f'name one in the thread: "[{answer.unrecognised[0]}] is NAME" (rcmu ask --thread T …)')
     _warn_invalid(answer)
 
 

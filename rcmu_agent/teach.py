@@ -64,7 +64,7 @@ def resolve_region(entries: Sequence[ContextEntry], target: Target) -> ContextEn
         return regions[0] if regions else None
     if not regions:
         raise InvalidInputError("the photo shows no region to point at", "ask about the photo first, or give a box")
-    centre = {id(e): (e.box[0] + e.box[2]) / 2 for e in regions if e.box}  # type: ignore[index]
+    centre = {id(e): (e.box[0] + e.box[2]) / 2 for e in regions if e.box}
     ordered = sorted(regions, key=lambda e: centre[id(e)], reverse=target == "right")
     if len(ordered) > 1:
         first, second = ordered[0], ordered[1]
@@ -263,7 +263,10 @@ def remember_region(
         )
     if number is not None and thread is None:  # [n] as an answer about this photo numbers its regions now
         entries = _numbered_regions(parts, user, photo)
-    box = None if number is not None else tuple(float(v) for v in region)  # type: ignore[union-attr]
+    box: Box | None = None
+    if number is None and not isinstance(region, str | int):  # a box (`_region_number` checked its length)
+        x1, y1, x2, y2 = (float(v) for v in region)
+        box = (x1, y1, x2, y2)
     change = region_change(
         parts,
         user,
@@ -273,7 +276,7 @@ def remember_region(
         photo=photo,
         box=box,
         number=number,
-        entries=entries,  # type: ignore[arg-type]
+        entries=entries,
     )
     done = apply_change(parts, user, change)
     return parts.memory.get(user, done.entity_id or change.name or name)

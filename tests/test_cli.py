@@ -77,8 +77,10 @@ def test_ask_context_only_json_and_annotate(taught: Path, faces_dir: Path, tmp_p
 @pytest.mark.integration
 def test_unknown_face_is_null_in_json(taught: Path, faces_dir: Path) -> None:
     result = rcmu(taught, "ask", str(faces_dir / "scenes" / "alex_lacamoire1.jpg"), "Who?", "--context-only", "--json")
-    (region,) = json.loads(result.stdout)["regions"]
-    assert region["name"] is None and region["entity_id"] is None and region["index"] is None
+    payload = json.loads(result.stdout)
+    (region,) = payload["regions"]
+    assert region["name"] is None and region["entity_id"] is None
+    assert region["index"] == 1 and payload["unrecognised"] == [1]  # numbered, so "[1] is Alex" can name it
 
 
 @pytest.mark.integration

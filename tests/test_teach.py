@@ -295,7 +295,8 @@ def test_the_cli_asks_y_n_or_takes_yes(tmp_path: Path, fake: FakeServer, faces_d
 
     scene = str(faces_dir / "scenes" / "two_people.jpg")
     started = rcmu("ask", "--thread", "T", scene, "Who is here?")
-    assert started.exit_code == 0 and "[1] unknown — name it" in started.stderr
+    assert started.exit_code == 0 and "[1] unknown — person at 253,47,409,203" in started.stderr
+    assert 'name one in the thread: "[1] is NAME"' in started.stderr
     declined = rcmu("ask", "--thread", "T", "[1] is Barack Obama, the 44th president", answer="n\n")
     assert declined.exit_code == 0, declined.output
     assert "Remember Barack Obama (person) from region [1] at (253,47,409,203)?" in declined.stderr

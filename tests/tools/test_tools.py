@@ -138,7 +138,7 @@ def test_user_scope_is_fixed_by_the_toolkit(
     seen = call(bob["ask_about_photo"], photo=str(scene), question="Who is in this photo?")
     assert [r["name"] for r in seen.artifact["regions"]] == [None, None]  # alice's people are strangers to bob
     assert seen.artifact["citations"] == []
-    assert "[-] = an unrecognised person (not sent as context) at (253,47,409,203)" in str(seen.content)
+    assert "[1] = an unrecognised person at (253,47,409,203)" in str(seen.content)
     recalled = call(bob["recall"], question="What does Barack Obama love? When did we adopt Bella?")
     assert all(c["name"] != "Bella" and c["name"] != "Barack Obama" for c in recalled.artifact["citations"])
     texts = received()

@@ -13,7 +13,6 @@ from typing import Any
 
 from rcmu_agent._nodes import Nodes, dump, load
 from rcmu_agent.citations import number_regions
-from rcmu_agent.messages import answer_message
 from rcmu_agent.schema import Answer, ContextEntry, MemoryChange, Region
 from rcmu_agent.state import AgentState
 from rcmu_agent.teach import (
@@ -75,7 +74,7 @@ class TeachNodes:
         if regions and change.action != "list":
             text += "\nIn the photo now: " + "; ".join(_legend(e) for e in sorted(regions, key=lambda e: e.index or 0))
         answer = Answer(text=text, regions=regions, photo=state.get("photo"), change=change)
-        message = answer_message(answer)
+        message = self.nodes._message(answer, state)  # as an answer: chat front ends draw the photo's regions
         return {"entries": dump(entries), "answer": answer.model_dump(mode="json"), "messages": [message]}
 
 

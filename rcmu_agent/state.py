@@ -144,6 +144,11 @@ class AnswerJSON(TypedDict, total=False):
     """True when no model was asked (`context_only` input)."""
     photo: str | None
     """The photo the answer is about, as a vault id (`photo:<hex>`); never a path."""
+    unrecognised: list[int]
+    """The `[n]` of the regions nobody was recognised at: what a user can name ("[3] is Rose")."""
+    change: dict[str, Any] | None
+    """A memory change this turn proposed (awaiting the resume), did or declined: `action`, `name`,
+    `category`, `info`, `region`, `box`, `reference` (the crop's vault id), `thumbnail`, `status`."""
 
 
 @with_config(_DESCRIBED)

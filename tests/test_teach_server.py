@@ -96,6 +96,8 @@ def test_teach_region_one_then_he_is_recognised(
 
     done = _resume(server, "token-alice", thread, "yes")
     assert done["messages"][-1]["content"].startswith("Remembered Barack Obama (person) from region [1]")
+    drawn = [m for m in done["ui"] if m["metadata"]["message_id"] == done["messages"][-1]["id"]]
+    assert [(r["index"], r["name"]) for r in drawn[0]["props"]["regions"]] == [(1, "Barack Obama"), (2, None)]
     assert _memory(home, "alice") == {"Barack Obama": 1}
 
     follow = _turn(server, "token-alice", thread, "Who is on the left?")

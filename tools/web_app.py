@@ -125,6 +125,7 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
     photo.change(new_photo, photo, [session, chat, boxes, ask], preprocess=False)
     inputs = [question, chat, session, regions]
     outputs = [chat, session, boxes, context, question]
-    ask.click(turn, inputs, outputs)
-    question.submit(turn, inputs, outputs)
+    # a question sent while an answer streams waits its turn (Gradio's default drops it without a word)
+    ask.click(turn, inputs, outputs, trigger_mode="always_last")
+    question.submit(turn, inputs, outputs, trigger_mode="always_last")
     show.change(lambda on: gr.update(visible=on), show, context)

@@ -134,8 +134,12 @@ def _bundles() -> dict[str, Any]:
 
 
 async def ui_tags(request: Request) -> Response:
-    """`POST /ui/{graph_id}` `{"name": component}`: the tags that load the graph's bundle and render the
-    component, by this server's absolute address (what LangGraph's JS server does)."""
+    """The tags that load a graph's UI bundle and render one component, by this server's absolute address
+    (what LangGraph's JS server does). The part after the dashes is the route's OpenAPI entry.
+    ---
+    summary: The HTML that loads a generative-UI component, named in the JSON body as name
+    tags: [UI]
+    """
     graph_id = request.path_params["graph_id"]
     body = await request.json()
     name = body.get("name") if isinstance(body, dict) else None
@@ -166,7 +170,11 @@ def _public_base(request: Request) -> str:
 
 
 async def ui_asset(request: Request) -> Response:
-    """`GET /ui/{graph_id}/{file}`: one file of a graph's bundle, only those the bundler listed."""
+    """One file of a graph's UI bundle, only those the bundler listed.
+    ---
+    summary: A file of a graph's generative-UI bundle (public, no token)
+    tags: [UI]
+    """
     graph_id, file = request.path_params["graph_id"], request.path_params["file"]
     bundles = await asyncio.to_thread(_bundles)
     listed = {Path(a).name for a in (bundles.get(graph_id) or {}).get("assets", [])}

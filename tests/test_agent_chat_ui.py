@@ -164,6 +164,8 @@ def test_the_component_loads_from_the_servers_own_address_without_a_token(server
     assert httpx.get(f"{server}/ui/rcmu/schemas.json", timeout=10).status_code == 404  # bundle files only
     assert httpx.get(f"{server}/ui/rcmu/..%2F..%2Fschemas.json", timeout=10).status_code == 404
     assert httpx.post(f"{server}/ui/nope", json={"name": "cited_photo"}, timeout=10).status_code == 404
+    paths = httpx.get(f"{server}/openapi.json", timeout=10).json()["paths"]  # documented, not a parse warning
+    assert "public, no token" in paths["/ui/{graph_id}/{file}"]["get"]["summary"]
     # behind a TLS-terminating proxy: the page is https, so must the script be (mixed content is blocked)
     proxied = {**_headers(), "x-forwarded-proto": "https"}
     behind = httpx.post(f"{server}/ui/rcmu", json={"name": "cited_photo"}, headers=proxied, timeout=10)

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from rcmu_agent.assistant import Assistant
-from rcmu_agent.errors import RcmuError
+from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.timings import describe
 from rcmu_agent.tools import _web_handlers as act
 from rcmu_agent.tools._web_files import PrivateBlocks, WebFiles
@@ -85,19 +85,22 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
                 show = gr.Checkbox(label="Show the context the model received", value=False)
             context = gr.Code(label="Context", visible=False, language=None, elem_id="chat-context")
 
-    def new_photo(upload: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
+    def new_photo(upload: dict[str, Any] | None, state: act.ChatSession, request: gr.Request) -> tuple[Any, ...]:
         """A new photo, a new conversation, and Ask enabled only for a photo that was taken. A refused
-        photo is said in the conversation at once, in one line (the photo never reaches Gradio's own image
-        decoding: `preprocess=False`)."""
+        photo is said in the conversation at once, in one line, and taken off the page (no broken image
+        is left); it never reaches Gradio's own image decoding (`preprocess=False`)."""
         if not upload:
-            return act.ChatSession(), [], None, gr.update(value=ASK_WAITING, interactive=False)
+            if state is not None and state.refused is not None and state.photo is None:
+                return (gr.skip(),) * 5  # the refused photo, taken off: its message and Ask's note stay
+            return act.ChatSession(), [], None, gr.update(value=ASK_WAITING, interactive=False), gr.skip()
         try:
             taken = files.take(user_of(request), upload)
         except Exception as exc:
-            refused = act.ChatSession.refusing(exc) if isinstance(exc, RcmuError) else act.ChatSession()
+            why = exc if isinstance(exc, RcmuError) else InvalidInputError("the photo could not be taken", "try again")
+            refused = act.ChatSession.refusing(why)
             blocked = gr.update(value="Ask (this photo was refused)", interactive=False)
-            return refused, [{"role": "assistant", "content": said(exc)}], None, blocked
-        return act.ChatSession(photo=taken.id), [], None, gr.update(value="Ask", interactive=True)
+            return refused, [{"role": "assistant", "content": said(exc)}], None, blocked, None
+        return act.ChatSession(photo=taken.id), [], None, gr.update(value="Ask", interactive=True), gr.skip()
 
     def turn(
         text: str, history: list[Any], state: act.ChatSession, spec: str, request: gr.Request
@@ -122,7 +125,7 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
         except Exception as exc:
             yield [*history, {"role": "assistant", "content": said(exc)}], state, gr.skip(), gr.skip(), gr.skip()
 
-    photo.change(new_photo, photo, [session, chat, boxes, ask], preprocess=False)
+    photo.change(new_photo, [photo, session], [session, chat, boxes, ask, photo], preprocess=False)
     inputs = [question, chat, session, regions]
     outputs = [chat, session, boxes, context, question]
     # a question sent while an answer streams waits its turn (Gradio's default drops it without a word)

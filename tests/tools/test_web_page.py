@@ -109,6 +109,7 @@ def test_chat_waits_for_a_photo_and_says_each_refusal_in_one_line(app: App, face
         _one_line(message.inner_text())
         expect(ask).to_be_disabled()
         expect(ask).to_have_text("Ask (this photo was refused)")
+        expect(page.locator("#chat-photo img")).to_have_count(0)  # taken off the page: no broken image
         question.fill("Who is this?")
         question.press("Enter")  # asked anyway: said again, never answered without the photo
         expect(log.get_by_text(said)).to_have_count(1 + 1, timeout=30_000)

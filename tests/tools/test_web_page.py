@@ -172,8 +172,11 @@ def test_memory_forms_reset_forget_asks_first_and_unrecognisable_is_warned(
     expect(page.locator("#edit-status")).to_contain_text("⚠", timeout=30_000)
     _one_line(page.locator("#edit-status").inner_text())
     expect(confirm).to_be_hidden()
+    fill(page, "recall-question", "Who is Bella, our cat?")
+    page.locator("#recall-question textarea, #recall-question input").first.press("Enter")
+    expect(page.locator("#recall-answer")).to_contain_text("Bella is our cat [", timeout=60_000)
     _no_error_badge(page)
-    _clean(page, "Memory tab, after teaching")
+    _clean(page, "Memory tab, after teaching and an answer")
     app.shot(page, "06-memory", full=True)
 
 

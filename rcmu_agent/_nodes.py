@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from typing import Any, TypeVar
 
@@ -151,7 +151,7 @@ class Nodes:
             return {**fresh, **(off_library if regions else {}), "route": "detect" if regions else "compose"}
         if regions:
             raise InvalidInputError("regions were given without a photo", "send the photo the boxes belong to")
-        _photo_arrived(state.get("messages") or [])
+        _photo_arrived(state.get("messages") or [], lambda pid: self.parts.vault.has(user, pid))
         return {**fresh, **off_library, "route": "memory", "photo": None}
 
     def _intent(self, question: str, state: AgentState, user: str) -> dict[str, Any] | None:
@@ -361,15 +361,17 @@ def _form_intent(form: Any) -> dict[str, Any]:
     }
 
 
-def _photo_arrived(messages: Sequence[BaseMessage]) -> None:
+def _photo_arrived(messages: Sequence[BaseMessage], kept: Callable[[str], bool]) -> None:
     """A follow-up in a thread whose last photo never reached the vault (it failed to load) says so,
-    instead of answering from memory alone as if no photo had been sent."""
+    instead of answering from memory alone as if no photo had been sent. A photo that arrived was
+    replaced by its id in this user's vault (`kept`); any other image block never did, whatever it
+    points at (the same message for every case: it tells nothing of anyone else's photos)."""
     for message in reversed(messages[:-1]):
         if not isinstance(message, HumanMessage) or isinstance(message.content, str):
             continue
         images = [b for b in message.content if isinstance(b, dict) and b.get("type") in _IMAGE_TYPES]
         if images:
-            if any(set(b) != {"type", "id"} for b in images):  # not replaced by its vault id: it never arrived
+            if not all(set(b) == {"type", "id"} and kept(str(b["id"])) for b in images):
                 raise InvalidInputError(
                     "the photo sent earlier in this thread could not be read, so there is no photo to answer about",
                     "send the photo again with the question (JPEG, PNG or WebP, within the size limits)",

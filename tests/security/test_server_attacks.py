@@ -311,7 +311,7 @@ ATTACKS: dict[str, list[str] | None] = {
     "command-goto": [],  # the command's task is not listed in `next`; the run fails in `detect`
     "image-path": None,  # the key of old is no channel
     "turn-image": ["route"],
-    "injected": None,  # not the last message
+    "injected": ["route"],  # not the last message; its image never arrived, so the next turn says so (issue 21)
 }
 
 

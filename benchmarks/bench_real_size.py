@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+print = functools.partial(print, flush=True)  # each line as it is measured
 
 DATA = Path(os.environ.get("RCMU_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCENE = DATA / "faces" / "scenes" / "two_people.jpg"
@@ -109,79 +111,98 @@ def _iou(a: Any, b: Any) -> float:
     return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
 
 
-def model_2b(photo: Any) -> None:
-    """Vision + prefill of a random Qwen2-VL-2B; see the module docstring for what is extrapolated."""
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+def model_2b(photo_path: Path, model: str, dtypes: list[str], budgets: list[int], tokens: int) -> None:
+    """A random real-size Qwen2-VL-2B (`_bench_2b`), one worker process per (dtype, budget)."""
+    from rcmu_agent.cpu import choose_dtype, matmul_gflops, read_cpu
 
-    from rcmu_agent.settings import Settings
-
-    config = Qwen2VLConfig(
-        text_config={"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                     "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768,
-                     "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}, "tie_word_embeddings": True},
-        vision_config={"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "num_heads": 16, "mlp_ratio": 4,
-                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_chans": 3},
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-    )  # fmt: skip
-    start = time.perf_counter()
-    model: Any = Qwen2VLForConditionalGeneration(config).eval()
-    print(f"4. random Qwen2-VL-2B built in {time.perf_counter() - start:.0f} s "
-          f"({sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters, fp32, CPU)")  # fmt: skip
-    processor = Qwen2VLImageProcessorPil()
-    s = Settings()
-    for label, budget, whole in (
-        ("budget", {"shortest_edge": s.min_pixels, "longest_edge": s.max_pixels}, True),
-        ("unbounded", {"shortest_edge": UNBOUNDED["min_pixels"], "longest_edge": UNBOUNDED["max_pixels"]}, False),
-    ):
-        vision = processor(images=[photo], size=budget, return_tensors="pt")
-        grid, pixels = vision["image_grid_thw"], vision["pixel_values"]
-        n_tokens = int(grid.prod()) // 4 + 60  # image tokens + a short context and question
-        with torch.inference_mode():
-            vision_s = _vision_seconds(model, pixels, grid, whole)
-            prefill_s = _prefill_seconds(model, n_tokens, whole)
-        how = "measured" if whole else "1 block/layer measured, scaled"
-        print(f"   {label:9s}: {int(grid.prod()) // 4:6d} visual tokens, vision {vision_s:8.1f} s + prefill "
-              f"{prefill_s:8.1f} s = {vision_s + prefill_s:8.1f} s ({how})")  # fmt: skip
-
-
-def _vision_seconds(model: Any, pixels: Any, grid: Any, whole: bool) -> float:
-    visual = model.model.visual
-    if whole:
+    cpu = read_cpu()
+    peaks = {d: matmul_gflops(d, seconds=3.0) for d in ("float32", "bfloat16")}
+    print(f"4. CPU: {cpu.name}, {cpu.cores} cores, native bf16: {cpu.native_bf16 or 'no'}; matmul 1300x1536x8960 "
+          f"peak: fp32 {peaks['float32']:.1f} GFLOPS, bf16 {peaks['bfloat16']:.1f} GFLOPS")  # fmt: skip
+    folder = Path(model) if model else Path.home() / ".cache" / "rcmu-bench" / "qwen2vl-2b-random"
+    if not (folder / "config.json").is_file():
         start = time.perf_counter()
-        visual(pixels, grid_thw=grid)
-        return time.perf_counter() - start
-    blocks = visual.blocks
-    visual.blocks = blocks[:1]
-    try:
-        start = time.perf_counter()
-        visual(pixels, grid_thw=grid)
-        return (time.perf_counter() - start) * len(blocks)
-    finally:
-        visual.blocks = blocks
+        _run({"build": str(folder)})
+        print(f"   random Qwen2-VL-2B saved to {folder} in {time.perf_counter() - start:.0f} s (bf16 safetensors)")
+    auto = choose_dtype("auto", "cpu", cpu=cpu)
+    print(f"   RCMU_DTYPE=auto -> {auto.name}: {auto.reason}")
+    runs: list[dict[str, Any]] = []
+    for dtype in dict.fromkeys(auto.name if d == "auto" else d for d in dtypes):
+        for i, budget in enumerate(budgets):
+            args = {"model": str(folder), "dtype": dtype, "budget": budget, "photo_path": str(photo_path),
+                    "attention": dtype == "float32" and i == 0, "tokens": tokens}  # fmt: skip
+            result = _run(args)
+            result["matmul_peak"] = peaks[dtype]
+            runs.append(result)
+            _print_run(result, auto.name)
+    _print_table(runs, auto.name)
 
 
-def _prefill_seconds(model: Any, n_tokens: int, whole: bool) -> float:
-    import torch
+def _run(args: dict[str, Any]) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
 
-    language = model.model.language_model
-    embeds = torch.randn(1, n_tokens, language.config.hidden_size) * 0.02
-    layers = language.layers
-    if not whole:
-        language.layers = layers[:1]
-    try:
-        start = time.perf_counter()
-        language(inputs_embeds=embeds, use_cache=False)
-        seconds = time.perf_counter() - start
-    finally:
-        language.layers = layers
-    return seconds if whole else seconds * len(layers)
+    worker = Path(__file__).with_name("_bench_2b.py")
+    done = subprocess.run([sys.executable, str(worker), json.dumps(args)], capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"worker {args} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+def _print_run(r: dict[str, Any], auto: str) -> None:
+    name = f"{r['dtype']}{' (auto)' if r['dtype'] == auto else ''}, budget {r['budget']}"
+    bare, peak = r["bare"], r["matmul_peak"]
+    vision_g, prefill_g = r["vision_tflop"] * 1e3 / bare["vision_s"], r["prefill_tflop"] * 1e3 / bare["prefill_s"]
+    if r.get("scaled"):
+        print(f"   {name}: {r['image_tokens']} visual tokens; 1 vision block and 1 decoder layer timed, scaled: "
+              f"vision {bare['vision_s']:.0f} s + prefill {bare['prefill_s']:.0f} s = "
+              f"{bare['first_token_s']:.0f} s; {vision_g:.1f} / {prefill_g:.1f} GFLOPS against a {peak:.1f} peak; "
+              f"peak RSS {r['peak_rss_gb']:.1f} GB")  # fmt: skip
+        return
+    ours, stages = r["project_first_token_s"], r["project"]
+    print(f"   {name}: {r['image_tokens']} visual tokens, {r['prompt_tokens']} prompt tokens; model loaded in "
+          f"{r['load_s']:.0f} s ({r['rss_after_load_gb']:.1f} GB RSS)")  # fmt: skip
+    print(f"     bare transformers: resize {bare['resize_s']:.2f} s + vision {bare['vision_s']:.1f} s + prefill "
+          f"{bare['prefill_s']:.1f} s = {bare['first_token_s']:.1f} s; vision {vision_g:.1f} GFLOPS "
+          f"({vision_g / peak:.0%} of peak), prefill {prefill_g:.1f} GFLOPS ({prefill_g / peak:.0%})")  # fmt: skip
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+    print(f"     rcmu-agent: first token {ours:.1f} s ({parts}); ratio to bare {ours / bare['first_token_s']:.3f} "
+          f"(target <= 1.15); peak RSS {r['peak_rss_gb']:.1f} GB (target <= 7)")  # fmt: skip
+    if "attention" in r:
+        att = r["attention"]
+        print(f"     attention, 1 vision block + 1 layer scaled, 2 rounds: eager {min(att['eager']):.1f} s, "
+              f"sdpa {min(att['sdpa']):.1f} s")  # fmt: skip
+
+
+def _print_table(runs: list[dict[str, Any]], auto: str) -> None:
+    print("\n| dtype | budget | visual tokens | first token, rcmu-agent | bare transformers | ratio | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for r in runs:
+        bare = r["bare"]["first_token_s"]
+        ours = r.get("project_first_token_s")
+        label = r["dtype"] + (" (auto)" if r["dtype"] == auto else "")
+        if ours is None:
+            print(f"| {label} | {r['budget']} | {r['image_tokens']} | | {bare:.0f} s (scaled) | | "
+                  f"{r['peak_rss_gb']:.1f} GB |")  # fmt: skip
+        else:
+            print(f"| {label} | {r['budget']} | {r['image_tokens']} | {ours:.1f} s | {bare:.1f} s | "
+                  f"{ours / bare:.3f}x | {r['peak_rss_gb']:.1f} GB |")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--model", action="store_true", help="also time a random Qwen2-VL-2B (minutes, ~10 GB)")
+    parser.add_argument(
+        "--model", nargs="?", const="", default=None, metavar="DIR",
+        help="also time a random Qwen2-VL-2B (DIR, or built once into ~/.cache/rcmu-bench; tens of minutes, ~10 GB)",
+    )  # fmt: skip
+    parser.add_argument("--dtypes", default="auto,float32,bfloat16", help="comma-separated; auto resolved here")
+    parser.add_argument("--budgets", default="1280,768,512", help="visual token budgets (RCMU_MAX_PIXELS / 784)")
+    parser.add_argument("--tokens", type=int, default=8, help="tokens generated per answer")
+    parser.add_argument("--skip-faces", action="store_true", help="only the model part")
     args = parser.parse_args()
     photo = phone_photo()
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,11 +210,15 @@ def main() -> None:
         from rcmu_agent.images import load_image
 
         photo = load_image(Path(tmp) / "phone.jpg")
-    tokens()
-    payload(photo)
-    faces(photo, args.rounds)
-    if args.model:
-        model_2b(photo)
+        if not args.skip_faces:
+            tokens()
+            payload(photo)
+            faces(photo, args.rounds)
+        if args.model is not None:
+            model_2b(
+                Path(tmp) / "phone.jpg", args.model, args.dtypes.split(","),
+                [int(b) for b in args.budgets.split(",")], args.tokens,
+            )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -97,3 +97,28 @@ def test_ask_json_prints_the_timings(tiny: Path, tmp_path: Path, small_photos: P
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)["timings"]
     assert {"decode_s", "detect_s", *MODEL_STAGES} <= set(shown)
+
+
+@pytest.mark.integration
+def test_an_empty_reply_streams_as_an_empty_answer(
+    tiny: Path, tmp_path: Path, small_photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose first token is the end token (a random real-size model often writes only tokens
+    that decode to nothing) answers with empty text, not LangChain's 'No generations found in stream'."""
+    assistant = Assistant(_settings(tmp_path, tiny))
+    vlm = assistant.parts.vlm
+    assert isinstance(vlm, TransformersVLM)
+    arguments = vlm._generation
+    end = vlm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def the_end_first(*args: object, **kwargs: object) -> dict[str, object]:
+        everything_else = [i for i in range(len(vlm.tokenizer)) if i != end]
+        return {**arguments(*args, **kwargs), "begin_suppress_tokens": everything_else}  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vlm, "_generation", the_end_first)
+    pieces: list[str] = []
+    answer = assistant.ask(
+        "Who is on the left?", (small_photos / "two_people.jpg").read_bytes(), on_token=pieces.append
+    )
+    assert answer.text == "" and "".join(pieces) == ""
+    assert answer.timings["decode_tokens"] == 0

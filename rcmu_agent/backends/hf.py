@@ -306,6 +306,8 @@ class TransformersVLM(VisionLanguageModel):
         worker.join()
         if failed:
             raise failed[0]
+        if not started:  # an empty reply (the end token first) is still a reply, not a stream of nothing
+            yield ""
 
 
 class _Clock:

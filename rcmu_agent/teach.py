@@ -106,13 +106,15 @@ def _thumbnail(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(_jpeg(small, 80)).decode()
 
 
-def find_entity(parts: Parts, user: str, name: str) -> Entity | None:
-    """The user's entity called `name` (full name, id, or first name when only one has it)."""
+def find_entity(parts: Parts, user: str, name: str, *, first_name: bool = True) -> Entity | None:
+    """The user's entity called `name` (full name or id; with `first_name`, also a first name only one
+    entity has: "Rose moved to Lisbon"). Naming a region takes the full name: "Rose Smith" is not Rose."""
     memory = parts.memory
     try:
         return memory.get(user, name)
     except NotFoundError:
-        pass
+        if not first_name:
+            return None
     key = " ".join(name.lower().split())
     named = [e for e in memory.named_in(user, name) if e.name.lower().split()[:1] == key.split()[:1]]
     return named[0] if len(named) == 1 else None
@@ -162,7 +164,7 @@ def propose(
             "send the photo with the question first, then name a region of the answer",
         )
     entry = resolve_region(entries, intent.target)
-    existing = find_entity(parts, user, name)
+    existing = find_entity(parts, user, name, first_name=False)
     category = normalize_category(intent.category or "") or None
     if existing is not None and category and category != existing.category:
         raise InvalidInputError(
@@ -209,7 +211,7 @@ def region_change(
     elif box is not None:
         box = check_box(tuple(float(v) for v in box), image.size, strict=True)  # type: ignore[arg-type]
     name = clean_text(name, "name", max_chars=100)
-    existing = find_entity(parts, user, name)
+    existing = find_entity(parts, user, name, first_name=False)
     kind = normalize_category(category or "") or (existing.category if existing else "person")
     if existing is not None and kind != existing.category:
         raise InvalidInputError(

@@ -82,6 +82,12 @@ def test_unknown_regions_are_numbered_after_the_known_and_cannot_be_cited() -> N
     entries = number_regions([_entry((500, 0, 600, 100)), _entry((0, 0, 100, 100)), _entry((300, 0, 400, 100), "Rose")])
     assert [e.index for e in entries] == [3, 2, 1]  # Rose first (sent), then the unknown ones left to right
     assert number_regions(entries) == entries  # a follow-up numbers them the same way
+    from rcmu_agent.annotate import label
+    from rcmu_agent.tools._common import legend_line
+
+    shown = sorted(entries, key=lambda e: e.index or 0)  # the same numbers in the image and the legend
+    assert [label(e) for e in shown] == ["[1] Rose", "[2] unknown person", "[3] unknown person"]
+    assert legend_line(shown[1]) == "[2] = an unrecognised person at (0,0,100,100)"
     citations, invalid = resolve_citations("Rose [1] stands beside [2].", entries)
     assert citations[0].name == "Rose" and invalid == [2]  # the model never saw [2]
 
@@ -362,3 +368,21 @@ def test_a_chat_model_picks_the_action_and_region(tmp_path: Path, faces_dir: Pat
         question = alice.ask("And who is on the left?", thread_id="t")
         assert question.change is None and question.text == "The person [1] is on the left."
         assert alice.ask("please drop everything about Joe", thread_id="t").change.action == "forget"  # type: ignore[union-attr]
+    # the router's server gone: questions are still answered, and the grammar reads the explicit forms
+    broken = _assistant(tmp_path, server, chat_model="openai:router", chat_base_url="http://127.0.0.1:9/v1")
+    assert broken.ask("who do you know?", thread_id="t").change is not None
+
+
+@pytest.mark.integration
+def test_a_turn_with_its_own_photo(tmp_path: Path, fake: FakeServer, faces_dir: Path, shared_data: Path) -> None:
+    """ "this is …" with the photo in the same turn: detected first, then proposed; a thing on a photo where
+    nothing was detected is taught from the whole photo."""
+    alice = _assistant(tmp_path, fake)
+    face = alice.ask("this is Barack Obama, my friend", faces_dir / "scenes" / "obama1.jpg", thread_id="t")
+    assert face.change is not None and face.change.region == 1 and face.change.info == "Barack Obama, my friend"
+    cat = alice.ask("this is Chelsea, my cat", shared_data / "objects" / "chelsea.png", thread_id="c")
+    assert cat.change is not None and (cat.change.category, cat.change.region, cat.change.box) == ("cat", None, None)
+    alice.resume("c", "yes")
+    assert [(e.name, e.category) for e in alice.entities()] == [("Chelsea", "cat")]
+    with pytest.raises(InvalidInputError, match="no face to remember a person by"):
+        alice.ask("this is Chelsea Smith", shared_data / "objects" / "chelsea.png", thread_id="c2")

@@ -83,7 +83,7 @@ def memory_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, page: gr.
                 interactive=False,
                 wrap=True,
                 buttons=[],
-                column_widths=["22%", "23%", "37%", "18%"],
+                column_widths=["25%", "22%", "35%", "18%"],
                 elem_id="people-table",
             )
             refresh = gr.Button("Refresh", elem_id="people-refresh")

@@ -66,7 +66,8 @@ button[role="tab"].selected { color: #c2410c !important; }
 #people-table th, #people-table td { word-break: normal !important; overflow-wrap: break-word; }
 @media (max-width: 600px) {
   #people-table { font-size: 0.75rem; }
-  #people-table th, #people-table td { padding: 4px !important; }
+  #people-table th, #people-table td { padding: 4px !important; font-size: 0.75rem !important; }
+  #people-table td * { font-size: 0.75rem !important; }
   #people-table th * { padding-left: 0 !important; padding-right: 0 !important; }
   #people-table .cell-menu-button { display: none; }  /* the ⋮ menu: room for the header word */
   #people-table .header.text { word-break: normal !important; overflow-wrap: normal !important; }

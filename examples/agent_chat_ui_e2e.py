@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,7 @@ def main() -> int:
             env={**os.environ, "NEXT_TELEMETRY_DISABLED": "1"},
             stdout=next_log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # npx, next and next-server: stopped together below
         )
         try:
             _wait(ui_url, 300)
@@ -144,7 +146,7 @@ def main() -> int:
                 print("console errors:", errors or "none")
                 browser.close()
         finally:
-            ui.terminate()
+            os.killpg(ui.pid, signal.SIGTERM)
             ui.wait(timeout=30)
             next_log.close()
             for _ in server:

@@ -8,8 +8,10 @@ loopback port); `run_turn` streams one run as a chat front end would.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,7 +70,12 @@ def start_langgraph_dev(tmp: Path, home: Path, env: dict[str, str]) -> Iterator[
     args = [str(langgraph), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen(
-        [*args, "--config", str(tmp / "langgraph.json")], cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        [*args, "--config", str(tmp / "langgraph.json")],
+        cwd=tmp,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the UI bundler (npx → node) ends with it, below
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -90,6 +97,9 @@ def start_langgraph_dev(tmp: Path, home: Path, env: dict[str, str]) -> Iterator[
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        # the bundler's watcher outlives a terminated `langgraph dev` (npx does not pass the signal on)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         text = (tmp / "server.log").read_text()
         assert "Blocking call" not in text and "BlockingError" not in text, text[-3000:]

@@ -188,8 +188,9 @@ class Entity(BaseModel):
 class ContextEntry(BaseModel):
     """A region (or, for memory questions, a remembered entity) together with what is known about it.
 
-    `index` is the `[n]` the prompt gives it; None when nothing is known (an unknown face), in which
-    case the region is reported but not sent as context.
+    `index` is the `[n]` the prompt gives it. A region nothing is known about (an unknown face) is
+    reported but not sent as context; an answer numbers it after the sent ones (`citations.number_regions`),
+    so a user can name it ("[3] is Rose"), and None until then.
     """
 
     region: Region | None = None

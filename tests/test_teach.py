@@ -386,3 +386,33 @@ def test_a_turn_with_its_own_photo(tmp_path: Path, fake: FakeServer, faces_dir: 
     assert [(e.name, e.category) for e in alice.entities()] == [("Chelsea", "cat")]
     with pytest.raises(InvalidInputError, match="no face to remember a person by"):
         alice.ask("this is Chelsea Smith", shared_data / "objects" / "chelsea.png", thread_id="c2")
+
+
+@pytest.mark.integration
+def test_the_remember_tool_takes_a_region(tmp_path: Path, fake: FakeServer, faces_dir: Path) -> None:
+    """A host model teaches one person of a group photo: a box, or the `[n]` ask_about_photo lists."""
+    from langchain_core.messages import ToolMessage
+
+    from rcmu_agent.tools import rcmu_tools
+
+    alice = _assistant(tmp_path, fake, allowed_roots=[faces_dir])
+    tools = {t.name: t for t in rcmu_tools(alice, user="alice")}
+
+    def call(tool: str, **args: Any) -> ToolMessage:
+        message = tools[tool].invoke({"name": tool, "args": args, "id": "call-1", "type": "tool_call"})
+        assert isinstance(message, ToolMessage)
+        return message
+
+    scene = str(faces_dir / "scenes" / "two_people.jpg")
+    asked = call("ask_about_photo", photo=scene, question="Who is here?")
+    assert "[2] = an unrecognised person at (778,57,965,243)" in str(asked.content)
+    biden = call("remember", name="Joe Biden", info="Joe, the 46th president", photos=[scene], region="[2]")
+    assert biden.status == "success" and biden.artifact["entity"]["photos"] == 1
+    obama = call("remember", name="Barack Obama", info="Barack", photos=[scene], region=[240, 30, 420, 220])
+    assert obama.status == "success"
+    no_face = call("remember", name="Kit", info="an actor", photos=[scene], region=[0, 300, 200, 460])
+    assert no_face.status == "error" and "no face in the region" in str(no_face.content)
+    two = call("remember", name="Kit", info="an actor", photos=[scene, scene], region="[1]")
+    assert two.status == "error" and "give exactly one photo" in str(two.content)
+    names = {r["name"] for r in call("ask_about_photo", photo=scene, question="Who?").artifact["regions"]}
+    assert names == {"Barack Obama", "Joe Biden"}

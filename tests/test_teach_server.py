@@ -59,8 +59,7 @@ def _interrupts(url: str, token: str, thread: str) -> list[Any]:
         return await client.threads.get_state(thread)
 
     found = asyncio.run(state())
-    pending = found.get("interrupts") or [i for t in found.get("tasks", []) for i in t.get("interrupts", [])]
-    return [i["value"] for i in pending]
+    return [i["value"] for i in found["interrupts"]]  # what the README shows a client reading
 
 
 def _rcmu(values: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ _THUMBNAIL = 160  # pixels, the longer side: enough to recognise a face in a cha
 _MIN_CROP = 320  # a face crop smaller than this is enlarged, so detection finds it again in the crop alone
 _YES = {"yes", "y", "ok", "okay", "sure", "confirm", "approve", "accept", "true"}
 _NO = {"no", "n", "cancel", "reject", "ignore", "decline", "false", "stop"}
+_EDITABLE = {"name", "info", "category"}  # a region is changed by answering no and naming another
 
 
 def resolve_region(entries: Sequence[ContextEntry], target: Target) -> ContextEntry | None:
@@ -331,7 +332,7 @@ def _with_reference(parts: Parts, user: str, change: MemoryChange) -> MemoryChan
 
 def edited(parts: Parts, user: str, change: MemoryChange, edit: dict[str, Any]) -> MemoryChange:
     """The proposal with a front end's edit (`name`, `info`, `category`), checked again as proposed."""
-    unknown = set(edit) - {"name", "info", "category"}
+    unknown = {k for k in set(edit) - _EDITABLE if not (k == "region" and edit[k] == change.region)}
     if unknown:
         raise InvalidInputError(
             f"an edit of the proposal cannot change {', '.join(sorted(map(str, unknown)))}",
@@ -395,7 +396,7 @@ def read_decision(value: Any) -> bool | dict[str, Any]:
             action = value.get("edited_action") or value.get("args") or {}
             args = action.get("args", action) if isinstance(action, dict) else None
             return read_decision(args) if isinstance(args, dict) and args else False
-        if kind is None and value and set(value) <= {"name", "info", "category"}:
+        if kind is None and value and set(value) <= _EDITABLE | {"region"}:  # UIs send every arg back
             return dict(value)
     raise InvalidInputError(
         "the answer to the proposed memory change is not understood",

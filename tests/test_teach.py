@@ -205,7 +205,12 @@ def test_by_position_a_no_and_a_new_turn_write_nothing(tmp_path: Path, fake: Fak
 
     edited = alice.ask("the one on the right is Joe Biden", thread_id="t")
     assert edited.change is not None
-    done = alice.resume("t", {"name": "Joseph Biden", "info": "Joseph Biden, the 46th president"})
+    with pytest.raises(InvalidInputError, match="an edit of the proposal cannot change region"):
+        alice.resume("t", {"name": "Joseph Biden", "region": 1})
+    assert alice.entities() == []
+    alice.ask("the one on the right is Joe Biden", thread_id="t")
+    edit = {"name": "Joseph Biden", "info": "Joseph Biden, the 46th president", "region": 2, "category": "person"}
+    done = alice.resume("t", {"decisions": [{"type": "edit", "edited_action": {"name": "remember", "args": edit}}]})
     assert done.change is not None and done.change.name == "Joseph Biden"
     assert [(e.name, e.info) for e in alice.entities()] == [("Joseph Biden", "Joseph Biden, the 46th president")]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from rcmu_agent._nodes import Nodes, dump, load
 from rcmu_agent.citations import number_regions
+from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.schema import Answer, ContextEntry, MemoryChange, Region
 from rcmu_agent.state import AgentState
 from rcmu_agent.teach import (
@@ -55,9 +56,15 @@ class TeachNodes:
 
         user = self.nodes._user()
         change = MemoryChange.model_validate(state.get("change"))
-        decision = read_decision(interrupt(interrupt_payload(change)))
-        if isinstance(decision, dict):
-            change, decision = edited(self.parts, user, change, decision), True
+        payload = interrupt_payload(change)
+        while True:  # a resume that cannot be used asks again, saying why (an error would stick to the thread)
+            try:
+                decision = read_decision(interrupt(payload))
+                if isinstance(decision, dict):
+                    change, decision = edited(self.parts, user, change, decision), True
+                break
+            except InvalidInputError as exc:
+                payload = {**interrupt_payload(change), "error": str(exc)}
         entries = load(ContextEntry, state.get("entries"))
         if not decision:
             change = change.model_copy(update={"status": "declined"})

@@ -456,7 +456,8 @@ def _answer_of(result: dict[str, Any]) -> Answer:
     (its `change` awaits `Assistant.resume`)."""
     pending = result.get("__interrupt__")
     if pending:
-        value = pending[0].value
+        value = pending[0].value  # after a resume it could not use, `error` says why it asks again
         change = MemoryChange.model_validate(value["proposal"])
-        return Answer(text=value["question"], change=change, photo=change.photo)
+        text = f"{value['error']}\n{value['question']}" if value.get("error") else value["question"]
+        return Answer(text=text, change=change, photo=change.photo)
     return Answer.model_validate(result["answer"])

@@ -205,10 +205,11 @@ def test_by_position_a_no_and_a_new_turn_write_nothing(tmp_path: Path, fake: Fak
 
     edited = alice.ask("the one on the right is Joe Biden", thread_id="t")
     assert edited.change is not None
-    with pytest.raises(InvalidInputError, match="an edit of the proposal cannot change region"):
-        alice.resume("t", {"name": "Joseph Biden", "region": 1})
+    again = alice.resume("t", {"name": "Joseph Biden", "region": 1})  # asked again, saying why
+    assert again.change is not None and again.change.status == "proposed" and again.change.name == "Joe Biden"
+    assert again.text.startswith("an edit of the proposal cannot change region — ")
+    assert alice.resume("t", "maybe").text.startswith("the answer to the proposed memory change is not understood")
     assert alice.entities() == []
-    alice.ask("the one on the right is Joe Biden", thread_id="t")
     edit = {"name": "Joseph Biden", "info": "Joseph Biden, the 46th president", "region": 2, "category": "person"}
     done = alice.resume("t", {"decisions": [{"type": "edit", "edited_action": {"name": "remember", "args": edit}}]})
     assert done.change is not None and done.change.name == "Joseph Biden"

@@ -71,7 +71,7 @@ def test_schemas_are_small_and_json_on_this_python(home: Path) -> None:
     inputs = graph.get_input_jsonschema()["properties"]
     outputs = graph.get_output_jsonschema()["properties"]
     assert set(inputs) == {"messages", "regions", "context_only", "library", "library_limit"}
-    assert set(outputs) == {"messages", "answer"}
+    assert set(outputs) == {"messages", "answer", "ui"}  # ui: generative-UI messages (Agent Chat UI draws them)
     assert graph.get_context_jsonschema()["properties"]["user"]
 
 
@@ -102,7 +102,7 @@ def test_base64_image_block_answered_with_citations_and_tokens_streamed(home: Pa
 
         # a follow-up without an image is about the same photo, and sends the same photo again
         follow = graph.invoke({"messages": [ask("And who is on the right?")]}, config)
-        assert set(follow) == {"messages", "answer"}  # the output schema, not the internals
+        assert set(follow) == {"messages", "answer", "ui"}  # the output schema, not the internals
         assert follow["answer"]["photo"] == payload["photo"]
         assert follow["answer"]["citations"][1]["name"] == "Joe Biden"
         assert server.requests[-1].body["messages"][0]["content"][0]["type"] == "image_url"

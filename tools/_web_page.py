@@ -72,6 +72,14 @@ button[role="tab"].selected { color: #c2410c !important; }
   #people-table .cell-menu-button { display: none; }  /* the ⋮ menu: room for the header word */
   #people-table .header.text { word-break: normal !important; overflow-wrap: normal !important; }
 }
+.rcmu-proposal { display: flex; gap: 12px; align-items: flex-start; border: 1px solid #d4d4d8; border-radius: 8px;
+  padding: 10px; background: #fff; }
+.rcmu-proposal img { width: 120px; height: auto; border-radius: 4px; flex: none; }
+.rcmu-proposal h4 { margin: 0 0 6px; font-size: 1rem; }
+.rcmu-proposal dl { display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; margin: 0 0 6px; }
+.rcmu-proposal dt { font-weight: 600; color: #3f3f46; }
+.rcmu-proposal dd { margin: 0; overflow-wrap: anywhere; }
+.rcmu-proposal p { margin: 0; font-size: 0.9rem; color: #3f3f46; }
 .toast-wrap { top: auto !important; bottom: 16px !important; }
 @media (max-width: 600px) { .rcmu-card { width: calc(50% - 8px); } }
 """

@@ -24,6 +24,7 @@ from rcmu_agent.tools._web_files import PrivateBlocks, WebFiles
 from rcmu_agent.tools._web_library import library_tab
 from rcmu_agent.tools._web_memory import memory_tab
 from rcmu_agent.tools._web_page import PAGE_CSS, PAGE_JS, THEME, page_text, said
+from rcmu_agent.tools._web_teach import TeachPanel, teach_panel
 
 __all__ = ["ASK_WAITING", "LOOKING", "PAGE_CSS", "PAGE_JS", "THEME", "build_app", "page_text"]
 
@@ -84,6 +85,7 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
                 ask = gr.Button(ASK_WAITING, variant="primary", elem_id="chat-ask", interactive=False, min_width=160)
                 show = gr.Checkbox(label="Show the context the model received", value=False)
             context = gr.Code(label="Context", visible=False, language=None, elem_id="chat-context")
+            naming = teach_panel(assistant, user_of, session, chat, boxes)
 
     def new_photo(upload: dict[str, Any] | None, state: act.ChatSession, request: gr.Request) -> tuple[Any, ...]:
         """A new photo, a new conversation, and Ask enabled only for a photo that was taken. A refused
@@ -91,43 +93,53 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
         is left); it never reaches Gradio's own image decoding (`preprocess=False`)."""
         if not upload:
             if state is not None and state.refused is not None and state.photo is None:
-                return (gr.skip(),) * 5  # the refused photo, taken off: its message and Ask's note stay
-            return act.ChatSession(), [], None, gr.update(value=ASK_WAITING, interactive=False), gr.skip()
+                return (gr.skip(),) * 10  # the refused photo, taken off: its message and Ask's note stay
+            waiting = gr.update(value=ASK_WAITING, interactive=False)
+            return act.ChatSession(), [], None, waiting, gr.skip(), *TeachPanel.shown(None)
         try:
             taken = files.take(user_of(request), upload)
         except Exception as exc:
             why = exc if isinstance(exc, RcmuError) else InvalidInputError("the photo could not be taken", "try again")
             refused = act.ChatSession.refusing(why)
             blocked = gr.update(value="Ask (this photo was refused)", interactive=False)
-            return refused, [{"role": "assistant", "content": said(exc)}], None, blocked, None
-        return act.ChatSession(photo=taken.id), [], None, gr.update(value="Ask", interactive=True), gr.skip()
+            return refused, [{"role": "assistant", "content": said(exc)}], None, blocked, None, *TeachPanel.shown(None)
+        asking = gr.update(value="Ask", interactive=True)
+        return act.ChatSession(photo=taken.id), [], None, asking, gr.skip(), *TeachPanel.shown(None)
 
     def turn(
         text: str, history: list[Any], state: act.ChatSession, spec: str, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
         """The question at once with a "looking" reply, then the answer as it streams; an error replaces
-        the reply with its one line."""
+        the reply with its one line. A turn that proposes a memory change ("[2] is Rose") shows its card
+        in the naming panel, the photo's boxes left as they were."""
         history = [*history, {"role": "user", "content": text}]
+        unchanged = (gr.skip(),) * 5
         if state.photo is None and state.refused is None:
-            yield [*history, {"role": "assistant", "content": NO_PHOTO}], state, gr.skip(), gr.skip(), ""
+            yield [*history, {"role": "assistant", "content": NO_PHOTO}], state, gr.skip(), gr.skip(), "", *unchanged
             return
-        yield [*history, {"role": "assistant", "content": LOOKING}], state, gr.skip(), gr.skip(), ""
+        looking = {"role": "assistant", "content": LOOKING}
+        yield [*history, looking], state, gr.skip(), gr.skip(), "", *TeachPanel.quiet()
         try:
             for partial, answer in act.stream_answer(assistant, user_of(request), state, text, spec, context_only):
                 reply = {"role": "assistant", "content": partial}
                 if answer is None:
-                    yield [*history, reply], state, gr.skip(), gr.skip(), gr.skip()
+                    yield [*history, reply], state, gr.skip(), gr.skip(), gr.skip(), *unchanged
+                    continue
+                if answer.change is not None and answer.change.status == "proposed":
+                    reply["content"] = answer.text
+                    yield [*history, reply], state, gr.skip(), gr.skip(), gr.skip(), *TeachPanel.shown(answer)
                     continue
                 user = user_of(request)
                 drawn = act.labelled(assistant.photo(answer.photo, user=user), answer.regions) if answer.photo else None
                 shown = answer.prompt + ("\n\n" + describe(answer.timings) if answer.timings else "")  # where time went
-                yield [*history, reply], state, drawn, shown, gr.skip()
+                yield [*history, reply], state, drawn, shown, gr.skip(), *TeachPanel.shown(answer)
         except Exception as exc:
-            yield [*history, {"role": "assistant", "content": said(exc)}], state, gr.skip(), gr.skip(), gr.skip()
+            failed = {"role": "assistant", "content": said(exc)}
+            yield [*history, failed], state, gr.skip(), gr.skip(), gr.skip(), *unchanged
 
-    photo.change(new_photo, [photo, session], [session, chat, boxes, ask, photo], preprocess=False)
+    photo.change(new_photo, [photo, session], [session, chat, boxes, ask, photo, *naming.outputs], preprocess=False)
     inputs = [question, chat, session, regions]
-    outputs = [chat, session, boxes, context, question]
+    outputs = [chat, session, boxes, context, question, *naming.outputs]
     # a question sent while an answer streams waits its turn (Gradio's default drops it without a word)
     ask.click(turn, inputs, outputs, trigger_mode="always_last")
     question.submit(turn, inputs, outputs, trigger_mode="always_last")

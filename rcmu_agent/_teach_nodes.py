@@ -16,15 +16,8 @@ from rcmu_agent.citations import number_regions
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.schema import Answer, ContextEntry, MemoryChange, Region
 from rcmu_agent.state import AgentState
-from rcmu_agent.teach import (
-    apply_change,
-    done_text,
-    edited,
-    interrupt_payload,
-    listing,
-    propose,
-    read_decision,
-)
+from rcmu_agent.teach import apply_change, edited, propose
+from rcmu_agent.teach_dialogue import done_text, interrupt_payload, listing, read_decision
 from rcmu_agent.teach_grammar import Intent
 
 __all__ = ["TeachNodes"]

@@ -22,6 +22,7 @@ from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.parts import Parts
 from rcmu_agent.prompt import clean_text, shown_text
 from rcmu_agent.schema import Box, ContextEntry, Entity, MemoryChange, normalize_category
+from rcmu_agent.teach_dialogue import EDITABLE
 from rcmu_agent.teach_grammar import Intent, Target
 
 __all__ = [
@@ -29,10 +30,7 @@ __all__ = [
     "crop_region",
     "edited",
     "find_entity",
-    "interrupt_payload",
-    "listing",
     "propose",
-    "read_decision",
     "region_change",
     "remember_region",
     "resolve_region",
@@ -40,9 +38,6 @@ __all__ = [
 
 _THUMBNAIL = 160  # pixels, the longer side: enough to recognise a face in a chat, a few KB in a checkpoint
 _MIN_CROP = 320  # a face crop smaller than this is enlarged, so detection finds it again in the crop alone
-_YES = {"yes", "y", "ok", "okay", "sure", "confirm", "approve", "accept", "true"}
-_NO = {"no", "n", "cancel", "reject", "ignore", "decline", "false", "stop"}
-_EDITABLE = {"name", "info", "category"}  # a region is changed by answering no and naming another
 
 
 def resolve_region(entries: Sequence[ContextEntry], target: Target) -> ContextEntry | None:
@@ -332,7 +327,7 @@ def _with_reference(parts: Parts, user: str, change: MemoryChange) -> MemoryChan
 
 def edited(parts: Parts, user: str, change: MemoryChange, edit: dict[str, Any]) -> MemoryChange:
     """The proposal with a front end's edit (`name`, `info`, `category`), checked again as proposed."""
-    unknown = {k for k in set(edit) - _EDITABLE if not (k == "region" and edit[k] == change.region)}
+    unknown = {k for k in set(edit) - EDITABLE if not (k == "region" and edit[k] == change.region)}
     if unknown:
         raise InvalidInputError(
             f"an edit of the proposal cannot change {', '.join(sorted(map(str, unknown)))}",
@@ -370,88 +365,3 @@ def apply_change(parts: Parts, user: str, change: MemoryChange) -> MemoryChange:
     photo = ReferencePhoto(data, ".jpg", face_descriptor=ref.face_descriptor, image_embedding=ref.image_embedding)
     entity = memory.remember(user, change.name or "", change.info or change.name or "", category, [photo])
     return change.model_copy(update={"status": "done", "entity_id": entity.id})
-
-
-def read_decision(value: Any) -> bool | dict[str, Any]:
-    """A resume value: yes (True), no (False), or an edit (a dict of name/info/category). Also the
-    shapes Agent Chat UI and LangChain's human-in-the-loop send (`{"decisions": [{"type": ...}]}`,
-    `[{"type": "accept"}]`, `{"type": "edit", "edited_action": {"args": {...}}}`)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower().rstrip(".!") in _YES | _NO:
-        return value.strip().lower().rstrip(".!") in _YES
-    if isinstance(value, list) and len(value) == 1:
-        return read_decision(value[0])
-    if isinstance(value, dict):
-        if isinstance(value.get("decisions"), list) and len(value["decisions"]) == 1:
-            return read_decision(value["decisions"][0])
-        kind = value.get("type")
-        if kind in ("approve", "accept"):
-            return True
-        if kind in ("reject", "ignore"):
-            return False
-        if kind == "response":
-            return read_decision(value.get("args") or value.get("message"))
-        if kind == "edit":
-            action = value.get("edited_action") or value.get("args") or {}
-            args = action.get("args", action) if isinstance(action, dict) else None
-            return read_decision(args) if isinstance(args, dict) and args else False
-        if kind is None and value and set(value) <= _EDITABLE | {"region"}:  # UIs send every arg back
-            return dict(value)
-    raise InvalidInputError(
-        "the answer to the proposed memory change is not understood",
-        'resume with "yes", "no", or an edit such as {"name": "Rose Leslie", "info": "my sister"}',
-    )
-
-
-def describe(change: MemoryChange) -> str:
-    """One line a person reads before saying yes: what will be written, and where it comes from."""
-    who = f"{shown_text(change.name)} ({shown_text(change.category)})"
-    if change.action == "forget":
-        return f"Forget {who} and the reference photos taught with them?"
-    if change.action == "update":
-        return f"Update {who}? Info: {shown_text(change.info)}"
-    where = f"region [{change.region}]" if change.region is not None else "the whole photo"
-    if change.box is not None:
-        where += " at (" + ",".join(f"{v:.0f}" for v in change.box) + ")"
-    verb = "Add this photo to" if change.existing else "Remember"
-    return f"{verb} {who} from {where}? Info: {shown_text(change.info)}"
-
-
-def interrupt_payload(change: MemoryChange) -> dict[str, Any]:
-    """What the graph's `interrupt` carries: the proposal, a question, and the same as a LangChain
-    human-in-the-loop request (which Agent Chat UI renders with approve / edit / reject)."""
-    question = describe(change)
-    args = {k: v for k, v in change.model_dump(mode="json").items() if k in ("name", "info", "category", "region")}
-    return {
-        "question": question,
-        "resume": 'yes, no, or an edit such as {"name": "…", "info": "…"}',
-        "proposal": change.model_dump(mode="json"),
-        "action_requests": [{"name": change.action, "args": args, "description": question}],
-        "review_configs": [{"action_name": change.action, "allowed_decisions": ["approve", "edit", "reject"]}],
-    }
-
-
-def done_text(change: MemoryChange) -> str:
-    """The reply after the resume: what changed, or that nothing did."""
-    who = f"{shown_text(change.name)} ({shown_text(change.category)})"
-    if change.status == "declined":
-        return f"Nothing changed: {who} was not {_past(change)}."
-    if change.action == "forget":
-        return f"Forgot {who}."
-    if change.action == "update":
-        return f"Updated {who}: {shown_text(change.info)}"
-    source = f"region [{change.region}]" if change.region is not None else "the photo"
-    return f"Remembered {who} from {source}; they will be recognised in later photos."
-
-
-def _past(change: MemoryChange) -> str:
-    return {"forget": "forgotten", "update": "updated", "remember": "remembered", "list": "listed"}[change.action]
-
-
-def listing(entities: Sequence[Entity]) -> str:
-    """'Who do you know?': one line per entity, cleaned like everything a model or person reads."""
-    if not entities:
-        return "I know nobody yet. Ask about a photo, then tell me who is who: '[1] is Rose, my sister'."
-    lines = [f"- {shown_text(e.name)} ({shown_text(e.category)}): {shown_text(e.info)}" for e in entities]
-    return f"I know {len(entities)}:\n" + "\n".join(lines)

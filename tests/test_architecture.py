@@ -40,6 +40,7 @@ FLOORS = {
             "rcmu_agent.images",
             "rcmu_agent.citations",
             "rcmu_agent.teach_grammar",
+            "rcmu_agent.teach_dialogue",
             "rcmu_agent.annotate",
             "rcmu_agent.jsonl",
             "rcmu_agent.tokens",

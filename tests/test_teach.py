@@ -17,7 +17,8 @@ from rcmu_agent import Assistant, Settings
 from rcmu_agent.citations import number_regions, resolve_citations
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.schema import ContextEntry, Region
-from rcmu_agent.teach import read_decision, resolve_region
+from rcmu_agent.teach import resolve_region
+from rcmu_agent.teach_dialogue import read_decision
 from rcmu_agent.teach_grammar import Intent, parse_turn
 from rcmu_agent.testing import FakeServer, Recorded, Reply, serve
 

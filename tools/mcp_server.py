@@ -1,7 +1,8 @@
 """`rcmu mcp`: the rcmu tools as a Model Context Protocol server, the plugin form chat assistants load.
 
 Every MCP tool is one of the LangChain tools (`rcmu_agent.tools`), called as a LangChain tool call: the
-same argument schema (it becomes the MCP input schema), the same code, the same `problem — fix` errors.
+same argument schema (it becomes the MCP input schema), the same code, the same `problem — fix` errors;
+the descriptions add how the tools chain (teaching a face of a group photo from its number in an answer).
 The MCP layer adds what MCP clients expect: `structuredContent` validated against an output schema, a
 short text for the model, the photo redrawn with numbered boxes as image content, errors as tool
 errors (`isError: true`), progress notifications (each step, and a heartbeat while the model loads or
@@ -27,6 +28,7 @@ import base64
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable
 from pathlib import Path, PurePath
@@ -65,6 +67,26 @@ _PREVIEW_SIDE = 1600  # the annotated photo a chat shows; a 12 MP PNG would be ~
 # The official SDK's HTTP client drops any server-sent event over 1 MiB (its whole result included):
 # a preview is PNG (exact pixels) when it fits this many bytes of base64, else JPEG, shrunk if need be.
 _PREVIEW_BYTES = 700_000
+# How the tools chain, for a host model that sees only this server's tools: the LangChain descriptions say
+# what each tool does; teaching a face from a group photo takes two calls, which each one's text names.
+_CHAINING = {
+    "ask_about_photo": " Every region it shows is numbered, unrecognised faces too: when the user says who [n] "
+    "is, call `remember` with this photo and region '[n]'.",
+    "remember": " To teach someone from a group photo, give that one photo and `region`: '[n]', the number "
+    "`ask_about_photo` showed for them, or their box [x1, y1, x2, y2] in the photo's pixels. The face inside "
+    "the region becomes their reference photo.",
+}
+_CITATION = re.compile(r"\s*\[\s*\d+\s*\]\s*")  # "[2]": how answers number their regions
+
+
+class _Arguments(FuncMetadata):
+    """The SDK's argument parsing, but a citation number sent as a string stays one. The SDK reads every
+    string as JSON first when the field is not plain `str` (hosts that send lists as JSON text), which
+    turns `remember`'s `region: "[2]"` — region number 2 — into the list `[2]`, a box of one number."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().pre_parse_json(data)
+        return {k: v if isinstance(v, str) and _CITATION.fullmatch(v) else parsed[k] for k, v in data.items()}
 
 
 class _Output(BaseModel):
@@ -362,9 +384,9 @@ def _tool(bridge: _Bridge, tool_class: type[RcmuTool]) -> Tool:
         name=name,
         title=None,
         annotations=None,
-        description=str(template["description"].default),
+        description=str(template["description"].default) + _CHAINING.get(name, ""),
         parameters=arg_model.model_json_schema(by_alias=True),
-        fn_metadata=FuncMetadata(arg_model=arg_model, output_model=output),
+        fn_metadata=_Arguments(arg_model=arg_model, output_model=output),
         is_async=True,
         context_kwarg="ctx",
     )
@@ -390,7 +412,8 @@ def build_server(
         version=_version(),
         instructions=(
             "Personal photo memory: recognise the people and things the user taught in a photo and answer "
-            "with [n] citations to them. Teach with `remember`, ask with `ask_about_photo`."
+            "with [n] citations to them. Teach with `remember` (a face in a group photo: with its `region`), ask "
+            "with `ask_about_photo`."
         ),
         tools=tools,
         token_verifier=verifier,

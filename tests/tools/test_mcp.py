@@ -323,3 +323,64 @@ def test_previews_are_png_when_small_and_jpeg_within_the_budget_when_not() -> No
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1600, 1600, 3), dtype=np.uint8))
     data, mime = _encoded(noisy)
     assert mime == "image/jpeg" and len(data) <= 700_000 and _decoded(data, mime).shape[0] < 1600
+
+
+def test_http_remember_teaches_a_face_from_a_region_of_a_group_photo(http_server: str, faces_dir: Path) -> None:
+    """Issue 23 over MCP: a host model asks about a group photo, is told who [1] is, and teaches him from
+    that region; the next photo of him names him. Bad regions get one-line errors, and a token only ever
+    teaches its own user's memory."""
+    scene, later = str(faces_dir / "scenes" / "two_people.jpg"), str(faces_dir / "scenes" / "obama1.jpg")
+
+    def refused(result: object) -> str:
+        (text,) = result.content  # type: ignore[attr-defined]
+        assert result.is_error and result.structured_content is None  # type: ignore[attr-defined]
+        assert text.type == "text" and "\n" not in text.text and " — " in text.text
+        return str(text.text)
+
+    async def run() -> None:
+        async with http_session(http_server, "alice-token") as alice:
+            tools = {t.name: t for t in (await alice.list_tools()).tools}
+            assert "group photo, give that one photo and `region`: '[n]'" in str(tools["remember"].description)
+            assert "region" in tools["remember"].input_schema["properties"]
+            assert "call `remember` with this photo and region '[n]'" in str(tools["ask_about_photo"].description)
+
+            first = await alice.call_tool("ask_about_photo", {"photo": scene, "question": "Who is here?"})
+            shown = {
+                r["index"]: (r["name"], tuple(round(v) for v in r["box"])) for r in first.structured_content["regions"]
+            }
+            assert shown == {1: (None, OBAMA_FACE), 2: (None, BIDEN_FACE)}  # nobody known, numbered anyway
+            assert f"[1] = an unrecognised person at {OBAMA_FACE}".replace(" ", "") in first.content[0].text.replace(
+                " ", ""
+            )
+
+            args = {"name": "Barack Obama", "info": "the 44th president", "photos": [scene]}
+            taught = await alice.call_tool("remember", {**args, "region": "[1]"})
+            assert not taught.is_error, taught.content
+            assert taught.structured_content["entity"]["photos"] == 1 and taught.structured_content["created"]
+
+            asked = await alice.call_tool("ask_about_photo", {"photo": later, "question": "Who is this?"})
+            assert [r["name"] for r in asked.structured_content["regions"]] == ["Barack Obama"]
+            assert "[1] = Barack Obama (person)" in asked.content[0].text
+
+            sky = await alice.call_tool("remember", {**args, "name": "Kit", "region": [0, 300, 200, 460]})
+            assert refused(sky).startswith("no face in the region, so it cannot be remembered as a person — ")
+            seven = await alice.call_tool("remember", {**args, "name": "Kit", "region": "[7]"})
+            assert refused(seven).startswith("there is no region [7]: ")  # [1] is him now, [2] the unknown
+            short = await alice.call_tool("remember", {**args, "name": "Kit", "region": [1, 2]})
+            assert refused(short) == "a box has 4 numbers, got 2 — give pixel corners x1,y1,x2,y2"
+            no_photo = await alice.call_tool("remember", {"name": "Kit", "info": "x", "region": "[1]"})
+            assert "one photo" in refused(no_photo)
+
+        async with http_session(http_server, "bob-token") as bob:
+            named = await bob.call_tool("remember", {**args, "name": "Mallory", "user": "alice", "region": "[1]"})
+            assert refused(named).startswith("remember got invalid arguments: `user` is not an argument of remember")
+            box = [740, 20, 1000, 300]  # Biden's face, in bob's own memory
+            mine = await bob.call_tool("remember", {**args, "name": "Joe Biden", "info": "bob's", "region": box})
+            assert not mine.is_error, mine.content
+            people = (await bob.call_tool("list_people", {})).structured_content["people"]
+            assert [p["name"] for p in people] == ["Joe Biden"]
+        async with http_session(http_server, "alice-token") as alice:
+            people = (await alice.call_tool("list_people", {})).structured_content["people"]
+            assert [(p["name"], p["info"], p["photos"]) for p in people] == [("Barack Obama", "the 44th president", 1)]
+
+    asyncio.run(run())

@@ -77,6 +77,8 @@ def _rss_gb() -> float:
 
 
 def worker(model: str, dtype: str, budget: int, photo_path: str, attention: bool, tokens: int) -> dict[str, Any]:
+    import psutil
+
     from rcmu_agent import Assistant
     from rcmu_agent.backends.hf import TransformersVLM
     from rcmu_agent.cpu import choose_dtype
@@ -98,6 +100,7 @@ def worker(model: str, dtype: str, budget: int, photo_path: str, attention: bool
         start = time.perf_counter()
         vlm.load()
         out.update(load_s=time.perf_counter() - start, rss_after_load_gb=_rss_gb())
+        out["rss_loaded_now_gb"] = psutil.Process().memory_info().rss / 1e9  # the load's peak may be past
         data = Path(photo_path).read_bytes()
         image = load_image(data)
         dims = model_dims(json.loads((Path(model) / "config.json").read_text()))
@@ -109,21 +112,31 @@ def worker(model: str, dtype: str, budget: int, photo_path: str, attention: bool
         image.save(other, format="JPEG", quality=90)  # other bytes: the timed ask decodes its photo afresh
         assistant.ask(QUESTION, other.getvalue(), context_only=True)  # dlib, Chroma, the graph loaded
         vlm.generate("Hello", max_new_tokens=1)  # the language model's kernels warmed
-        start = time.perf_counter()
-        answer = assistant.ask(QUESTION, data, on_token=lambda _: None)  # the streaming path, as the CLI takes it
-        wall = time.perf_counter() - start
-        stages = dict(answer.timings)
-        # a random model's tokens mostly decode to nothing, so the first *visible* piece can come late: the
-        # first token is the whole ask less the decoding after it
-        decoding = stages.get("decode_tokens", 0) / stages["tokens_per_s"] if stages.get("tokens_per_s") else 0.0
-        out.update(project_first_token_s=wall - decoding, project_wall_s=wall, project=stages)
-        inputs = vlm.encode(answer.prompt, image)
+        # the agent and the bare model alternate (best of `rounds` each): a shared machine's load then
+        # weighs on both alike instead of on whichever ran during a busy spell
+        rounds = 1 if budget >= 1280 else 2
+        best: dict[str, Any] = {}
+        for _ in range(rounds):
+            start = time.perf_counter()
+            answer = assistant.ask(QUESTION, data, on_token=lambda _: None)  # the streaming path, as the CLI's
+            wall = time.perf_counter() - start
+            stages = dict(answer.timings)
+            # a random model's tokens mostly decode to nothing, so the first *visible* piece can come late:
+            # the first token is the whole ask less the decoding after it
+            decoding = stages.get("decode_tokens", 0) / stages["tokens_per_s"] if stages.get("tokens_per_s") else 0.0
+            if wall - decoding < best.get("project_first_token_s", float("inf")):
+                best.update(project_first_token_s=wall - decoding, project_wall_s=wall, project=stages)
+            inputs = vlm.encode(answer.prompt, image)
+            bare = _bare(vlm, image, inputs, budget)
+            if bare["first_token_s"] < best.get("bare", {}).get("first_token_s", float("inf")):
+                best["bare"] = bare
+        out.update(best, rounds=rounds)
         out["prompt_tokens"] = int(inputs["input_ids"].shape[1])
         image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
         out["image_tokens"] = image_tokens
         vision_flop, prefill_flop = qwen2vl_flops(dims, image_tokens, out["prompt_tokens"] - image_tokens)
         out.update(vision_tflop=vision_flop / 1e12, prefill_tflop=prefill_flop / 1e12)
-        out["bare"] = _bare(vlm, image, inputs, budget)
+        out["rss_now_gb"] = psutil.Process().memory_info().rss / 1e9
         out["peak_rss_gb"] = _rss_gb()
         if attention:
             out["attention"] = _attention(vlm, inputs)
@@ -193,6 +206,11 @@ def _scaled(vlm: Any, image: Any, dims: Any) -> dict[str, Any]:
     inputs = vlm.encode(QUESTION, image)
     image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
     vision_s, prefill_s = _one_block(vlm, inputs)
+    import torch
+
+    with torch.inference_mode():  # every weight read once, as a whole answer reads them: the RSS a run reaches
+        for param in vlm.model.parameters():
+            param.view(torch.int16).max()  # no fp32 copy of the largest weights on the way
     vision_flop, prefill_flop = qwen2vl_flops(dims, image_tokens, int(inputs["input_ids"].shape[1]) - image_tokens)
     return {"scaled": True, "image_tokens": image_tokens, "vision_tflop": vision_flop / 1e12,
             "prefill_tflop": prefill_flop / 1e12, "bare": {"vision_s": vision_s, "prefill_s": prefill_s,

@@ -56,7 +56,7 @@ def proposal_card(change: MemoryChange) -> str:
     return (
         f'<section class="rcmu-proposal" aria-label="proposed memory change">{image}<div>'
         f"<h4>{verb} {who}?</h4><dl>"
-        f"<dt>who</dt><dd>{who} ({kind})</dd><dt>region</dt><dd>{where}</dd>"
+        f"<dt>who</dt><dd>{who} ({kind})</dd><dt>where</dt><dd>{where}</dd>"
         f"<dt>box</dt><dd>{box}</dd><dt>info</dt><dd>{info}</dd></dl>"
         "<p>Confirm writes it to your memory; Edit saves it with the name, info and category above; "
         "Cancel writes nothing.</p></div></section>"
@@ -78,27 +78,31 @@ class TeachPanel:
 
     @property
     def outputs(self) -> list[Any]:
-        return [self.panel, self.region, self.status, self.card, self.decide]
+        return [self.panel, self.region, self.status, self.card, self.decide, self.name, self.info, self.category]
 
     @staticmethod
     def shown(answer: Answer | None, status: str = "") -> tuple[Any, ...]:
         """The panel after `answer`: its card while a change awaits a yes, else its unknown regions to name
         (hidden when there are none); None hides it (a new photo)."""
         if answer is None:
-            return gr.update(visible=False), gr.update(choices=[], value=None), "", "", gr.update(visible=False)
+            hidden = gr.update(visible=False), gr.update(choices=[], value=None), "", "", gr.update(visible=False)
+            return *hidden, "", "", "person"
         change = answer.change
         if change is not None and change.status == "proposed":
             problem = answer.text.split("\n")[0] if "\n" in answer.text else ""  # a resume it could not use
             note = status or (f"⚠ {problem}" if problem else "")
-            return gr.update(visible=True), gr.skip(), note, proposal_card(change), gr.update(visible=True)
+            shown = gr.update(visible=True), gr.skip(), note, proposal_card(change), gr.update(visible=True)
+            return *shown, change.name or "", change.info or "", change.category or "person"  # what Edit starts from
         choices = unknown_choices(answer)
         keep = gr.update(visible=bool(choices), choices=choices, value=None)
-        return gr.update(visible=bool(choices)), keep, status, "", gr.update(visible=False)
+        done = change is not None and change.status != "proposed"
+        form = ("", "", "person") if done else (gr.skip(),) * 3  # a clean form once a change is answered
+        return gr.update(visible=bool(choices)), keep, status, "", gr.update(visible=False), *form
 
     @staticmethod
     def quiet() -> tuple[Any, ...]:
         """While a new turn runs: the card and its buttons go (a new turn leaves a proposal unanswered)."""
-        return gr.skip(), gr.skip(), "", "", gr.update(visible=False)
+        return gr.skip(), gr.skip(), "", "", gr.update(visible=False), gr.skip(), gr.skip(), gr.skip()
 
 
 def teach_panel(assistant: Assistant, user_of: UserOf, session: Any, chat: Any, boxes: Any) -> TeachPanel:
@@ -142,7 +146,7 @@ def teach_panel(assistant: Assistant, user_of: UserOf, session: Any, chat: Any, 
                 user=user_of(request),
             )  # fmt: skip
         except Exception as exc:
-            return gr.skip(), gr.skip(), gr.skip(), said(exc), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), said(exc), *(gr.skip(),) * 5
         said_here = f"[{n}] is {who.strip()}" + (f"; {text.strip()}" if text.strip() else "")
         reply = [{"role": "user", "content": said_here}, {"role": "assistant", "content": answer.text}]
         return [*history, *reply], *parts.shown(answer)
@@ -164,7 +168,7 @@ def teach_panel(assistant: Assistant, user_of: UserOf, session: Any, chat: Any, 
                     else gr.skip()
                 )
             except Exception as exc:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), said(exc), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), said(exc), *(gr.skip(),) * 5
             reply = {"role": "assistant", "content": answer.text}
             return [*history, reply], drawn, *parts.shown(answer)
 

@@ -93,7 +93,8 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
         is left); it never reaches Gradio's own image decoding (`preprocess=False`)."""
         if not upload:
             if state is not None and state.refused is not None and state.photo is None:
-                return (gr.skip(),) * 10  # the refused photo, taken off: its message and Ask's note stay
+                # the refused photo, taken off: its message and Ask's note stay
+                return (gr.skip(),) * (5 + len(naming.outputs))
             waiting = gr.update(value=ASK_WAITING, interactive=False)
             return act.ChatSession(), [], None, waiting, gr.skip(), *TeachPanel.shown(None)
         try:
@@ -113,7 +114,7 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
         the reply with its one line. A turn that proposes a memory change ("[2] is Rose") shows its card
         in the naming panel, the photo's boxes left as they were."""
         history = [*history, {"role": "user", "content": text}]
-        unchanged = (gr.skip(),) * 5
+        unchanged = (gr.skip(),) * len(naming.outputs)
         if state.photo is None and state.refused is None:
             yield [*history, {"role": "assistant", "content": NO_PHOTO}], state, gr.skip(), gr.skip(), "", *unchanged
             return

@@ -107,6 +107,7 @@ def test_click_an_unknown_face_name_it_confirm_and_see_it_named(app: App, faces_
     fill(page, "chat-question", "[2] is Joe Biden")  # typed teaching: the same card, then Cancel
     page.locator("#chat-ask").click()
     _card(page, "Joe Biden", 2)
+    expect(page.locator("#name-name input, #name-name textarea").first).to_have_value("Joe Biden")  # Edit's start
     app.shot(page, "04-typed-card", full=True)
     page.locator("#name-cancel").click()
     expect(log).to_contain_text("Nothing changed: Joe Biden (person) was not remembered.", timeout=60_000)
@@ -115,3 +116,16 @@ def test_click_an_unknown_face_name_it_confirm_and_see_it_named(app: App, faces_
 
     listed = _people(app)
     assert "Barack Obama" in listed and "Joe Biden" not in listed, listed
+
+    panel.get_by_role("radio", name="[2] unknown person").check()  # Edit: the form's changes, then saved
+    fill(page, "name-name", "Joe")
+    page.locator("#name-propose").click()
+    _card(page, "Joe", 2)
+    fill(page, "name-name", "Joe Biden")
+    fill(page, "name-info", "the 46th president")
+    page.locator("#name-edit").click()
+    expect(log).to_contain_text("Remembered Joe Biden (person) from region [2]", timeout=60_000)
+    expect(boxes.get_by_role("button", name="[2] Joe Biden")).to_be_visible()
+    expect(panel).to_be_hidden()  # nobody is left to name
+    app.shot(page, "06-edited", full=True)
+    assert "Joe Biden" in _people(app)

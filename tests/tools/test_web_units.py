@@ -147,3 +147,25 @@ def test_cards_and_library_answers_are_escaped_and_boxed_in_the_photos_own_pixel
     summary = index_summary(report, tmp_path)
     assert summary.startswith("1 photo indexed (1 new photo, 0 unchanged, 1 skipped), 1 face found")
     assert "skipped **trip/cut.jpg**: trip/cut.jpg is corrupt" in summary and str(tmp_path) not in summary
+
+
+@pytest.mark.unit
+def test_a_proposal_card_is_escaped_and_lists_only_the_unrecognised_regions() -> None:
+    from rcmu_agent.schema import Answer, ContextEntry, MemoryChange, Region
+    from rcmu_agent.tools._web_teach import proposal_card, unknown_choices
+
+    change = MemoryChange(
+        action="remember", name="<img src=x onerror=alert(1)>", category="person", info='my "sister" & friend',
+        region=2, box=(10.4, 20.6, 110, 220), thumbnail="data:image/jpeg;base64,AAAA",
+    )  # fmt: skip
+    card = proposal_card(change)
+    assert "<img src=x" not in card and "&lt;img src=x onerror=alert(1)&gt;" in card
+    assert "my &quot;sister&quot; &amp; friend" in card and "region [2]" in card and "(10, 21, 110, 220)" in card
+    assert 'src="data:image/jpeg;base64,AAAA"' in card and card.count("<img") == 1  # the crop, with its alt text
+    assert "Forget " in proposal_card(change.model_copy(update={"action": "forget", "thumbnail": None}))
+
+    known = ContextEntry(region=Region(box=(0, 0, 9, 9)), index=1, name="Kit", info="a friend")
+    unknown = ContextEntry(region=Region(box=(20, 0, 29, 9), category="person"), index=2)
+    dog = ContextEntry(region=Region(box=(40, 0, 49, 9), category="dog"), index=3)
+    answer = Answer(text="", regions=[known, unknown, dog])
+    assert unknown_choices(answer) == [("[2] unknown person", 2), ("[3] unknown dog", 3)]

@@ -94,7 +94,8 @@ class TeachPanel:
             shown = gr.update(visible=True), gr.skip(), note, proposal_card(change), gr.update(visible=True)
             return *shown, change.name or "", change.info or "", change.category or "person"  # what Edit starts from
         choices = unknown_choices(answer)
-        keep = gr.update(visible=bool(choices), choices=choices, value=None)
+        only = choices[0][1] if len(choices) == 1 else None  # one left to name: already chosen
+        keep = gr.update(visible=bool(choices), choices=choices, value=only)
         done = change is not None and change.status != "proposed"
         form = ("", "", "person") if done else (gr.skip(),) * 3  # a clean form once a change is answered
         return gr.update(visible=bool(choices)), keep, status, "", gr.update(visible=False), *form

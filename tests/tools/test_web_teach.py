@@ -117,7 +117,7 @@ def test_click_an_unknown_face_name_it_confirm_and_see_it_named(app: App, faces_
     listed = _people(app)
     assert "Barack Obama" in listed and "Joe Biden" not in listed, listed
 
-    panel.get_by_role("radio", name="[2] unknown person").check()  # Edit: the form's changes, then saved
+    expect(panel.get_by_role("radio", name="[2] unknown person")).to_be_checked()  # the one left: already chosen
     fill(page, "name-name", "Joe")
     page.locator("#name-propose").click()
     _card(page, "Joe", 2)
@@ -129,3 +129,14 @@ def test_click_an_unknown_face_name_it_confirm_and_see_it_named(app: App, faces_
     expect(panel).to_be_hidden()  # nobody is left to name
     app.shot(page, "06-edited", full=True)
     assert "Joe Biden" in _people(app)
+
+    page.locator("#chat-regions textarea").fill("0,330,180,520:person")  # a box of her own, on a sleeve: no face
+    fill(page, "chat-question", "Who is <region1>?")
+    page.locator("#chat-ask").click()
+    expect(panel.get_by_role("radio")).to_have_count(1, timeout=60_000)
+    fill(page, "name-name", "Nobody")
+    page.locator("#name-propose").click()
+    expect(status).to_contain_text("no face in region [1], so it cannot be remembered as a person — ", timeout=60_000)
+    assert "\n" not in status.inner_text().strip() and "Traceback" not in page.content(), status.inner_text()
+    expect(page.locator("#name-card .rcmu-proposal")).to_have_count(0)
+    app.shot(page, "07-no-face", full=True)

@@ -49,7 +49,7 @@ def resolve_region(entries: Sequence[ContextEntry], target: Target) -> ContextEn
         for entry in regions:
             if entry.index == target:
                 return entry
-        shown = f"the last answer shows {numbers}" if regions else "the last answer about this photo shows no region"
+        shown = f"the photo's regions are {numbers}" if regions else "the photo shows no numbered region"
         raise InvalidInputError(f"there is no region [{target}]: {shown}", "name one of the numbers the answer shows")
     if target == "only":
         if len(regions) > 1:

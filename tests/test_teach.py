@@ -99,7 +99,7 @@ def test_a_region_is_found_by_number_position_or_as_the_only_one() -> None:
     assert resolve_region(two, 2).box == RIGHT  # type: ignore[union-attr]
     assert resolve_region(two, "left").box == LEFT  # type: ignore[union-attr]
     assert resolve_region(two, "right").box == RIGHT  # type: ignore[union-attr]
-    with pytest.raises(InvalidInputError, match=r"there is no region \[5\]: the last answer shows \[1\], \[2\]"):
+    with pytest.raises(InvalidInputError, match=r"there is no region \[5\]: the photo's regions are \[1\], \[2\]"):
         resolve_region(two, 5)
     with pytest.raises(InvalidInputError, match=r"the photo shows 2 regions .* say which one by its number"):
         resolve_region(two, "only")
@@ -243,7 +243,7 @@ def test_wrong_regions_get_clear_errors(tmp_path: Path, fake: FakeServer, faces_
     alice = _assistant(tmp_path, fake)
     scene = faces_dir / "scenes" / "two_people.jpg"
     alice.ask("Who is here?", scene, thread_id="t")
-    with pytest.raises(InvalidInputError, match=r"^there is no region \[7\]: the last answer shows \[1\], \[2\] — "):
+    with pytest.raises(InvalidInputError, match=r"^there is no region \[7\]: the photo's regions are \[1\], \[2\] — "):
         alice.ask("[7] is Kit Harington", thread_id="t")
     with pytest.raises(InvalidInputError, match="'this' could be any of them"):
         alice.ask("this is Kit Harington", thread_id="t")
@@ -252,7 +252,7 @@ def test_wrong_regions_get_clear_errors(tmp_path: Path, fake: FakeServer, faces_
         alice.remember("Kit Harington", info="an actor", photos=[scene], region=sky)
     with pytest.raises(InvalidInputError, match=r"^a region was given without a photo — "):
         alice.remember("Kit Harington", info="an actor", region="[1]")
-    with pytest.raises(InvalidInputError, match=r"^there is no region \[3\]: the last answer shows \[1\], \[2\]"):
+    with pytest.raises(InvalidInputError, match=r"^there is no region \[3\]: the photo's regions are \[1\], \[2\]"):
         alice.remember("Kit Harington", info="an actor", photos=[scene], region="[3]")  # numbered as ask shows it
     assert alice.entities() == []
     with pytest.raises(InvalidInputError, match="no photo in this conversation"):

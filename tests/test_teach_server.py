@@ -129,7 +129,7 @@ def test_by_position_and_a_no_changes_nothing(server: str, home: Path, scene: di
 
 def test_wrong_regions_fail_clearly(server: str, home: Path, scene: dict[str, Any]) -> None:
     thread = _turn(server, "token-alice", None, "Who is here?", scene)["thread_id"]
-    with pytest.raises(RunFailed, match=r"there is no region \[9\]: the last answer shows \[1\], \[2\]"):
+    with pytest.raises(RunFailed, match=r"there is no region \[9\]: the photo's regions are \[1\], \[2\]"):
         _turn(server, "token-alice", thread, "[9] is Kit Harington")
     sky = {"messages": [human("What is here?", scene)], "regions": [{"box": [0, 300, 200, 460], "category": "person"}]}
     boxed = asyncio.run(run_turn(server, "token-alice", None, sky))[1]

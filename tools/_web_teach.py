@@ -81,7 +81,7 @@ class TeachPanel:
         return [self.panel, self.region, self.status, self.card, self.decide, self.name, self.info, self.category]
 
     @staticmethod
-    def shown(answer: Answer | None, status: str = "") -> tuple[Any, ...]:
+    def shown(answer: Answer | None) -> tuple[Any, ...]:
         """The panel after `answer`: its card while a change awaits a yes, else its unknown regions to name
         (hidden when there are none); None hides it (a new photo)."""
         if answer is None:
@@ -90,7 +90,7 @@ class TeachPanel:
         change = answer.change
         if change is not None and change.status == "proposed":
             problem = answer.text.split("\n")[0] if "\n" in answer.text else ""  # a resume it could not use
-            note = status or (f"⚠ {problem}" if problem else "")
+            note = f"⚠ {problem}" if problem else ""
             shown = gr.update(visible=True), gr.skip(), note, proposal_card(change), gr.update(visible=True)
             return *shown, change.name or "", change.info or "", change.category or "person"  # what Edit starts from
         choices = unknown_choices(answer)
@@ -98,7 +98,7 @@ class TeachPanel:
         keep = gr.update(visible=bool(choices), choices=choices, value=only)
         done = change is not None and change.status != "proposed"
         form = ("", "", "person") if done else (gr.skip(),) * 3  # a clean form once a change is answered
-        return gr.update(visible=bool(choices)), keep, status, "", gr.update(visible=False), *form
+        return gr.update(visible=bool(choices)), keep, "", "", gr.update(visible=False), *form
 
     @staticmethod
     def quiet() -> tuple[Any, ...]:

@@ -1,6 +1,7 @@
 """`rcmu web`: teach, ask and browse in the browser — a Gradio app over the same `Assistant`.
 
-Three tabs: **Chat** (a photo, questions, the answer streaming in beside the photo with numbered boxes),
+Three tabs: **Chat** (a photo, questions, the answer streaming in beside the photo with numbered boxes, and
+its unknown faces to name with a confirm step, `_web_teach`),
 **Memory** (teach, check reference photos, edit, forget, memory-only questions; `_web_memory`) and
 **Library** (index a folder, name face clusters, search, ask over the photos; `_web_library`). Each login
 is its own memory user; the page reads the user from the login, never from a form. Fonts are the

@@ -1,7 +1,8 @@
 """Naming an unknown face in the web app, in a real headless Chromium against a real `rcmu web --auth`:
 alice asks about a photo nobody in her memory is in, names region [1] from its legend button (by
 keyboard), checks the crop card, confirms, and the chat names Barack Obama at [1]; a typed "[2] is Joe
-Biden" shows the same card, and Cancel writes nothing. axe-core runs with the card on the page.
+Biden" shows the same card, and Cancel writes nothing; Edit saves the form's changes; a box with no face is
+refused in one line. axe-core runs with the card on the page.
 Screenshots are written under the test's temporary folder (`screenshots/`).
 """
 

@@ -81,7 +81,7 @@ button[role="tab"].selected { color: #c2410c !important; }
 .rcmu-proposal dd { margin: 0; overflow-wrap: anywhere; }
 .rcmu-proposal p { margin: 0; font-size: 0.9rem; color: #3f3f46; }
 .toast-wrap { top: auto !important; bottom: 16px !important; }
-@media (max-width: 600px) { .rcmu-card { width: calc(50% - 8px); } }
+@media (max-width: 600px) { .rcmu-card { width: calc(50% - 8px); } .rcmu-proposal img { width: 80px; } }
 """
 
 # `[n]` in an answer lights its box. The chat's `[n]` become focusable spans (re-done as tokens stream in)

@@ -90,8 +90,13 @@ def _teach(page: Page, name: str, photo: Path, category: str = "person", info: s
 def _ask(page: Page, photo: Path | None, question: str, regions: str = "") -> None:
     page.get_by_role("tab", name="Chat").click()
     if photo is not None:
+        ask = page.locator("#chat-ask")
+        waiting = ask.inner_text().strip() == "Ask (upload a photo first)"
         page.locator("#chat-photo input[type=file]").set_input_files(str(photo))
-        page.wait_for_timeout(1500)  # the upload lands before the question goes
+        if waiting:  # the first photo: Ask changes once the upload has landed (a busy machine takes seconds)
+            expect(ask).not_to_have_text("Ask (upload a photo first)", timeout=60_000)
+        else:
+            page.wait_for_timeout(1500)  # the upload lands before the question goes
     page.locator("#chat-regions textarea").fill(regions)
     page.locator("#chat-question textarea").fill(question)
     ask = page.locator("#chat-ask")

@@ -93,6 +93,11 @@ def test_click_an_unknown_face_name_it_confirm_and_see_it_named(app: App, faces_
     found = axe_violations(page)
     assert found == [], f"the proposal card: {found}"
     app.shot(page, "02-proposal-card", full=True)
+    page.set_viewport_size({"width": 390, "height": 900})  # a phone: the card fits, nothing scrolls sideways
+    page.locator("#name-card").scroll_into_view_if_needed()
+    assert page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    app.shot(page, "02-proposal-card-390")
+    page.set_viewport_size({"width": 1400, "height": 1300})
 
     page.locator("#name-confirm").click()
     expect(log).to_contain_text("Remembered Barack Obama (person) from region [1]", timeout=60_000)

@@ -59,6 +59,7 @@ class ChatSession:
     photo: str | None = None
     sent: bool = False  # whether the photo has gone to the thread yet
     refused: tuple[str, str] | None = None
+    proposing: bool = False  # a memory change awaits Confirm / Edit / Cancel (or a typed yes or no)
 
     @classmethod
     def refusing(cls, exc: RcmuError) -> ChatSession:

@@ -21,10 +21,11 @@ from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Answer, MemoryChange
+from rcmu_agent.teach_dialogue import read_decision
 from rcmu_agent.tools import _web_handlers as act
 from rcmu_agent.tools._web_page import said
 
-__all__ = ["TeachPanel", "proposal_card", "teach_panel", "unknown_choices"]
+__all__ = ["TeachPanel", "decide", "proposal_card", "teach_panel", "typed_decision", "unknown_choices"]
 
 UserOf = Callable[[gr.Request], str]
 _LEGEND = re.compile(r"^\[(\d+)\] unknown ")
@@ -61,6 +62,36 @@ def proposal_card(change: MemoryChange) -> str:
         "<p>Confirm writes it to your memory; Edit saves it with the name, info and category above; "
         "Cancel writes nothing.</p></div></section>"
     )
+
+
+def typed_decision(state: act.ChatSession, text: str) -> bool | None:
+    """A "yes" or "no" typed while a change awaits one answers it; anything else is a new turn."""
+    if not state.proposing:
+        return None
+    try:
+        decision = read_decision(text)
+    except InvalidInputError:
+        return None
+    return decision if isinstance(decision, bool) else None
+
+
+def decide(
+    assistant: Assistant, user: str, state: act.ChatSession, decision: bool | dict[str, str]
+) -> tuple[Answer, Any]:
+    """Answer the thread's proposed change (`Assistant.resume`): the answer, and the photo's boxes
+    relabelled (or left as they are when the answer has none)."""
+    answer = assistant.resume(_thread(state), decision, user=user)
+    state.proposing = answer.change is not None and answer.change.status == "proposed"
+    if not (answer.photo and answer.regions):
+        return answer, gr.skip()
+    return answer, act.labelled(assistant.photo(answer.photo, user=user), answer.regions)
+
+
+def _thread(state: act.ChatSession) -> str:
+    """The conversation's graph thread, once a photo has been asked about (`stream_answer` names it so)."""
+    if state is None or state.photo is None or not state.sent:
+        raise InvalidInputError("there is no answer about a photo yet", "upload a photo and ask about it first")
+    return f"web-{state.thread}"
 
 
 @dataclass(frozen=True)
@@ -118,21 +149,16 @@ def teach_panel(assistant: Assistant, user_of: UserOf, session: Any, chat: Any, 
         propose = gr.Button("Name this region", elem_id="name-propose")
         status = gr.Markdown("", elem_id="name-status", elem_classes=["rcmu-status"])
         card = gr.HTML("", elem_id="name-card")
-        with gr.Row(visible=False, elem_id="name-decide") as decide:
+        with gr.Row(visible=False, elem_id="name-decide") as verdict:
             confirm = gr.Button("Confirm", variant="primary", elem_id="name-confirm")
             edit = gr.Button("Edit", elem_id="name-edit")
             cancel = gr.Button("Cancel", variant="stop", elem_id="name-cancel")
-    parts = TeachPanel(panel, region, name, info, category, status, card, decide)
+    parts = TeachPanel(panel, region, name, info, category, status, card, verdict)
 
     def picked(evt: gr.SelectData) -> Any:
         """A legend button of the photo: an unknown one is chosen in the list; a named one is left be."""
         found = _LEGEND.match(str(evt.value or ""))
         return int(found.group(1)) if found else gr.skip()
-
-    def thread(state: act.ChatSession) -> str:
-        if state is None or state.photo is None or not state.sent:
-            raise InvalidInputError("there is no answer about a photo yet", "upload a photo and ask about it first")
-        return f"web-{state.thread}"
 
     def proposed(
         n: int | None, who: str, text: str, kind: str, history: list[Any], state: act.ChatSession, request: gr.Request
@@ -143,41 +169,36 @@ def teach_panel(assistant: Assistant, user_of: UserOf, session: Any, chat: Any, 
             if not who.strip():
                 raise InvalidInputError("no name is given", "type who this is in Name")
             answer = assistant.teach(
-                thread(state), int(n), who.strip(), info=text.strip() or None, category=kind.strip() or None,
+                _thread(state), int(n), who.strip(), info=text.strip() or None, category=kind.strip() or None,
                 user=user_of(request),
             )  # fmt: skip
         except Exception as exc:
-            return gr.skip(), gr.skip(), gr.skip(), said(exc), *(gr.skip(),) * 5
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), said(exc), *(gr.skip(),) * 5
+        state.proposing = answer.change is not None and answer.change.status == "proposed"
         said_here = f"[{n}] is {who.strip()}" + (f"; {text.strip()}" if text.strip() else "")
         reply = [{"role": "user", "content": said_here}, {"role": "assistant", "content": answer.text}]
-        return [*history, *reply], *parts.shown(answer)
+        return [*history, *reply], state, *parts.shown(answer)
 
     def decided(decision: Any) -> Callable[..., tuple[Any, ...]]:
         def run(
             who: str, text: str, kind: str, history: list[Any], state: act.ChatSession, request: gr.Request
         ) -> tuple[Any, ...]:
-            user = user_of(request)
             value = decision
             if decision == "edit":
                 fields = {"name": who, "info": text, "category": kind}
                 value = {k: v.strip() for k, v in fields.items() if v.strip()}
             try:
-                answer = assistant.resume(thread(state), value, user=user)
-                drawn = (
-                    act.labelled(assistant.photo(answer.photo, user=user), answer.regions)
-                    if answer.photo and answer.regions
-                    else gr.skip()
-                )
+                answer, drawn = decide(assistant, user_of(request), state, value)
             except Exception as exc:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), said(exc), *(gr.skip(),) * 5
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), said(exc), *(gr.skip(),) * 5
             reply = {"role": "assistant", "content": answer.text}
-            return [*history, reply], drawn, *parts.shown(answer)
+            return [*history, reply], state, drawn, *parts.shown(answer)
 
         return run
 
     inputs = [name, info, category, chat, session]
     boxes.select(picked, None, region)
-    propose.click(proposed, [region, *inputs], [chat, *parts.outputs])
+    propose.click(proposed, [region, *inputs], [chat, session, *parts.outputs])
     for button, decision in ((confirm, True), (edit, "edit"), (cancel, False)):
-        button.click(decided(decision), inputs, [chat, boxes, *parts.outputs])
+        button.click(decided(decision), inputs, [chat, session, boxes, *parts.outputs])
     return parts

@@ -25,7 +25,7 @@ from rcmu_agent.tools._web_files import PrivateBlocks, WebFiles
 from rcmu_agent.tools._web_library import library_tab
 from rcmu_agent.tools._web_memory import memory_tab
 from rcmu_agent.tools._web_page import PAGE_CSS, PAGE_JS, THEME, page_text, said
-from rcmu_agent.tools._web_teach import TeachPanel, teach_panel
+from rcmu_agent.tools._web_teach import TeachPanel, decide, teach_panel, typed_decision
 
 __all__ = ["ASK_WAITING", "LOOKING", "PAGE_CSS", "PAGE_JS", "THEME", "build_app", "page_text"]
 
@@ -119,6 +119,17 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
         if state.photo is None and state.refused is None:
             yield [*history, {"role": "assistant", "content": NO_PHOTO}], state, gr.skip(), gr.skip(), "", *unchanged
             return
+        decision = typed_decision(state, text)
+        if decision is not None:  # "yes" or "no" to the card on the page
+            try:
+                decided, drawn = decide(assistant, user_of(request), state, decision)
+            except Exception as exc:
+                refused = {"role": "assistant", "content": said(exc)}
+                yield [*history, refused], state, gr.skip(), gr.skip(), "", *unchanged
+                return
+            done = {"role": "assistant", "content": decided.text}
+            yield [*history, done], state, drawn, gr.skip(), "", *TeachPanel.shown(decided)
+            return
         looking = {"role": "assistant", "content": LOOKING}
         yield [*history, looking], state, gr.skip(), gr.skip(), "", *TeachPanel.quiet()
         try:
@@ -127,7 +138,8 @@ def _chat_tab(assistant: Assistant, user_of: UserOf, files: WebFiles, context_on
                 if answer is None:
                     yield [*history, reply], state, gr.skip(), gr.skip(), gr.skip(), *unchanged
                     continue
-                if answer.change is not None and answer.change.status == "proposed":
+                state.proposing = answer.change is not None and answer.change.status == "proposed"
+                if state.proposing:
                     reply["content"] = answer.text
                     yield [*history, reply], state, gr.skip(), gr.skip(), gr.skip(), *TeachPanel.shown(answer)
                     continue

@@ -115,16 +115,25 @@ def test_click_an_unknown_face_name_it_confirm_and_see_it_named(app: App, faces_
     _card(page, "Joe Biden", 2)
     expect(page.locator("#name-name input, #name-name textarea").first).to_have_value("Joe Biden")  # Edit's start
     app.shot(page, "04-typed-card", full=True)
-    page.locator("#name-cancel").click()
+    fill(page, "chat-question", "no")  # typed, a "no" answers the card as Cancel would
+    page.locator("#chat-ask").click()
     expect(log).to_contain_text("Nothing changed: Joe Biden (person) was not remembered.", timeout=60_000)
+    expect(page.locator("#name-card .rcmu-proposal")).to_have_count(0)
+    app.shot(page, "05-typed-no", full=True)
+
+    expect(panel.get_by_role("radio", name="[2] unknown person")).to_be_checked()  # the one left: already chosen
+    fill(page, "name-name", "Joe Biden")
+    page.locator("#name-propose").click()
+    _card(page, "Joe Biden", 2)
+    page.locator("#name-cancel").click()
+    expect(log.get_by_text("Nothing changed: Joe Biden (person) was not remembered.")).to_have_count(2, timeout=60_000)
     expect(page.locator("#name-card .rcmu-proposal")).to_have_count(0)
     app.shot(page, "05-cancelled", full=True)
 
     listed = _people(app)
     assert "Barack Obama" in listed and "Joe Biden" not in listed, listed
 
-    expect(panel.get_by_role("radio", name="[2] unknown person")).to_be_checked()  # the one left: already chosen
-    fill(page, "name-name", "Joe")
+    fill(page, "name-name", "Joe")  # Edit: the form's changes, then saved
     page.locator("#name-propose").click()
     _card(page, "Joe", 2)
     fill(page, "name-name", "Joe Biden")

@@ -100,7 +100,8 @@ def test_a_person_never_taught_stays_unknown(tmp_path: Path, faces_dir: Path, sc
     answer = _ask(assistant, scenes / "obama1.jpg")
     assert len(answer.regions) == 1
     region = answer.regions[0]
-    assert (region.name, region.entity_id, region.index, region.info, region.distance) == (None,) * 5
+    assert (region.name, region.entity_id, region.info, region.distance) == (None,) * 4
+    assert region.index == 1  # numbered, so a person can say who it is ("[1] is Rose")
     assert region.box is not None  # reported, but not sent as context
     assert _info_lines(answer.prompt) == []  # never another person's info
     for _, info in PEOPLE.values():
@@ -108,7 +109,7 @@ def test_a_person_never_taught_stays_unknown(tmp_path: Path, faces_dir: Path, sc
 
     # with Biden beside him, only Biden is named and he becomes [1]
     left, right = _by_x(_ask(assistant, scenes / "two_people.jpg"))
-    assert (left.name, left.index) == (None, None)
+    assert (left.name, left.index) == (None, 2)  # unknown regions are numbered after the known ones
     assert (right.name, right.index) == ("Joe Biden", 1)
 
 
@@ -121,9 +122,9 @@ def test_users_never_see_each_others_memory(tmp_path: Path, faces_dir: Path, sce
     assert alice_biden.user == "alice" and bob_obama.user == "bob"
 
     as_bob = _by_x(_ask(assistant, scenes / "two_people.jpg", user="bob"))
-    assert [(r.name, r.index) for r in as_bob] == [("Barack Obama", 1), (None, None)]
+    assert [(r.name, r.index) for r in as_bob] == [("Barack Obama", 1), (None, 2)]
     as_alice = _by_x(_ask(assistant, scenes / "two_people.jpg", user="alice"))
-    assert [(r.name, r.index) for r in as_alice] == [(None, None), ("Joe Biden", 1)]
+    assert [(r.name, r.index) for r in as_alice] == [(None, 2), ("Joe Biden", 1)]
     as_default = _ask(assistant, scenes / "two_people.jpg")  # the default user always exists, knows no one
     assert [r.name for r in as_default.regions] == [None, None] and _info_lines(as_default.prompt) == []
 

@@ -103,7 +103,7 @@ def test_a_killed_write_leaves_nothing_that_matches_and_the_next_write_cleans_up
     assert memory._col("faces").count() == 1
     assert assistant.entities() == [] and memory.users() == []
     answer = _ask(assistant, scenes / "obama1.jpg")  # the orphan vector is the nearest, but matches no one
-    assert [(r.name, r.entity_id, r.index) for r in answer.regions] == [(None, None, None)]
+    assert [(r.name, r.entity_id, r.index) for r in answer.regions] == [(None, None, 1)]  # unknown, numbered
     assert _info_lines(answer.prompt) == []
 
     biden = assistant.remember("Joe Biden", info=PEOPLE["biden"][1], photos=_references(faces_dir)["biden"][:1])

@@ -17,9 +17,9 @@ real_lock = store.write_lock
 
 
 @contextlib.contextmanager
-def timed_lock(home: Path, timeout: float) -> Iterator[None]:
+def timed_lock(home: Path, timeout: float, database_url: str | None = None) -> Iterator[None]:
     asked = time.monotonic()
-    with real_lock(home, timeout):
+    with real_lock(home, timeout, database_url):
         got = time.monotonic()
         try:
             yield

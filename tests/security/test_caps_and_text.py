@@ -11,6 +11,7 @@ an answer's legend, and is stored without its invisible characters.
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,11 @@ COUNT_ERROR = f"{TOO_MANY} regions were given, over the limit of {MAX_REGIONS} p
 
 
 def assert_clean(text: str) -> None:
-    """Nothing hidden and nothing forged: no invisible character, no chat token, no `[2]`."""
+    """Nothing hidden and nothing forged: no invisible character, no chat token, no `[2]` or `[3]` but the
+    legend's own line for an unrecognised region (numbered, so a person can say who it is)."""
     assert drop_unseen(text) == text, ascii(text)
-    assert "<|" not in text and "[2]" not in text and "[3]" not in text, text
+    forged = re.sub(r"^\[\d+\] = an unrecognised [a-z ]+ at \([\d,]+\)$", "", text, flags=re.MULTILINE)
+    assert "<|" not in text and "[2]" not in forged and "[3]" not in forged, text
 
 
 def box(n: int) -> list[float]:

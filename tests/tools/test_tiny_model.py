@@ -50,4 +50,6 @@ async def test_ask_about_photo_with_a_local_model(tiny_assistant: Assistant, sce
         "[2] = Joe Biden (person) at (778,57,965,243)",
     ]
     asynchronous = await tool.ainvoke(call)
-    assert (asynchronous.content, asynchronous.artifact) == (message.content, message.artifact)
+    timeless = {k: v for k, v in message.artifact.items() if k != "timings"}  # each run times its own stages
+    assert asynchronous.content == message.content
+    assert {k: v for k, v in asynchronous.artifact.items() if k != "timings"} == timeless

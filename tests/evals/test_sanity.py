@@ -138,7 +138,7 @@ def test_judge_failures_are_recorded_not_counted_wrong(tmp_path: Path, rcmu_data
         if text.startswith("[rcvqa_judge") and "lilac tie coach" in text:
             return Reply(text="I would say it is right.")  # off-format every time
         if text.startswith("[rcvqa_judge") and "How old is the cat" in text:
-            return Reply(text='{"correct": true}', delay=3)  # slower than the judge's timeout
+            return Reply(text='{"correct": true}', delay=8)  # slower than the judge's timeout
         return judge_responder(request)
 
     items = load_rcmu(rcmu_data).items
@@ -147,7 +147,8 @@ def test_judge_failures_are_recorded_not_counted_wrong(tmp_path: Path, rcmu_data
         serve(FakeServer(responder=reference_responder(items))) as vlm,
     ):
         settings = openai_settings(tmp_path / "home", vlm.url)
-        judge_settings = openai_settings(tmp_path / "home", vlm.url, request_timeout=0.5)
+        # 2 s: well above a judge call's time on a loaded 2-core machine (0.5 s timed out ordinary calls too)
+        judge_settings = openai_settings(tmp_path / "home", vlm.url, request_timeout=2.0)
         llm = LLM.from_settings(judge_settings, model="judge", base_url=judge.url, cache=tmp_path / "judge.sqlite")
         config = EvalConfig("rcmu", rcmu_data, tmp_path / "out", progress=False)
         summary = Runner(Assistant(settings), Judges(llm, LLMEntailment(llm)), config).run_sync()

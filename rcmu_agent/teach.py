@@ -161,22 +161,40 @@ def propose(
         )
     entry = resolve_region(entries, intent.target)
     existing = find_entity(parts, user, name, first_name=False)
-    category = normalize_category(intent.category or "") or None
-    if existing is not None and category and category != existing.category:
+    seen = entry.category if entry is not None else ""
+    default = seen if seen not in ("", "object") else "person"
+    info = _with_name(name, intent.info) if intent.info or existing is None else existing.info
+    region, box = (entry.index, entry.box) if entry is not None else (None, None)
+    return _remember(parts, user, existing, name, intent.category, default, info, region, box, photo)
+
+
+def _remember(
+    parts: Parts,
+    user: str,
+    existing: Entity | None,
+    name: str,
+    category: str | None,
+    default: str,
+    info: str,
+    region: int | None,
+    box: Box | None,
+    photo: str,
+) -> MemoryChange:
+    """A `remember` proposal, checked the same way from a sentence or a region given directly: a name
+    already known keeps its category (another one is refused) and gets this photo added."""
+    kind = normalize_category(category or "") or None
+    if existing is not None and kind and kind != existing.category:
         raise InvalidInputError(
             f"{shown_text(existing.name)!r} is already remembered as a {shown_text(existing.category)}",
             "leave the category out to add this photo to them, or pick another name",
         )
-    if category is None:
-        seen = entry.category if entry is not None else ""
-        category = existing.category if existing else seen if seen not in ("", "object") else "person"
     change = MemoryChange(
         action="remember",
         name=existing.name if existing else name,
-        category=category,
-        info=_with_name(name, intent.info) if intent.info or existing is None else existing.info,
-        region=entry.index if entry is not None else None,
-        box=entry.box if entry is not None else None,
+        category=kind or (existing.category if existing else default),
+        info=info,
+        region=region,
+        box=box,
         photo=photo,
         entity_id=existing.id if existing else None,
         existing=existing is not None,
@@ -208,24 +226,8 @@ def region_change(
         box = check_box(tuple(float(v) for v in box), image.size, strict=True)  # type: ignore[arg-type]
     name = clean_text(name, "name", max_chars=100)
     existing = find_entity(parts, user, name, first_name=False)
-    kind = normalize_category(category or "") or (existing.category if existing else "person")
-    if existing is not None and kind != existing.category:
-        raise InvalidInputError(
-            f"{shown_text(existing.name)!r} is already remembered as a {shown_text(existing.category)}",
-            "leave the category out to add this photo to them, or pick another name",
-        )
-    change = MemoryChange(
-        action="remember",
-        name=existing.name if existing else name,
-        category=kind,
-        info=clean_text(info, "info") if info else existing.info if existing else name,
-        region=number,
-        box=box,
-        photo=photo,
-        entity_id=existing.id if existing else None,
-        existing=existing is not None,
-    )
-    return _with_reference(parts, user, change)
+    fact = clean_text(info, "info") if info else existing.info if existing else name
+    return _remember(parts, user, existing, name, category, "person", fact, number, box, photo)
 
 
 def remember_region(

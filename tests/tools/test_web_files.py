@@ -11,12 +11,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.images import PhotoCache
 from rcmu_agent.tools._web_files import WebFiles
 from rcmu_agent.vault import PhotoVault, photo_id
+from tests.tools._web_kit import start_web
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 20 20\n%%EndComments\n0 0 moveto 20 20 lineto stroke\n%%EOF\n"
 POSTSCRIPT = b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 20 20\n%%EndComments\n0 0 moveto 20 20 lineto stroke\nshowpage\n"
@@ -162,41 +160,9 @@ def test_a_button_uses_the_uploads_it_was_sent_with_even_when_it_overtakes_their
 # ---- over HTTP: a real `rcmu web` process ------------------------------------------------------------
 
 
-@contextmanager
-def _serving(home: Path, users: Path, path: str) -> Iterator[str]:
+def _serving(home: Path, users: Path, path: str) -> AbstractContextManager[str]:
     """`rcmu web --auth users --context-only` on a free port with `path` as PATH; its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PATH": path,
-        "RCMU_HOME": str(home),
-        "RCMU_OBJECT_DETECTOR": "",
-        "RCMU_IMAGE_EMBEDDING_MODEL": "",
-        "HF_HUB_OFFLINE": "1",
-    }
-    rcmu = str(Path(sys.executable).with_name("rcmu"))
-    log_path = home.parent / f"web-{port}.log"
-    with log_path.open("w") as log:
-        command = [rcmu, "web", "--port", str(port), "--auth", str(users), "--context-only"]
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if httpx.get(url, timeout=2).status_code in (200, 401):
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(log_path.read_text()[-3000:])
-                time.sleep(0.3)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+    return contextmanager(start_web)(home, {"PATH": path}, "--auth", str(users), "--context-only")
 
 
 @contextmanager

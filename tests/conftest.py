@@ -158,3 +158,76 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
             server.kill()
             server.wait(timeout=5)
         log.close()
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root; tests on CI do run as root."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server from the machine's binaries (`.ci/run` installs them), one per test
+    process; the URL of its `postgres` database. Tests take a database of their own (`postgres_url`)."""
+    import shutil
+    import tempfile
+
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    assert binaries, "PostgreSQL server binaries are missing: apt-get install postgresql (as .ci/run does)"
+    bindir = binaries[-1].parent
+    data = Path(tempfile.mkdtemp(prefix="rcmu-pg-"))  # under /tmp: the postgres user can reach it
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"]),
+        check=True,
+        capture_output=True,
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options = ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300"]
+    server = subprocess.Popen(
+        _as_postgres([str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port), "-k", str(data), *options]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        import psycopg
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the test process's PostgreSQL server: what a deployment's
+    `RCMU_DATABASE_URL` (and LangGraph Server's `POSTGRES_URI`) would name."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture()
+def shared_services(postgres_url: str, chroma_server: str) -> dict[str, str]:
+    """The shared deployment's environment: one PostgreSQL database and one Chroma server. Replicas
+    started with it (and different, empty RCMU_HOMEs) keep nothing that matters on local disk."""
+    return {"RCMU_DATABASE_URL": postgres_url, "RCMU_CHROMA_URL": chroma_server}

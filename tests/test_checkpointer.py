@@ -5,14 +5,7 @@ them) through langgraph-checkpoint-postgres, unchanged."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -24,53 +17,6 @@ from rcmu_agent import Assistant, Settings
 pytestmark = pytest.mark.integration  # PostgreSQL and SQLite threads through the graph
 
 NO_MODEL: dict[str, Any] = {"object_detector": None, "image_embedding_model": None}
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root; tests on CI do run as root."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    assert binaries, "PostgreSQL server binaries are missing: apt-get install postgresql (as .ci/run does)"
-    bindir = binaries[-1].parent
-    data = Path(tempfile.mkdtemp(prefix="rcmu-pg-"))  # under /tmp: the postgres user can reach it
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
-    subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"]),
-        check=True,
-        capture_output=True,
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    options = ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-    server = subprocess.Popen(
-        _as_postgres([str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port), "-k", str(data), *options]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    try:
-        import psycopg
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                psycopg.connect(url, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from rcmu_agent.door import Inbound
 from rcmu_agent.errors import MemoryLockedError, NotFoundError
 from rcmu_agent.parts import Parts
 from rcmu_agent.postgres import PostgresBlobs, advisory_lock, shown_url
-from tests.test_checkpointer import postgres_url  # noqa: F401  (fixture: a real PostgreSQL server)
 
 HOLD = """
 import sys, time
@@ -37,7 +36,7 @@ def _busy() -> MemoryLockedError:
 @pytest.mark.integration
 def test_a_photo_taken_in_by_one_replica_is_read_by_id_through_another(
     tmp_path: Path,
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
 ) -> None:
     data = (Path(__file__).parent / "data" / "two_people.jpg").read_bytes()
     first = Parts(Settings(home=tmp_path / "a", database_url=postgres_url))
@@ -60,7 +59,7 @@ def test_a_photo_taken_in_by_one_replica_is_read_by_id_through_another(
 @pytest.mark.integration
 def test_a_writer_on_one_replica_holds_the_others_back_until_it_ends_even_by_kill_9(
     tmp_path: Path,
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
 ) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(tmp_path / "other-home"), postgres_url],
@@ -87,7 +86,7 @@ def test_a_writer_on_one_replica_holds_the_others_back_until_it_ends_even_by_kil
 
 
 @pytest.mark.integration
-def test_two_locks_of_different_names_do_not_block_each_other(postgres_url: str) -> None:  # noqa: F811
+def test_two_locks_of_different_names_do_not_block_each_other(postgres_url: str) -> None:
     with (
         advisory_lock(postgres_url, "memory", 1, _busy),
         advisory_lock(postgres_url, "library", 1, _busy),

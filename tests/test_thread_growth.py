@@ -29,7 +29,6 @@ from typing_extensions import TypedDict
 
 from rcmu_agent import Assistant, Settings
 from rcmu_agent.graph import checkpointer
-from tests.test_checkpointer import postgres_url  # noqa: F401  (fixture: a real PostgreSQL server)
 
 pytestmark = pytest.mark.integration  # a 1,000-turn thread in SQLite, 200 turns in a real PostgreSQL
 
@@ -88,7 +87,7 @@ def test_a_thousand_turns_grow_the_sqlite_file_by_the_same_bytes_each(tmp_path: 
 
 
 def test_two_hundred_turns_grow_postgres_tables_by_the_same_bytes_each(
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     tmp_path: Path,
     scene: Path,
 ) -> None:

@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     # memory
     chroma_url: str | None = None  # Chroma server (HttpClient) instead of the embedded store
     checkpointer: str | None = None  # threads: None = HOME/threads.sqlite, a .sqlite path, or postgresql://...
-    # the PostgreSQL database replicas share (postgresql://...): the photo vault's bytes and the writers'
-    # locks live there instead of under `home` (rcmu_agent.postgres); None: one machine, everything in `home`
+    # the PostgreSQL database replicas share (postgresql://...): photos, the library's tables, threads (unless
+    # `checkpointer` says otherwise) and the writers' locks live there instead of under `home`
+    # (rcmu_agent.postgres); None: one machine, everything in `home`
     database_url: str | None = None
     lock_timeout: float = Field(default=10.0, ge=0)
 
@@ -117,6 +118,14 @@ class Settings(BaseSettings):
                 f"min_pixels ({self.min_pixels}) is above max_pixels ({self.max_pixels}): "
                 "lower RCMU_MIN_PIXELS or raise RCMU_MAX_PIXELS"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _threads_follow_the_database(self) -> Settings:
+        """A shared deployment keeps threads where it keeps everything else: with `RCMU_DATABASE_URL`
+        set and no `RCMU_CHECKPOINTER`, a follow-up reaches any replica."""
+        if self.checkpointer is None and self.database_url is not None:
+            self.checkpointer = self.database_url
         return self
 
     @field_validator("database_url", mode="after")

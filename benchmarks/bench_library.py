@@ -155,7 +155,7 @@ def synthesize(home: Path, photos: int, people: int, seed: int = 0) -> Any:
     from PIL import Image
 
     from rcmu_agent import Assistant, Settings
-    from rcmu_agent.memory._clusters import ClusterIndex
+    from rcmu_agent.memory.library._cluster_index import ClusterIndex
     from rcmu_agent.schema import Region
 
     rng, prng = np.random.default_rng(seed), random.Random(seed)

@@ -51,9 +51,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from rcmu_agent import Settings
-    from rcmu_agent._photo_access import PhotoAccess
     from rcmu_agent.door import Inbound
     from rcmu_agent.images import PhotoCache, load_image
+    from rcmu_agent.photos import PhotoAccess
     from rcmu_agent.vault import PhotoVault
 
     work = Path(tempfile.mkdtemp(prefix="rcmu-bench-vault-"))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rcmu_agent._cli import Command, out, run, settings
+from rcmu_agent.cli_kit import Command, out, run, settings
 
 if TYPE_CHECKING:
     from rcmu_agent.evals.judges import ClipScorer

@@ -96,7 +96,7 @@ class NLIEntailment(EntailmentJudge):
         if self._loaded is None:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-            from rcmu_agent._hub import hub_kwargs
+            from rcmu_agent.hub import hub_kwargs
 
             fix = "pass --entailment llm, or a local NLI model directory (AutoModelForSequenceClassification)"
             try:

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from rcmu_agent._cli import Command, JsonOpt, UserOpt, err, error_line, out, run, write
-from rcmu_agent._cli import assistant as make_assistant
+from rcmu_agent.cli_kit import Command, JsonOpt, UserOpt, err, error_line, out, run, write
+from rcmu_agent.cli_kit import assistant as make_assistant
 
 __all__ = ["register"]
 

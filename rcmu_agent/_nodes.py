@@ -19,12 +19,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from rcmu_agent._photos import ANY_FILE, Inbound, PhotoAccess, PhotoRef
 from rcmu_agent.citations import is_refusal, number_regions, resolve_citations
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.generative_ui import push_answer_view
 from rcmu_agent.messages import answer_message, photo_block, read_turn
 from rcmu_agent.parts import Parts
+from rcmu_agent.photos import ANY_FILE, Inbound, PhotoAccess, PhotoRef
 from rcmu_agent.prompt import build_memory_prompt, build_prompt, clean_text, resolve_placeholders
 from rcmu_agent.regions import check_region_count, region_error
 from rcmu_agent.schema import Answer, ContextEntry, Entity, LibraryAnswer, PhotoCitation, PhotoHit, Region

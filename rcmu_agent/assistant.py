@@ -14,10 +14,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rcmu_agent._photos import ANY_FILE, Inbound, PhotoRef
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
 from rcmu_agent.images import ImageSource, load_image
 from rcmu_agent.parts import Parts
+from rcmu_agent.photos import ANY_FILE, Inbound, PhotoRef
 from rcmu_agent.prompt import DESCRIBE_QUESTION
 from rcmu_agent.schema import (
     Answer,

@@ -17,9 +17,9 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from rcmu_agent._cli import Command, Group, JsonOpt, UserOpt, err, out, overrides, run, settings, write, write_exact
-from rcmu_agent._cli import assistant as make_assistant
 from rcmu_agent._cli_checks import fail, not_a_folder, photo_and_question, thread_exists
+from rcmu_agent.cli_kit import Command, Group, JsonOpt, UserOpt, err, out, overrides, run, settings, write, write_exact
+from rcmu_agent.cli_kit import assistant as make_assistant
 from rcmu_agent.errors import InvalidInputError
 
 app = typer.Typer(
@@ -305,7 +305,7 @@ def _see_ahead(photo: str, config: Any) -> tuple[Any, Any] | None:
     """Start finding the photo's faces in a second process while this one imports the agent (see
     `Recognizer.expect`), with the settings the answer uses. None on one core, or when the file is
     not one the worker could take."""
-    from rcmu_agent.memory._library_workers import PixelPool
+    from rcmu_agent.memory.library.workers import PixelPool
     from rcmu_agent.recognizer import Recognizer
 
     path = Path(photo)
@@ -396,9 +396,9 @@ def _register_subcommands() -> None:
     from rcmu_agent.doctor import register as register_doctor
     from rcmu_agent.evals.cli import register as register_evals
     from rcmu_agent.memory.cli import register as register_memory
-    from rcmu_agent.memory.library_cli import register as register_library
-    from rcmu_agent.tools.mcp_cli import register as register_mcp
-    from rcmu_agent.tools.web_cli import register as register_web
+    from rcmu_agent.memory.library.cli import register as register_library
+    from rcmu_agent.tools.mcp.cli import register as register_mcp
+    from rcmu_agent.tools.web.cli import register as register_web
     from rcmu_agent.train.cli import register as register_train
 
     for register in (register_memory, register_library, register_mcp, register_web, register_train, register_evals):

@@ -9,7 +9,7 @@ unwrapped text by default; the program's own styled words opt in by building a `
 programs (a prompt, an answer, JSON) goes through `write`, which hands the bytes to the stream as
 they are.
 
-Sub-command modules (`memory/cli.py`, `memory/library_cli.py`, `train/cli.py`, `evals/cli.py`, …)
+Sub-command modules (`memory/cli.py`, `memory/library/cli.py`, `train/cli.py`, `evals/cli.py`, …)
 import from here, never from `rcmu_agent.cli`, which imports them.
 """
 

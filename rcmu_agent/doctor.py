@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rcmu_agent._cli import Command, JsonOpt, run, settings, write
+from rcmu_agent.cli_kit import Command, JsonOpt, run, settings, write
 from rcmu_agent.cpu import CpuInfo, DtypeChoice, choose_dtype, matmul_gflops, read_cpu
 from rcmu_agent.estimate import Estimate, estimate_first_token, model_dims
 from rcmu_agent.visual_budget import FACTOR

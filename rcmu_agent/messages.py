@@ -18,8 +18,8 @@ from uuid import uuid4
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from rcmu_agent._photos import FORMS, NO_PATHS, PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.errors import InvalidInputError
+from rcmu_agent.photos import FORMS, NO_PATHS, PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.schema import Answer
 
 __all__ = ["ANSWER_KEY", "Turn", "answer_message", "human_turn", "photo_block", "read_turn"]

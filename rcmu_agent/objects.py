@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rcmu_agent import model_cache
-from rcmu_agent._hub import hub_kwargs, load_config, load_vision_checkpoint
 from rcmu_agent.errors import InvalidInputError, ModelLoadError
+from rcmu_agent.hub import hub_kwargs, load_config, load_vision_checkpoint
 from rcmu_agent.regions import check_box
 from rcmu_agent.schema import Region, normalize_category
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from PIL import Image
 
-from rcmu_agent._photos import Inbound
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.parts import Parts
+from rcmu_agent.photos import Inbound
 from rcmu_agent.prompt import clean_text, shown_text
 from rcmu_agent.schema import Box, ContextEntry, Entity, MemoryChange, normalize_category
 from rcmu_agent.teach_dialogue import EDITABLE

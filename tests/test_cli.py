@@ -174,14 +174,14 @@ def test_wrong_way_arguments_say_what_is_wrong(tmp_path: Path, args: list[str], 
 
 @pytest.mark.unit
 def test_global_options_may_follow_the_command(tmp_path: Path) -> None:
-    from rcmu_agent import _cli
+    from rcmu_agent import cli_kit
 
     folder = tmp_path / "photos"
     folder.mkdir()
     result = runner.invoke(app, ["ask", str(folder), "Who?", "--home", str(tmp_path / "h"), "-v", "--device=cpu"])
     assert result.exit_code == 2 and "is a folder" in result.stderr  # not "No such option: --home"
-    assert _cli.overrides == {"home": tmp_path / "h", "device": "cpu", "verbose": True}
-    _cli.overrides.clear()  # -v would make later in-process errors raise instead of printing their line
+    assert cli_kit.overrides == {"home": tmp_path / "h", "device": "cpu", "verbose": True}
+    cli_kit.overrides.clear()  # -v would make later in-process errors raise instead of printing their line
     group = typer.main.get_command(app)
     ctx = typer.Context(group)
     hoisted = [
@@ -191,9 +191,9 @@ def test_global_options_may_follow_the_command(tmp_path: Path) -> None:
         (["--model", "m", "list", "--home=D"], ["--model", "m", "--home=D", "list"]),
     ]
     for args, expected in hoisted:
-        assert _cli.hoist_global_options(group, ctx, args) == expected
+        assert cli_kit.hoist_global_options(group, ctx, args) == expected
     with pytest.raises(typer.BadParameter, match="a value must follow it"):  # not "No such command 'ask'"
-        _cli.hoist_global_options(group, ctx, ["ask", "p", "q", "--home"])
+        cli_kit.hoist_global_options(group, ctx, ["ask", "p", "q", "--home"])
 
 
 @pytest.mark.unit

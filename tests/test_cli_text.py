@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from rcmu_agent import _cli
+from rcmu_agent import cli_kit
 from rcmu_agent.cli import app
 from rcmu_agent.errors import InvalidInputError
 
@@ -55,13 +55,13 @@ def _entity_id(home: Path) -> str:
 def test_errors_print_as_written(
     error: Exception, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(_cli.overrides, "verbose", False)  # a traceback is not the line under test
+    monkeypatch.setitem(cli_kit.overrides, "verbose", False)  # a traceback is not the line under test
 
     def fails() -> None:
         raise error
 
     with pytest.raises(typer.Exit):
-        _cli.run(fails)
+        cli_kit.run(fails)
     assert f"error: {'' if isinstance(error, InvalidInputError) else 'ValueError: '}{error}" in capsys.readouterr().err
 
 
@@ -129,7 +129,7 @@ def test_context_only_is_the_prompt_byte_for_byte_at_any_width(
 
 @pytest.mark.integration
 def test_json_is_never_wrapped(home: Path, monkeypatch: pytest.MonkeyPatch, faces_dir: Path) -> None:
-    monkeypatch.setattr(_cli.out, "width", 40)  # what COLUMNS=40 gives the console
+    monkeypatch.setattr(cli_kit.out, "width", 40)  # what COLUMNS=40 gives the console
     scene = str(faces_dir / "scenes" / "two_people.jpg")
     result = rcmu(home, "ask", scene, QUESTION, "--context-only", "--json")
     assert result.exit_code == 0, result.output

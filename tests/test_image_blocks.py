@@ -17,9 +17,9 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from PIL import Image
 
-from rcmu_agent._photos import Inbound, PhotoRef, to_photo
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.messages import answer_message, read_turn
+from rcmu_agent.photos import Inbound, PhotoRef, to_photo
 from rcmu_agent.schema import Answer
 
 pytestmark = pytest.mark.unit

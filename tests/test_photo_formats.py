@@ -82,7 +82,7 @@ def test_a_single_frame_gif_is_fine(face: Image.Image) -> None:
 
 @pytest.mark.unit
 def test_the_indexer_lists_every_photo_type_the_loader_reads() -> None:
-    from rcmu_agent.memory._library_walk import PHOTO_SUFFIXES as LISTED
+    from rcmu_agent.memory.library._walk import PHOTO_SUFFIXES as LISTED
 
     assert LISTED is PHOTO_SUFFIXES
     assert {".heic", ".heif", ".avif", ".png", ".jpg"} <= PHOTO_SUFFIXES

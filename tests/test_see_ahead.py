@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rcmu_agent.images import load_image
-from rcmu_agent.memory._library_workers import PixelPool, Pixels
+from rcmu_agent.memory.library.workers import PixelPool, Pixels
 from rcmu_agent.recognizer import Recognizer
 from rcmu_agent.schema import Region
 from rcmu_agent.settings import Settings

@@ -8,7 +8,7 @@
 Seven tools, each a `BaseTool` with a typed argument schema, sync and native async, answering as
 `(text for the model, structured artifact)`: `ask_about_photo`, `describe_photo`, `remember`, `forget`,
 `list_people`, `recall` (memory questions without a photo) and `search_photos` (the photo library).
-`rcmu mcp` serves the same tools to MCP clients (`rcmu_agent.tools.mcp_server`). The user is fixed
+`rcmu mcp` serves the same tools to MCP clients (`rcmu_agent.tools.mcp.server`). The user is fixed
 when the tools are built; a model cannot pick another user's memory.
 
 Exports load lazily: `rcmu` imports this package for its CLI commands and must not pay for LangChain.

@@ -21,9 +21,9 @@ from typing import Any
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import Field, ValidationError, model_validator
 
-from rcmu_agent._photos import PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
+from rcmu_agent.photos import PhotoAccess, PhotoSource, to_photo
 from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Answer, ContextEntry
 from rcmu_agent.users import check_user

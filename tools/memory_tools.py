@@ -13,8 +13,8 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field
 
-from rcmu_agent._photos import FORMS
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
+from rcmu_agent.photos import FORMS
 from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Answer, Entity, normalize_category
 from rcmu_agent.tools._common import RcmuTool, answer_text, failures

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from rcmu_agent._cli import Command, err, out, run
-from rcmu_agent._cli import settings as make_settings
+from rcmu_agent.cli_kit import Command, err, out, run
+from rcmu_agent.cli_kit import settings as make_settings
 
 __all__ = ["register"]
 

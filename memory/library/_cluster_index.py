@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rcmu_agent.memory._library_db import LibraryDB
+from rcmu_agent.memory.library._db import LibraryDB
 
 __all__ = ["ClusterIndex"]
 

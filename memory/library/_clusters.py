@@ -19,9 +19,9 @@ import numpy as np
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.files import atomic_write
 from rcmu_agent.images import PhotoCache
-from rcmu_agent.memory._library_names import LibraryNames
-from rcmu_agent.memory._library_store import LibraryStore
 from rcmu_agent.memory._records import ReferencePhoto, name_key
+from rcmu_agent.memory.library._names import LibraryNames
+from rcmu_agent.memory.library._store import LibraryStore
 from rcmu_agent.memory.store import MemoryStore
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import Cluster

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError, RcmuError
-from rcmu_agent.memory._clusters import ClusterIndex
-from rcmu_agent.memory._library_db import encode_vector
-from rcmu_agent.memory._library_names import LibraryNames
-from rcmu_agent.memory._library_store import IMAGE_COLLECTION, PENDING, LibraryStore, context_text
-from rcmu_agent.memory._library_walk import walk_library
-from rcmu_agent.memory._library_workers import PixelPool, Pixels, worker_count
 from rcmu_agent.memory._records import name_key
+from rcmu_agent.memory.library._cluster_index import ClusterIndex
+from rcmu_agent.memory.library._db import encode_vector
+from rcmu_agent.memory.library._names import LibraryNames
+from rcmu_agent.memory.library._store import IMAGE_COLLECTION, PENDING, LibraryStore, context_text
+from rcmu_agent.memory.library._walk import walk_library
+from rcmu_agent.memory.library.workers import PixelPool, Pixels, worker_count
 from rcmu_agent.recognizer import Recognizer
 from rcmu_agent.schema import IndexReport, SkippedFile
 from rcmu_agent.users import check_user

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from rcmu_agent.errors import MemoryLockedError
-from rcmu_agent.memory._clusters import ClusterIndex
-from rcmu_agent.memory._library_store import LibraryStore
 from rcmu_agent.memory._records import name_key
+from rcmu_agent.memory.library._cluster_index import ClusterIndex
+from rcmu_agent.memory.library._store import LibraryStore
 from rcmu_agent.recognizer import Recognizer
 from rcmu_agent.schema import Region
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.memory._library_names import LibraryNames
-from rcmu_agent.memory._library_store import TEXT_COLLECTION, LibraryStore
 from rcmu_agent.memory._records import WORD, name_key
+from rcmu_agent.memory.library._names import LibraryNames
+from rcmu_agent.memory.library._store import TEXT_COLLECTION, LibraryStore
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import PhotoHit, Place, Region
 from rcmu_agent.users import check_user

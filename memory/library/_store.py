@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import MemoryLockedError
 from rcmu_agent.memory._client import collection, open_client
-from rcmu_agent.memory._library_db import LibraryDB
+from rcmu_agent.memory.library._db import LibraryDB
 from rcmu_agent.memory.text_embedder import TextEmbedder
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from rcmu_agent._cli import Command, JsonOpt, UserOpt, err, out, run, write
-from rcmu_agent._cli import assistant as make_assistant
-from rcmu_agent._cli import settings as make_settings
+from rcmu_agent.cli_kit import Command, JsonOpt, UserOpt, err, out, run, write
+from rcmu_agent.cli_kit import assistant as make_assistant
+from rcmu_agent.cli_kit import settings as make_settings
 
 __all__ = ["register"]
 

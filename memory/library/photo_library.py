@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rcmu_agent.images import PhotoCache
-from rcmu_agent.memory._library_clusters import FaceClusters
-from rcmu_agent.memory._library_index import LibraryIndexer
-from rcmu_agent.memory._library_names import LibraryNames
-from rcmu_agent.memory._library_search import LibrarySearch
-from rcmu_agent.memory._library_store import LibraryStore
+from rcmu_agent.memory.library._clusters import FaceClusters
+from rcmu_agent.memory.library._index import LibraryIndexer
+from rcmu_agent.memory.library._names import LibraryNames
+from rcmu_agent.memory.library._search import LibrarySearch
+from rcmu_agent.memory.library._store import LibraryStore
 from rcmu_agent.recognizer import Recognizer
 
 __all__ = ["FaceClusters", "LibraryIndexer", "LibraryNames", "LibrarySearch", "LibraryStore", "PhotoLibrary"]

@@ -52,7 +52,7 @@ def compute_pixels(recognizer: Recognizer, rel: str, data: bytes, categories: li
     """Decode and check the photo, then see it as a question would (`categories`: object kinds to look
     for — the non-person categories the user taught) and, with `whole`, embed it whole for search by look."""
     from rcmu_agent.images import load_image
-    from rcmu_agent.memory._exif import read_exif
+    from rcmu_agent.memory.library._exif import read_exif
 
     settings = recognizer.settings
     try:

@@ -8,7 +8,7 @@ killed export leaves nothing at OUT. The format is described in the README ("Exp
 An import is idempotent and resumable: a row naming an entity the memory already holds (same id, or
 same name) updates it; one whose name, info, category and photos are all there already is skipped
 before any face is detected, which is also how a rerun after a kill resumes. Faces are described in
-worker processes (`_transfer_faces`) once there are enough of them to pay for starting the workers
+worker processes (`transfer._faces`) once there are enough of them to pay for starting the workers
 (a few are described in this process), and this process alone writes, in batches through
 `MemoryStore.remember_many` (atomic per batch: a kill mid-batch is rolled back on the next write).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.memory._transfer_read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
+from rcmu_agent.memory.transfer._read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
 from rcmu_agent.schema import ExportReport, ImportReport
 from rcmu_agent.users import check_user
 
@@ -221,9 +221,9 @@ def import_rows(
     """Load `rows` into `user`'s memory; `workers` processes describe faces (0: in this process).
 
     None: one per CPU, started only once the photos left to describe would take longer here than
-    starting them (`_transfer_faces.POOL_WORTH_SECONDS`), so a small import never waits for workers.
+    starting them (`_faces.POOL_WORTH_SECONDS`), so a small import never waits for workers.
     A number starts that many with the first photo (at most one per person with photos)."""
-    from rcmu_agent.memory._transfer_load import Loader, person_photos
+    from rcmu_agent.memory.transfer._load import Loader, person_photos
 
     started = time.perf_counter()
     report = ImportReport(source="rows", user=check_user(user), rows=len(rows))

@@ -13,7 +13,7 @@ Each worker describes with its own pixel-only `Recognizer` — the call `Assista
 (decode with the same limits, the largest face, its descriptor) — so an imported person is
 recognised at exactly the distances a taught one is.
 Workers are handed the photo's bytes, never its path: the importing process read it once, through the
-checks of `_transfer_paths`, and nothing opens the path again.
+checks of `_paths`, and nothing opens the path again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory._records import photo_digest
-from rcmu_agent.memory._transfer_paths import Photo
+from rcmu_agent.memory.transfer._paths import Photo
 
 if TYPE_CHECKING:
     from rcmu_agent.recognizer import Recognizer

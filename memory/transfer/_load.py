@@ -5,7 +5,7 @@ and taken (its descriptions collected, queued for the next batch) in input order
 ahead of the writes. A batch the store refuses as a whole is retried row by row, so one conflicting
 row is reported as `FILE:LINE: reason` and costs nobody else their place.
 
-A row's photos are read once, when it is planned, through `_transfer_paths.read_photo` (a row of an
+A row's photos are read once, when it is planned, through `_paths.read_photo` (a row of an
 export or a knowledge base stays inside its folder); the bytes serve the "already there?" check, the
 face workers and the store, and no path is opened again.
 """
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.memory._records import ReferencePhoto, Teaching, name_key, photo_digest
-from rcmu_agent.memory._transfer_faces import Described, FacePool
-from rcmu_agent.memory._transfer_paths import Photo, read_photo
-from rcmu_agent.memory._transfer_read import ImportRow
+from rcmu_agent.memory.transfer._faces import Described, FacePool
+from rcmu_agent.memory.transfer._paths import Photo, read_photo
+from rcmu_agent.memory.transfer._read import ImportRow
 from rcmu_agent.prompt import clean_text
 from rcmu_agent.schema import Entity, ImportReport, normalize_category
 

@@ -2,7 +2,7 @@
 
 Every source becomes the same `ImportRow`s, each carrying `FILE:LINE` so a row that cannot be used is
 reported where the user can fix it, and skipped; the rest still load. A row keeps its photo paths as
-written, with the folder they must stay inside (`_transfer_paths` holds them to it when they are read):
+written, with the folder they must stay inside (`_paths` holds them to it when they are read):
 joining or expanding them here would hide an absolute path or a `~` that must be refused.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from rcmu_agent.errors import InvalidInputError, NotFoundError
 from rcmu_agent.jsonl import BadLine, read_jsonl
 from rcmu_agent.memory._records import check_entity_id
-from rcmu_agent.memory._transfer_paths import check_inside, check_single, written_path
+from rcmu_agent.memory.transfer._paths import check_inside, check_single, written_path
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ImportRow", "Source", "read_source"]
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent import timings
-from rcmu_agent._hub import hub_kwargs
 from rcmu_agent.backends.base import VisionLanguageModel
 from rcmu_agent.cpu import DtypeChoice, choose_dtype
 from rcmu_agent.errors import ModelLoadError, first_line
+from rcmu_agent.hub import hub_kwargs
 from rcmu_agent.visual_budget import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rcmu_agent import Assistant
-from rcmu_agent._photos import PhotoRef
 from rcmu_agent.cli import app
+from rcmu_agent.photos import PhotoRef
 from rcmu_agent.schema import Region
 from rcmu_agent.testing import Reply, build_tiny_qwen2vl, serve
 from rcmu_agent.visual_budget import fit_to_budget

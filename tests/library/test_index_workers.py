@@ -11,7 +11,7 @@ import pytest
 from _library_helpers import copy, mirrored, settings
 
 from rcmu_agent import Assistant
-from rcmu_agent.memory._library_workers import worker_count
+from rcmu_agent.memory.library.workers import worker_count
 
 pytestmark = pytest.mark.integration  # index worker processes
 

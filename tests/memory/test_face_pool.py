@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from rcmu_agent.memory import _transfer_faces
-from rcmu_agent.memory._transfer_faces import POOL_WORTH_SECONDS, Described, FacePool
-from rcmu_agent.memory._transfer_paths import Photo
+from rcmu_agent.memory.transfer import _faces
+from rcmu_agent.memory.transfer._faces import POOL_WORTH_SECONDS, Described, FacePool
+from rcmu_agent.memory.transfer._paths import Photo
 
 
 class _Recorded(Executor):
@@ -43,7 +43,7 @@ def pool_parts(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def start(self: FacePool) -> None:
         parts["workers"] = self._pool = _Recorded()
 
-    monkeypatch.setattr(_transfer_faces, "describe_face", describe)
+    monkeypatch.setattr(_faces, "describe_face", describe)
     monkeypatch.setattr(FacePool, "_start", start)
     return parts
 

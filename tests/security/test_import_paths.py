@@ -25,8 +25,8 @@ from PIL import Image, ImageOps
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.door import shown_path
 from rcmu_agent.errors import InvalidInputError, RcmuError
-from rcmu_agent.memory._transfer_paths import read_photo, written_path
-from rcmu_agent.memory._transfer_read import read_source
+from rcmu_agent.memory.transfer._paths import read_photo, written_path
+from rcmu_agent.memory.transfer._read import read_source
 from rcmu_agent.settings import Settings
 
 RCMU = str(Path(sys.executable).with_name("rcmu"))

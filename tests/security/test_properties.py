@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ValidationError
 
-from rcmu_agent._photos import Inbound, PhotoRef, to_photo
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.images import load_image
 from rcmu_agent.masks import decode_rle
+from rcmu_agent.photos import Inbound, PhotoRef, to_photo
 from rcmu_agent.prompt import build_memory_prompt, build_prompt, number_entries
 from rcmu_agent.regions import check_box, parse_region_spec
 from rcmu_agent.schema import RLE, ContextEntry, Region

@@ -315,7 +315,7 @@ def test_stdio_reads_photos_inside_the_clients_roots(tmp_path: Path, shared_data
 
 def test_previews_are_png_when_small_and_jpeg_within_the_budget_when_not() -> None:
     """An HTTP client of the official SDK drops any event over 1 MiB: a preview never gets near it."""
-    from rcmu_agent.tools.mcp_server import _encoded
+    from rcmu_agent.tools.mcp.server import _encoded
 
     small = Image.new("RGB", (200, 100), (30, 60, 90))
     data, mime = _encoded(small)

@@ -15,9 +15,9 @@ from langchain_core.messages import ToolMessage
 from PIL import Image
 
 from rcmu_agent import Assistant
-from rcmu_agent._photos import Inbound, PhotoAccess, to_photo
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.images import load_image
+from rcmu_agent.photos import Inbound, PhotoAccess, to_photo
 from rcmu_agent.testing import FakeServer
 from rcmu_agent.tools import AskAboutPhotoTool, DescribePhotoTool
 from rcmu_agent.visual_budget import fit_to_budget, jpeg_data_url

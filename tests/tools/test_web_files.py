@@ -23,7 +23,7 @@ from PIL import Image
 
 from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.images import PhotoCache
-from rcmu_agent.tools._web_files import WebFiles
+from rcmu_agent.tools.web._files import WebFiles
 from rcmu_agent.vault import PhotoVault, photo_id
 from tests.tools._web_kit import start_web
 
@@ -134,7 +134,7 @@ def test_a_button_uses_the_uploads_it_was_sent_with_even_when_it_overtakes_their
 ) -> None:
     """A form's upload event keeps vault ids; a click that overtook it (or came after the choice
     changed) takes the uploads it was sent with, the same way, instead of a stale choice."""
-    from rcmu_agent.tools import _web_handlers as act
+    from rcmu_agent.tools.web import _handlers as act
 
     folder, vault = web
     files = _files(folder, vault)

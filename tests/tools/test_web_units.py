@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from rcmu_agent import Assistant
-from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.door import Inbound
 from rcmu_agent.errors import InvalidInputError, NotFoundError
-from rcmu_agent.tools import _web_handlers as act
-from rcmu_agent.tools._web_files import Taken
-from rcmu_agent.tools._web_memory import act_draw
-from rcmu_agent.tools._web_page import for_the_page
+from rcmu_agent.photos import PhotoAccess
+from rcmu_agent.tools.web import _handlers as act
+from rcmu_agent.tools.web._files import Taken
+from rcmu_agent.tools.web._memory import act_draw
+from rcmu_agent.tools.web._page import for_the_page
 
 
 @pytest.fixture()
@@ -102,7 +102,7 @@ def test_error_fixes_point_at_the_page_not_the_cli() -> None:
 def test_errors_are_one_line_without_server_paths() -> None:
     from gradio.utils import get_upload_folder
 
-    from rcmu_agent.tools._web_page import said
+    from rcmu_agent.tools.web._page import said
 
     upload = f"{get_upload_folder().rstrip('/')}/0123abcd/beach.jpg"
     error = InvalidInputError(f"{upload} is corrupt\nor truncated", "re-export   the photo")
@@ -115,8 +115,8 @@ def test_errors_are_one_line_without_server_paths() -> None:
 @pytest.mark.unit
 def test_cards_and_library_answers_are_escaped_and_boxed_in_the_photos_own_pixels(tmp_path: Path) -> None:
     from rcmu_agent.schema import Cluster, IndexReport, LibraryAnswer, PhotoCitation, SkippedFile
-    from rcmu_agent.tools._web_page import count
-    from rcmu_agent.tools._web_show import cluster_cards, index_summary, library_answer
+    from rcmu_agent.tools.web._page import count
+    from rcmu_agent.tools.web._show import cluster_cards, index_summary, library_answer
 
     assert (count(1, "face"), count(0, "face"), count(2, "photo")) == ("1 face", "0 faces", "2 photos")
     crop = Image.new("RGB", (40, 40), (200, 150, 120))
@@ -152,7 +152,7 @@ def test_cards_and_library_answers_are_escaped_and_boxed_in_the_photos_own_pixel
 @pytest.mark.unit
 def test_a_proposal_card_is_escaped_and_lists_only_the_unrecognised_regions() -> None:
     from rcmu_agent.schema import Answer, ContextEntry, MemoryChange, Region
-    from rcmu_agent.tools._web_teach import proposal_card, unknown_choices
+    from rcmu_agent.tools.web._teach import proposal_card, unknown_choices
 
     change = MemoryChange(
         action="remember", name="<img src=x onerror=alert(1)>", category="person", info='my "sister" & friend',

@@ -3,7 +3,7 @@
 In stdio mode stdout carries the protocol and nothing else: logs go to stderr only (a desktop host keeps
 it in its log for the server; redirect it to a file when running by hand), and library progress bars are
 switched off. Nothing is sent through MCP's logging capability, which the SDK has deprecated; what a
-client sees of a long call are progress notifications (`rcmu_agent.tools.mcp_server`).
+client sees of a long call are progress notifications (`rcmu_agent.tools.mcp.server`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from rcmu_agent._cli import UserOpt, run
-from rcmu_agent._cli import assistant as make_assistant
+from rcmu_agent.cli_kit import UserOpt, run
+from rcmu_agent.cli_kit import assistant as make_assistant
 
 __all__ = ["mcp", "register"]
 
@@ -49,8 +49,8 @@ def mcp(
 
     def serve() -> None:
         from rcmu_agent.errors import InvalidInputError
-        from rcmu_agent.tools._mcp_http import serve_http
-        from rcmu_agent.tools.mcp_server import TokenFileVerifier, build_server
+        from rcmu_agent.tools.mcp._http import serve_http
+        from rcmu_agent.tools.mcp.server import TokenFileVerifier, build_server
         from rcmu_agent.users import check_user
 
         assistant = make_assistant()

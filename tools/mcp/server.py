@@ -16,9 +16,9 @@ allowed folders: the client's declared roots over stdio (it runs on the user's o
 `RCMU_ALLOWED_ROOTS`; over HTTP only `RCMU_ALLOWED_ROOTS`, since a remote client's roots describe its
 own disk, not this server's.
 
-Every tool error a client sees is one line, `problem — fix`, worded for a tool caller (`_mcp_errors`):
+Every tool error a client sees is one line, `problem — fix`, worded for a tool caller (`_errors`):
 argument errors name the caller's own argument paths, not the SDK's pydantic text. The server offers
-tools, resources and prompts (`_mcp_prompts`), each with something in it; `_mcp_http` serves it over HTTP.
+tools, resources and prompts (`_prompts`), each with something in it; `_http` serves it over HTTP.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from rcmu_agent.errors import NotFoundError, RcmuError
 from rcmu_agent.schema import ContextEntry, Region
 from rcmu_agent.tokens import load_tokens, user_for_token
 from rcmu_agent.tools._common import RcmuTool
-from rcmu_agent.tools._mcp_errors import argument_problems, for_tool_caller, unknown_tool, with_tool_fixes
-from rcmu_agent.tools._mcp_http import auth_settings
-from rcmu_agent.tools._mcp_prompts import add_prompts
+from rcmu_agent.tools.mcp._errors import argument_problems, for_tool_caller, unknown_tool, with_tool_fixes
+from rcmu_agent.tools.mcp._http import auth_settings
+from rcmu_agent.tools.mcp._prompts import add_prompts
 from rcmu_agent.tools.toolkit import TOOL_CLASSES
 
 __all__ = ["TokenFileVerifier", "build_server"]

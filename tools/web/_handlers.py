@@ -1,6 +1,6 @@
 """What the web app's buttons do, as plain functions over one `Assistant` and one user.
 
-Kept apart from the page layout (`web_app.py`) so each action reads top to bottom and raises the
+Kept apart from the page layout (`app.py`) so each action reads top to bottom and raises the
 library's `RcmuError` on bad input; the page turns those into a readable message. Every function takes
 the user explicitly: the page derives it from the login, never from a form field.
 """
@@ -16,15 +16,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rcmu_agent._photo_access import PhotoAccess
-from rcmu_agent._photos import PhotoRef
 from rcmu_agent.annotate import label, shrink
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import InvalidInputError, ModelLoadError, RcmuError
+from rcmu_agent.photos import PhotoAccess, PhotoRef
 from rcmu_agent.regions import parse_region_spec
 from rcmu_agent.schema import Answer, ContextEntry, Entity, Region
 from rcmu_agent.tools._common import answer_text
-from rcmu_agent.tools._web_files import Taken, WebFiles, upload_key
+from rcmu_agent.tools.web._files import Taken, WebFiles, upload_key
 
 __all__ = [
     "NO_MODEL_NOTE",

@@ -2,7 +2,7 @@
 
 Folders are indexed only inside the allowed folders (`RCMU_ALLOWED_ROOTS`, `{user}` expanded per login).
 Each row of controls has its own status line just under it, where its errors are said (`shown_at`).
-The clusters are cards with their id and face count (`_web_show`), drawn again whenever the page loads,
+The clusters are cards with their id and face count (`_show`), drawn again whenever the page loads,
 and the cluster pickers list exactly the clusters shown, so no action starts from a cluster that is not there.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 
 import gradio as gr
 
-from rcmu_agent._photo_access import PhotoAccess
 from rcmu_agent.annotate import shrink
 from rcmu_agent.assistant import Assistant
-from rcmu_agent.tools import _web_handlers as act
-from rcmu_agent.tools._web_page import count, shown_at
-from rcmu_agent.tools._web_show import cluster_cards, index_summary, library_answer
+from rcmu_agent.photos import PhotoAccess
+from rcmu_agent.tools.web import _handlers as act
+from rcmu_agent.tools.web._page import count, shown_at
+from rcmu_agent.tools.web._show import cluster_cards, index_summary, library_answer
 
 __all__ = ["library_tab"]
 

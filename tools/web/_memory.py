@@ -16,9 +16,9 @@ import gradio as gr
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import RcmuError
 from rcmu_agent.schema import Entity
-from rcmu_agent.tools import _web_handlers as act
-from rcmu_agent.tools._web_files import WebFiles
-from rcmu_agent.tools._web_page import count, page_text, shown_at
+from rcmu_agent.tools.web import _handlers as act
+from rcmu_agent.tools.web._files import WebFiles
+from rcmu_agent.tools.web._page import count, page_text, shown_at
 
 __all__ = ["PEOPLE_HEADERS", "PHOTO_QUEUE", "act_draw", "memory_tab", "unrecognisable"]
 

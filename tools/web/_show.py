@@ -19,7 +19,7 @@ from typing import Any
 from rcmu_agent.annotate import shrink
 from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Cluster, IndexReport, LibraryAnswer, PhotoCitation
-from rcmu_agent.tools._web_page import count
+from rcmu_agent.tools.web._page import count
 
 __all__ = ["cluster_cards", "data_url", "index_summary", "library_answer"]
 

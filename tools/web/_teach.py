@@ -22,8 +22,8 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.prompt import shown_text
 from rcmu_agent.schema import Answer, MemoryChange
 from rcmu_agent.teach_dialogue import read_decision
-from rcmu_agent.tools import _web_handlers as act
-from rcmu_agent.tools._web_page import said
+from rcmu_agent.tools.web import _handlers as act
+from rcmu_agent.tools.web._page import said
 
 __all__ = ["TeachPanel", "decide", "proposal_card", "teach_panel", "typed_decision", "unknown_choices"]
 

@@ -1,12 +1,12 @@
 """`rcmu web`: teach, ask and browse in the browser — a Gradio app over the same `Assistant`.
 
 Three tabs: **Chat** (a photo, questions, the answer streaming in beside the photo with numbered boxes, and
-its unknown faces to name with a confirm step, `_web_teach`),
-**Memory** (teach, check reference photos, edit, forget, memory-only questions; `_web_memory`) and
-**Library** (index a folder, name face clusters, search, ask over the photos; `_web_library`). Each login
+its unknown faces to name with a confirm step, `_teach`),
+**Memory** (teach, check reference photos, edit, forget, memory-only questions; `_memory`) and
+**Library** (index a folder, name face clusters, search, ask over the photos; `_library`). Each login
 is its own memory user; the page reads the user from the login, never from a form. Fonts are the
 system's, so the page needs no CDN. Every error is one line in the page, next to what caused it
-(`_web_page.shown_at`); the chat says its own in the conversation.
+(`_page.shown_at`); the chat says its own in the conversation.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import gradio as gr
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import InvalidInputError, RcmuError
 from rcmu_agent.timings import describe
-from rcmu_agent.tools import _web_handlers as act
-from rcmu_agent.tools._web_files import PrivateBlocks, WebFiles
-from rcmu_agent.tools._web_library import library_tab
-from rcmu_agent.tools._web_memory import memory_tab
-from rcmu_agent.tools._web_page import PAGE_CSS, PAGE_JS, THEME, page_text, said
-from rcmu_agent.tools._web_teach import TeachPanel, decide, teach_panel, typed_decision
+from rcmu_agent.tools.web import _handlers as act
+from rcmu_agent.tools.web._files import PrivateBlocks, WebFiles
+from rcmu_agent.tools.web._library import library_tab
+from rcmu_agent.tools.web._memory import memory_tab
+from rcmu_agent.tools.web._page import PAGE_CSS, PAGE_JS, THEME, page_text, said
+from rcmu_agent.tools.web._teach import TeachPanel, decide, teach_panel, typed_decision
 
 __all__ = ["ASK_WAITING", "LOOKING", "PAGE_CSS", "PAGE_JS", "THEME", "build_app", "page_text"]
 

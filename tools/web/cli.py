@@ -2,7 +2,7 @@
 
 Gradio's upload folder is in the home (`RCMU_HOME/web/uploads`); each upload becomes a photo in the
 uploading login's vault, and every file there is served only to the login it came from or was shown
-to (`rcmu_agent.tools._web_files`). Nothing is fetched from the internet, and with `--auth users.json`
+to (`rcmu_agent.tools.web._files`). Nothing is fetched from the internet, and with `--auth users.json`
 each login is its own memory user.
 """
 
@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from rcmu_agent._cli import err, run
-from rcmu_agent._cli import settings as make_settings
+from rcmu_agent.cli_kit import err, run
+from rcmu_agent.cli_kit import settings as make_settings
 
 __all__ = ["register", "web"]
 
@@ -55,7 +55,7 @@ def web(
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         logins = _logins(auth) if auth else None
         from rcmu_agent.assistant import Assistant
-        from rcmu_agent.tools.web_app import PAGE_CSS, PAGE_JS, THEME, build_app
+        from rcmu_agent.tools.web.app import PAGE_CSS, PAGE_JS, THEME, build_app
 
         app = build_app(Assistant(settings), context_only=context_only, logins=logins is not None)
         err.print(f"rcmu web on http://{host}:{port}" + (" (logins required)" if logins else ""))

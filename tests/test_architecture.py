@@ -1,13 +1,18 @@
-"""Imports run downwards only, and never in a cycle (ARCHITECTURE.md, "Floors").
+"""Imports run downwards only, never in a cycle, and never into another package's privates (ARCHITECTURE.md,
+"Floors" and "Packages").
 
 An AST walk over every module of the package — the imports inside functions and under
 `TYPE_CHECKING` included, since a lazy import is still a dependency — so a change that reaches up a
-floor, or closes a loop, fails here with the offending line, not later as a tangle.
+floor, closes a loop, or uses a `_module` from outside its folder fails here with the offending line,
+not later as a tangle. The module map in ARCHITECTURE.md and pyproject's package list are held to the
+folders too, so neither goes stale when a module or a subpackage is added.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,12 +54,12 @@ FLOORS = {
             "rcmu_agent.estimate",
             "rcmu_agent.timings",
             "rcmu_agent.model_cache",
-            "rcmu_agent._photos",
+            "rcmu_agent.photos",
             "rcmu_agent._photo_access",
             "rcmu_agent.door",
             "rcmu_agent.vault",
             "rcmu_agent._lazy",
-            "rcmu_agent._hub",
+            "rcmu_agent.hub",
         ],
         GROUND,
     ),
@@ -70,6 +75,8 @@ FLOORS = {
             "rcmu_agent.parts",
             "rcmu_agent.backends",
             "rcmu_agent.memory",
+            "rcmu_agent.memory.library",
+            "rcmu_agent.memory.transfer",
         ],
         PARTS,
     ),
@@ -93,16 +100,18 @@ FLOORS = {
         [
             "rcmu_agent",
             "rcmu_agent.cli",
-            "rcmu_agent._cli",
+            "rcmu_agent.cli_kit",
             "rcmu_agent._cli_checks",
             "rcmu_agent.doctor",
             "rcmu_agent.server",
             "rcmu_agent.testing",
             "rcmu_agent.tools",
+            "rcmu_agent.tools.mcp",
+            "rcmu_agent.tools.web",
             "rcmu_agent.train",
             "rcmu_agent.evals",
             "rcmu_agent.memory.cli",
-            "rcmu_agent.memory.library_cli",
+            "rcmu_agent.memory.library.cli",
         ],
         FACES,
     ),
@@ -208,6 +217,65 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def _owner(module: str) -> Path | None:
+    """The folder a private module or name belongs to: the package holding its first `_` part (for a `_name`
+    imported from a module, that module's folder); None when nothing in `module` is private."""
+    parts = module.split(".")
+    for i, part in enumerate(parts[1:], 1):
+        if part.startswith("_") and not part.startswith("__"):
+            return MODULES[".".join(parts[:i])].parent
+    return None
+
+
+def _private_names(module: str, path: Path) -> Iterator[tuple[str, int]]:
+    """`module._name` for each `from module import _name` of one of our modules (a function or constant,
+    not a submodule: those are edges already)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module in MODULES:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if name not in MODULES and alias.name.startswith("_") and not alias.name.startswith("__"):
+                    yield name, node.lineno
+
+
+@pytest.mark.unit
+def test_private_modules_stay_in_their_package() -> None:
+    """A `_module` (or a `_name` in a module) is used only inside its own package: by the modules of its folder
+    and of the folders below it — `memory/library/` may use `memory/_records.py`, but `memory/cli.py` may not
+    use `rcmu_agent/_nodes.py`, nor `rcmu_agent/cli.py` `memory/library/_index.py`. What another package needs
+    is public (no leading underscore)."""
+    crossing = [
+        f"{MODULES[m].relative_to(REPO)}:{line}: {m} uses {t}, private to {owner.relative_to(REPO)}/"
+        for m, path in MODULES.items()
+        for t, line in [*EDGES[m], *_private_names(m, path)]
+        if (owner := _owner(t)) is not None and not path.is_relative_to(owner)
+    ]
+    assert not crossing, "private modules used from another package:\n" + "\n".join(crossing)
+
+
+@pytest.mark.unit
+def test_every_package_is_installed() -> None:
+    """A subpackage missing from pyproject's `packages` imports in an editable checkout and is absent from a
+    wheel, so the list must name every folder with an `__init__.py`."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m, path in MODULES.items() if path.name == "__init__.py"}
+    assert packages == listed, f"missing from pyproject: {packages - listed}; listed but absent: {listed - packages}"
+
+
+@pytest.mark.unit
+def test_architecture_maps_every_module() -> None:
+    """ARCHITECTURE.md's module map ("Packages") has one line per module under a heading per folder, and
+    names no module that is gone."""
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    mapped = {
+        f"{folder}{name}"
+        for folder, body in re.findall(r"^### `([\w/]+/)`\n(.*?)(?=^#|\Z)", text, re.MULTILINE | re.DOTALL)
+        for name in re.findall(r"^- `([\w/]+\.py)`", body, re.MULTILINE)
+    }
+    actual = {str(path.relative_to(REPO)) for path in MODULES.values()}
+    assert mapped == actual, f"not in the map: {sorted(actual - mapped)}; in it but gone: {sorted(mapped - actual)}"
 
 
 @pytest.mark.unit

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.memory._references import reference_name
 from rcmu_agent.memory._transfer_read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
 from rcmu_agent.schema import ExportReport, ImportReport
 from rcmu_agent.users import check_user
@@ -73,7 +74,7 @@ def export_memory(
                 entities = store.entities(user)
                 report.users[user] = len(entities)
                 for entity in entities:
-                    photos = [_copy_photo(store.home, tmp, user, entity.id, p, report) for p in entity.photos]
+                    photos = [_copy_photo(store, tmp, user, entity.id, p, report) for p in entity.photos]
                     line = {
                         "id": entity.id,
                         "user": user,
@@ -107,18 +108,23 @@ def export_memory(
     return report
 
 
-def _copy_photo(home: Path, tmp: Path, user: str, entity_id: str, stored: str, report: ExportReport) -> str | None:
-    """Copy one reference photo into the export; its path in the export, relative to the folder."""
-    source = Path(stored)
-    if not source.is_file():  # the home was moved since: the copy sits at the same place under it
-        source = home / "photos" / user / entity_id / source.name
-    if not source.is_file():
+def _copy_photo(
+    store: MemoryStore, tmp: Path, user: str, entity_id: str, stored: str, report: ExportReport
+) -> str | None:
+    """Copy one reference photo into the export, read through the memory's reference store (the home
+    folder or the shared database, whichever wrote it); its path in the export, relative to the folder."""
+    name = reference_name(stored)
+    try:
+        data = store.references.read(user, entity_id, stored)
+    except NotFoundError:
+        data = None
+    if data is None or name is None:
         report.missing_photos.append(stored)
         log.warning("reference photo %s is missing; exported without it", stored)
         return None
-    rel = Path("photos") / user / entity_id / source.name
+    rel = Path("photos") / user / entity_id / name
     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, tmp / rel)
+    (tmp / rel).write_bytes(data)
     report.photos += 1
     return rel.as_posix()
 

@@ -13,15 +13,17 @@ a forked child opens its own, and a connection the server dropped is opened agai
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rcmu_agent.errors import RcmuError
 from rcmu_agent.memory._library_db import Row, Tx, checked_sql
-from rcmu_agent.postgres import connect
+from rcmu_agent.postgres import connect, shown_url
 
 __all__ = ["SCHEMA_NAME", "PostgresBackend", "pg_sql"]
 
@@ -116,10 +118,24 @@ class PostgresBackend:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
+        import psycopg
+
         with self._lock:
-            conn = self._connection()
-            with conn.transaction():
+            conn = self._retry(lambda conn: conn.execute("BEGIN").connection)
+            try:
                 yield _PgTx(conn)
+            except psycopg.OperationalError as exc:
+                self._conn = None  # the session is gone, and its transaction with it
+                raise self._lost(exc) from exc
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except psycopg.OperationalError as exc:
+                self._conn = None
+                raise self._lost(exc) from exc
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:
@@ -129,7 +145,7 @@ class PostgresBackend:
         with self._lock:
             self._retry(lambda conn: _PgTx(conn).execute(sql, params))
 
-    def _retry(self, run: Any) -> Any:
+    def _retry(self, run: Callable[[Any], Any]) -> Any:
         """One statement; a connection the server dropped (a restart, a failover) is opened again once."""
         import psycopg
 
@@ -137,4 +153,15 @@ class PostgresBackend:
             return run(self._connection())
         except psycopg.OperationalError:
             self._conn = None
+        try:
             return run(self._connection())
+        except psycopg.OperationalError as exc:
+            self._conn = None
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: Exception) -> RcmuError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return RcmuError(
+            f"lost the connection to PostgreSQL at {shown_url(self.url)}: {first}",
+            "retry once the database is back (an index continues where it stopped)",
+        )

@@ -195,10 +195,19 @@ def test_a_second_indexer_on_another_replica_waits_then_says_who_runs(
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
-    assert (
-        replica(tmp_path / "b", postgres_url, chroma_server, lock_timeout=1.0).index_library(root, user="alice").photos
-        == 0
-    )
+    assert b.index_library(root, user="alice").photos == 0  # the holder's lock ended with its process
+
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # a database restart, as a replica sees it
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    copy(Path(__file__).parents[1] / "data" / "two_people.jpg", root / "two_people.jpg")
+    assert b.index_library(root, user="alice").added == 1  # its connection opened again
+    (hit,) = b.search_photos(user="alice")
+    assert len(hit.regions) == 2
 
 
 @pytest.mark.unit

@@ -9,10 +9,12 @@ OpenAI-compatible fake model.
 - a library indexed on A's machine (`rcmu index` with A's settings: MCP has no index tool) is found
   the same through both replicas;
 - bob's token on either replica sees nothing of alice's: people, person resources, searches, photo ids;
-- `kill -9` of a third replica mid-write (holding the shared write lock) leaves B consistent: it
+- `kill -9` of a third replica mid-write (holding the memory's write lock) leaves B consistent: it
   answers, shows no half-written entity, and its next write goes through (no stale lock);
-- the same for `rcmu index` killed mid-index;
+- the same for `rcmu index` killed while it holds the library's lock;
 - 2 replicas x 8 concurrent clients, each teaching a distinct entity: every write lands exactly once.
+
+tests/test_deploy.py runs the documented check, deploy/check.sh, which starts a deployment of its own.
 
 The replicas, the database and the Chroma server are started once for the module (a replica takes
 ~10 s to start on the shared 2-core machine); each test uses names of its own.
@@ -39,6 +41,7 @@ import psutil
 import psycopg
 import pytest
 
+from rcmu_agent.postgres import _lock_id
 from rcmu_agent.testing import Reply, serve
 from tests.conftest import new_database, running_chroma
 from tests.tools.test_mcp import _env, _http_server, http_session
@@ -49,6 +52,7 @@ RCMU = str(Path(sys.executable).with_name("rcmu"))
 REPLY = "Barack Obama [1] is in the photo."
 OBAMA_INFO = "alice-knows-obama-from-law-school"
 LIBRARY_FILES = {"two_people.jpg", "obama1.jpg"}
+COPIES = 3  # photos of the index killed mid-way
 ADVISORY_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
 
 
@@ -187,7 +191,8 @@ def test_bob_sees_nothing_of_alices_on_either_replica(
     deployment: Deployment, obama: dict[str, Any], library: Path, faces_dir: Path
 ) -> None:
     scene = str(faces_dir / "scenes" / "two_people.jpg")
-    alices = _structured(asyncio.run(_call(deployment.a.url, "alice-token", "describe_photo", {"photo": scene})))
+    private = str(faces_dir / "scenes" / "alex_lacamoire1.jpg")  # a photo only alice sends: its id is hers alone
+    alices = _structured(asyncio.run(_call(deployment.a.url, "alice-token", "describe_photo", {"photo": private})))
     alice_photo, obama_id = alices["photo"], obama["entity"]["id"]
 
     async def as_bob(url: str) -> list[Any]:
@@ -211,25 +216,26 @@ def test_bob_sees_nothing_of_alices_on_either_replica(
 
     for replica in (deployment.a, deployment.b):
         seen = json.dumps(asyncio.run(as_bob(replica.url)))
-        leaked = [word for word in (OBAMA_INFO, obama_id, *LIBRARY_FILES) if word in seen]
+        leaked = [word for word in (OBAMA_INFO, obama_id, alice_photo, *LIBRARY_FILES) if word in seen]
         assert not leaked, leaked
     assert "Barack Obama" in _names(deployment.b.url, "alice-token")  # bob's forget removed nothing
 
 
 class _KillWhenLocked(threading.Thread):
-    """Polls PostgreSQL for a granted advisory lock (a writer inside its write) and `kill -9`s `pid`
-    the moment one is held; `killed` says whether that happened while the lock was held."""
+    """Polls PostgreSQL until the advisory lock `name` (what `rcmu_agent.postgres.advisory_lock` takes
+    around a write) is granted, then `kill -9`s `pid` at once; `killed` says whether that happened."""
 
-    def __init__(self, database_url: str, pid: int) -> None:
+    def __init__(self, database_url: str, name: str, pid: int) -> None:
         super().__init__(daemon=True)
-        self.database_url, self.pid = database_url, pid
+        key = _lock_id(name) % (1 << 64)
+        self.database_url, self.pid, self.key = database_url, pid, (key >> 32, key & 0xFFFFFFFF)
         self.killed = False
         self.stop = threading.Event()
 
     def run(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while not self.stop.is_set():
-                row = conn.execute(ADVISORY_HELD).fetchone()
+                row = conn.execute(f"{ADVISORY_HELD} AND classid = %s AND objid = %s", self.key).fetchone()
                 if row and row[0]:
                     os.kill(self.pid, signal.SIGKILL)
                     self.killed = True
@@ -260,7 +266,7 @@ def test_kill_9_of_a_replica_mid_remember_leaves_the_other_consistent(
     try:
         pid = _pid_on(url)
         for attempt in range(4):  # each try teaches a new name; the lock is held for well under a second
-            watcher = _KillWhenLocked(database, pid)
+            watcher = _KillWhenLocked(database, "memory", pid)
             watcher.start()
             name = f"Rose Leslie {attempt}"
             with contextlib.suppress(Exception):  # the connection dies with the replica
@@ -304,7 +310,7 @@ def test_kill_9_mid_index_leaves_the_library_consistent_and_unlocked(
     folder = tmp_path / "more"
     folder.mkdir()
     scenes = deployment.shared_data / "faces" / "scenes"
-    for n in range(6):  # distinct bytes, so each is a photo of its own
+    for n in range(COPIES):  # distinct bytes, so each is a photo of its own
         data = (scenes / "obama1.jpg").read_bytes() + bytes([n])
         (folder / f"obama_copy_{n}.jpg").write_bytes(data)
     env = {
@@ -317,7 +323,7 @@ def test_kill_9_mid_index_leaves_the_library_consistent_and_unlocked(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    watcher = _KillWhenLocked(deployment.services["RCMU_DATABASE_URL"], indexer.pid)
+    watcher = _KillWhenLocked(deployment.services["RCMU_DATABASE_URL"], "library", indexer.pid)
     watcher.start()
     indexer.wait(timeout=300)
     watcher.stop.set()
@@ -325,8 +331,8 @@ def test_kill_9_mid_index_leaves_the_library_consistent_and_unlocked(
     assert watcher.killed and indexer.returncode == -signal.SIGKILL, "the index finished before it was killed"
 
     found = _search(deployment.b.url, "alice-token", {"people": ["Barack Obama"], "limit": 50})
-    files = {file for _, file in found}
-    assert LIBRARY_FILES.issubset(files) and files.issubset(LIBRARY_FILES | {f"obama_copy_{n}.jpg" for n in range(6)})
+    files, copies = {file for _, file in found}, {f"obama_copy_{n}.jpg" for n in range(COPIES)}
+    assert LIBRARY_FILES.issubset(files) and files.issubset(LIBRARY_FILES | copies)  # whole photos, none half-indexed
 
     done = subprocess.run(
         [RCMU, "index", str(folder), "--user", "alice", "--json"],
@@ -337,7 +343,7 @@ def test_kill_9_mid_index_leaves_the_library_consistent_and_unlocked(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found = _search(deployment.b.url, "alice-token", {"people": ["Barack Obama"], "limit": 50})
-    assert {file for _, file in found} == LIBRARY_FILES | {f"obama_copy_{n}.jpg" for n in range(6)}
+    assert {file for _, file in found} == LIBRARY_FILES | copies
 
 
 def test_two_replicas_times_eight_concurrent_clients_every_write_lands_once(deployment: Deployment) -> None:

@@ -173,11 +173,23 @@ class LibraryDB:
     @classmethod
     def open(cls, settings: Settings) -> LibraryDB:
         """PostgreSQL when the deployment is shared (`database_url`), else SQLite under `home/library`."""
-        if settings.database_url:
+        return cls.of(settings.home, settings.database_url)
+
+    @classmethod
+    def of(cls, home: Path, database_url: str | None) -> LibraryDB:
+        if database_url:
             from rcmu_agent.memory._library_pg import PostgresBackend
 
-            return cls(PostgresBackend(settings.database_url))
-        return cls(SqliteBackend(settings.home / "library" / "library.sqlite"))
+            return cls(PostgresBackend(database_url))
+        return cls(SqliteBackend(home / "library" / "library.sqlite"))
+
+    @classmethod
+    def existing(cls, home: Path, database_url: str | None) -> LibraryDB | None:
+        """The sidecar `of` gives, or None where an embedded one was never made: a reader (`rcmu export
+        --library`) leaves no empty sidecar behind."""
+        if database_url or (home / "library" / "library.sqlite").is_file():
+            return cls.of(home, database_url)
+        return None
 
     def close(self) -> None:
         self.backend.close()

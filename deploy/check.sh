@@ -40,7 +40,12 @@ wait_for() {  # wait_for NAME LOG COMMAND...: until COMMAND succeeds (60 s)
 }
 
 # 1. PostgreSQL: what RCMU_DATABASE_URL names (LangGraph Server's DATABASE_URI would use the same server)
-pg_bin=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1)")
+pg_server=$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -1)
+if [ -z "$pg_server" ]; then
+    echo "check failed: no PostgreSQL server binaries in /usr/lib/postgresql — apt-get install postgresql" >&2
+    exit 1
+fi
+pg_bin=$(dirname "$pg_server")
 mkdir -p "$work/pg"
 [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
 as_postgres "$pg_bin/initdb" -D "$work/pg/db" -U postgres --auth=trust >"$work/initdb.log" 2>&1

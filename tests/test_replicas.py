@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ import pytest
 from rcmu_agent.postgres import _lock_id
 from rcmu_agent.testing import Reply, serve
 from tests.conftest import new_database, running_chroma
+from tests.security._stores import kept_on_disk
 from tests.tools.test_mcp import _env, _http_server, http_session
 
 pytestmark = pytest.mark.integration  # servers as subprocesses over a real PostgreSQL and Chroma server
@@ -87,9 +89,11 @@ def deployment(
         folders = [tmp_path_factory.mktemp(name) for name in ("replica-a", "replica-b")]
         servers = [_http_server(folder, shared_data, model.url, **services) for folder in folders]
         try:
+            with ThreadPoolExecutor(2) as pool:  # both start at once: ~10 s each on the shared machine
+                urls = list(pool.map(next, servers))
             a, b = (
-                Replica(next(server), folder, _replica_env(folder, shared_data, model.url, services))
-                for server, folder in zip(servers, folders, strict=True)
+                Replica(url, folder, _replica_env(folder, shared_data, model.url, services))
+                for url, folder in zip(urls, folders, strict=True)
             )
             yield Deployment(a, b, services, model.url, shared_data)
         finally:
@@ -366,3 +370,10 @@ def test_two_replicas_times_eight_concurrent_clients_every_write_lands_once(depl
         people = _structured(asyncio.run(_call(replica.url, "alice-token", "list_people", {"category": "dog"})))
         listed = [p["name"] for p in people["people"] if p["name"].startswith("Pet ")]
         assert sorted(listed) == sorted(names)  # each once: none lost, none doubled
+
+
+def test_after_all_that_the_replicas_homes_hold_nothing_but_caches(deployment: Deployment) -> None:
+    """Run last: after teaching, asking, indexing and 16 concurrent writes through both replicas, neither
+    home holds a file outside a cache — what a replica knows is in PostgreSQL and Chroma (issue 25's rule)."""
+    for replica in (deployment.a, deployment.b):
+        assert kept_on_disk(replica.home) == [], replica.home

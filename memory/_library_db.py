@@ -16,16 +16,16 @@ RETURNING.
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from rcmu_agent.memory._library_sql import Backend, Row, Tx, checked_sql
 
 if TYPE_CHECKING:
     from rcmu_agent.settings import Settings
@@ -61,7 +61,6 @@ CREATE TABLE IF NOT EXISTS meta (user TEXT NOT NULL, key TEXT NOT NULL, value TE
 """
 
 RegionRow = dict[str, Any]
-Row = Any  # a row read by column name: sqlite3.Row (SQLite) or a dict (PostgreSQL)
 
 _PUT_PHOTO = (
     'INSERT INTO photos ("user", id, sha256, width, height, bytes, taken_at, lat, lon, rel, context, embedded) '
@@ -79,38 +78,6 @@ _PUT_BAD = (
     'ON CONFLICT ("user", root, rel) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, '
     "reason=excluded.reason"
 )
-_LITERAL = re.compile(r"'[^']*'")
-_BARE_USER = re.compile(r'(?<!")\buser\b(?!")', re.IGNORECASE)
-
-
-@functools.lru_cache(maxsize=2048)
-def checked_sql(sql: str) -> str:
-    """`sql` itself, once it is known not to name the user column unquoted: in PostgreSQL a bare
-    `user` is CURRENT_USER, so `WHERE user=?` would compare the database login and match nobody (or,
-    worse, everybody). Both backends check, so the embedded tests catch a slip too."""
-    if _BARE_USER.search(_LITERAL.sub("''", sql)):
-        raise ValueError(f'library SQL names the user column unquoted (write "user"): {sql}')
-    return sql
-
-
-class Tx(Protocol):
-    """What a statement inside a transaction runs on (both backends' connections fit)."""
-
-    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any: ...
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
-
-
-class Backend(Protocol):
-    """One database: statements, and transactions that commit whole or not at all."""
-
-    def transaction(self) -> AbstractContextManager[Tx]: ...
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class _CheckedSqlite:

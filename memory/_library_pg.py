@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rcmu_agent.errors import RcmuError
-from rcmu_agent.memory._library_db import Row, Tx, checked_sql
+from rcmu_agent.memory._library_sql import Row, Tx, checked_sql
 from rcmu_agent.postgres import connect, shown_url
 
 __all__ = ["SCHEMA_NAME", "PostgresBackend", "pg_sql"]

@@ -22,8 +22,8 @@ from PIL import Image
 
 from rcmu_agent import Assistant
 from rcmu_agent.errors import MemoryLockedError, NotFoundError
-from rcmu_agent.memory._library_db import checked_sql
 from rcmu_agent.memory._library_pg import pg_sql
+from rcmu_agent.memory._library_sql import checked_sql
 
 
 def names(hits: Any) -> set[str]:

@@ -124,16 +124,17 @@ class LibraryStore:
         """PostgreSQL's session advisory lock "library"; the holder is written down for the busy message."""
         from rcmu_agent.postgres import advisory_lock
 
-        def busy() -> MemoryLockedError:
-            holder = self.db.get_meta("", "index_holder") or "pid unknown"
+        def busy() -> MemoryLockedError:  # the holder's pid, and whether it runs here (never the host's name)
+            pid, _, host = (self.db.get_meta("", "index_holder") or "unknown@").partition("@")
+            where = "" if host == socket.gethostname() else " on another replica"
             return MemoryLockedError(
-                f"an index of the shared photo library is running ({holder})",
+                f"an index of the shared photo library is running (pid {pid}{where})",
                 "wait for it to finish (a later run continues where it stopped), or raise RCMU_LOCK_TIMEOUT",
             )
 
         with advisory_lock(url, "library", wait, busy):
             with self.db.transaction() as conn:
-                self.db.set_meta(conn, "", "index_holder", f"pid {os.getpid()} on {socket.gethostname()}")
+                self.db.set_meta(conn, "", "index_holder", f"{os.getpid()}@{socket.gethostname()}")
             yield
 
     # ---- vectors ---------------------------------------------------------------------------------

@@ -186,10 +186,15 @@ def test_a_second_indexer_on_another_replica_waits_then_says_who_runs(
         b = replica(tmp_path / "b", postgres_url, chroma_server, lock_timeout=1.0)
         started = time.monotonic()
         with pytest.raises(
-            MemoryLockedError, match=rf"an index of the shared photo library is running \(pid {holder.pid} on "
+            MemoryLockedError, match=rf"an index of the shared photo library is running \(pid {holder.pid}\)"
         ):
             b.index_library(root, user="alice")
         assert time.monotonic() - started >= 1.0
+        db = b.library.store.db  # as a holder on another machine writes itself down
+        with db.transaction() as conn:
+            db.set_meta(conn, "", "index_holder", f"{holder.pid}@replica-elsewhere")
+        with pytest.raises(MemoryLockedError, match=rf"\(pid {holder.pid} on another replica\) — wait for it"):
+            b.index_library(root, user="alice")
         assert b.search_photos(user="alice") == []  # readers are never held back
         assert not (tmp_path / "b" / "library").exists()
     finally:

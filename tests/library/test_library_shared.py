@@ -98,6 +98,11 @@ def test_a_library_indexed_through_one_replica_is_searched_clustered_and_named_t
     assert names(a.search_photos(people=["Rose"], user="alice")) == {"rose_a.jpg", "rose_b.jpg"}
     assert [c.id for c in a.people(user="alice")] == [by_photos[frozenset({"kit_1.jpeg", "kit_2.jpeg"})].id]
     assert any(c.name == "Rose Leslie" for c in a.people(user="alice", include_named=True))
+    kit = by_photos[frozenset({"kit_1.jpeg", "kit_2.jpeg"})]
+    moved = a.split_cluster(kit.id, kit.faces[1:], user="alice")  # a new cluster id from the shared database
+    assert moved.id not in {c.id for c in clusters} and moved.faces == kit.faces[1:]
+    assert sorted(c.size for c in b.people(user="alice")) == [1, 1]
+    assert b.merge_clusters([kit.id, moved.id], user="alice").faces == kit.faces
 
     # bob, on either replica, sees none of it
     for r in (a, b):

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import time
 import uuid
 from collections import deque
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.memory._library_db import LibraryDB
 from rcmu_agent.memory._references import reference_name
 from rcmu_agent.memory._transfer_read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
 from rcmu_agent.schema import ExportReport, ImportReport
@@ -88,7 +88,7 @@ def export_memory(
             handle.flush()
             os.fsync(handle.fileno())
         if library:
-            report.library_photos = _export_library(store.home / "library" / "library.sqlite", tmp, chosen)
+            report.library_photos = _export_library(LibraryDB.existing(store.home, store.database_url), tmp, chosen)
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -129,48 +129,52 @@ def _copy_photo(
     return rel.as_posix()
 
 
-def _export_library(db: Path, tmp: Path, users: Sequence[str]) -> int:
-    """Library metadata (paths, dates, places, who is where): for the record; `import` does not read it."""
+def _export_library(db: LibraryDB | None, tmp: Path, users: Sequence[str]) -> int:
+    """Library metadata (paths, dates, places, who is where): for the record; `import` does not read it.
+    The library's own sidecar (SQLite under the home, or PostgreSQL when shared), read through it."""
     count = 0
     with (tmp / "library.jsonl").open("w", encoding="utf-8") as handle:
-        if not db.is_file():
+        if db is None:
             return 0
-        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
         try:
             for user in users:
-                for photo in conn.execute("SELECT * FROM photos WHERE user = ? ORDER BY id", (user,)):
-                    paths = conn.execute(
-                        "SELECT root, rel FROM paths WHERE user = ? AND photo_id = ?", (user, photo["id"])
-                    ).fetchall()
-                    regions = conn.execute(
-                        "SELECT x1, y1, x2, y2, category, entity_id, name, named_by FROM regions "
-                        "WHERE user = ? AND photo_id = ? ORDER BY id",
-                        (user, photo["id"]),
-                    ).fetchall()
-                    line = {
-                        "user": user,
-                        "sha256": photo["sha256"],
-                        "paths": [str(Path(r["root"]) / r["rel"]) for r in paths],
-                        "taken_at": photo["taken_at"],
-                        "place": [photo["lat"], photo["lon"]] if photo["lat"] is not None else None,
-                        "size": [photo["width"], photo["height"]],
-                        "regions": [
-                            {
-                                "box": [r["x1"], r["y1"], r["x2"], r["y2"]],
-                                "category": r["category"],
-                                "entity_id": r["entity_id"],
-                                "name": r["name"],
-                                "named_by": r["named_by"],
-                            }
-                            for r in regions
-                        ],
-                    }
-                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    count += 1
+                ids = [r["id"] for r in db.rows('SELECT id FROM photos WHERE "user" = ? ORDER BY id', (user,))]
+                for at in range(0, len(ids), 500):  # a few queries per 500 photos, not three per photo
+                    chunk = ids[at : at + 500]
+                    photos, paths, regions = (
+                        db.photos(user, chunk),
+                        db.paths_of(user, chunk),
+                        db.regions_of(user, chunk),
+                    )
+                    for pid in chunk:
+                        handle.write(json.dumps(_library_line(user, photos[pid], paths, regions), ensure_ascii=False))
+                        handle.write("\n")
+                        count += 1
         finally:
-            conn.close()
+            db.close()
     return count
+
+
+def _library_line(user: str, photo: Any, paths: dict[str, list[str]], regions: dict[str, list[Any]]) -> dict[str, Any]:
+    """One library photo as `library.jsonl` records it: where it is, when and where taken, who is where."""
+    return {
+        "user": user,
+        "sha256": photo["sha256"],
+        "paths": paths.get(photo["id"], []),
+        "taken_at": photo["taken_at"],
+        "place": [photo["lat"], photo["lon"]] if photo["lat"] is not None else None,
+        "size": [photo["width"], photo["height"]],
+        "regions": [
+            {
+                "box": [r["x1"], r["y1"], r["x2"], r["y2"]],
+                "category": r["category"],
+                "entity_id": r["entity_id"],
+                "name": r["name"],
+                "named_by": r["named_by"],
+            }
+            for r in regions.get(photo["id"], [])
+        ],
+    }
 
 
 # ---- import ------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ real `chroma run`, real dlib and MiniLM)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -121,6 +122,12 @@ def test_a_library_indexed_through_one_replica_is_searched_clustered_and_named_t
     assert [len(c.crops) for c in b.people(user="alice")] == [2]  # B's crops made again
     again = fresh.index_library(root, user="alice")  # the other replica's index: nothing to read again
     assert (again.added, again.unchanged, again.photos) == (0, 6, 6)
+    exported = fresh.export_memory(tmp_path / "out", user="alice", library=True)  # the shared tables, exported
+    assert exported.library_photos == 6
+    lines = [json.loads(line) for line in (tmp_path / "out" / "library.jsonl").read_text().splitlines()]
+    shown = {Path(p).name for line in lines for p in line["paths"]}
+    assert len(lines) == 6 and shown >= {"two_people.jpg", "obama1.jpg", "rose_a.jpg", "rose_b.jpg"}
+    assert {r["name"] for line in lines for r in line["regions"]} >= {"Rose Leslie"}
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert conn.execute("SELECT value FROM public.meta").fetchall() == [("not the library's",)]
         assert conn.execute("SELECT count(*) FROM rcmu_library.photos").fetchone() == (6,)

@@ -17,6 +17,7 @@ psycopg is imported on first use: it is the optional `postgres` extra.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import zlib
@@ -28,6 +29,7 @@ from rcmu_agent.errors import ModelLoadError, RcmuError
 
 __all__ = ["PostgresBlobs", "Statements", "advisory_lock", "connect", "is_postgres_url", "shown_url"]
 
+_INHERITED: list[Any] = []  # a forked child's copies of its parent's connections: never finalised there
 _BLOBS = """
 CREATE TABLE IF NOT EXISTS rcmu_blobs (
     key TEXT PRIMARY KEY,
@@ -75,7 +77,9 @@ class Statements:
     dropped (a restart) opened again once.
 
     Replicas starting together would race on `CREATE TABLE IF NOT EXISTS` (PostgreSQL then fails one
-    with a duplicate type), so the tables are created under a transaction-scoped advisory lock."""
+    with a duplicate type), so the tables are created under a transaction-scoped advisory lock. A forked
+    child (the crash tests' readers, worker pools) opens a connection of its own and never touches its
+    parent's: closing that one would end the parent's session on the shared socket."""
 
     def __init__(self, url: str, schema: Sequence[str] = ()) -> None:
         self.url = url
@@ -85,8 +89,12 @@ class Statements:
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) != os.getpid():
+            _INHERITED.append(conn)
+            conn = None
         if conn is None or conn.closed:
             conn = self._local.conn = connect(self.url)
+            self._local.pid = os.getpid()
             if not self._ready:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id("rcmu schema"),))

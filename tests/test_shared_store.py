@@ -4,6 +4,7 @@ holds every other back until it finishes or dies (a real PostgreSQL server, star
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -147,3 +148,34 @@ def test_replicas_starting_together_create_the_tables_once_without_a_race(tmp_pa
             ]
         assert counted == [(4,), (4,)]
     assert not (tmp_path / "photos").exists()
+
+
+@pytest.mark.integration
+def test_a_forked_child_uses_a_connection_of_its_own_and_leaves_its_parents_alone(postgres_url: str) -> None:
+    """Parent and child query at the same time: on one shared socket their messages would interleave."""
+    blobs = PostgresBlobs(postgres_url)
+    key = f"alice/ab/{'ab' * 16}"
+    blobs.put(key, b"parent")  # the parent's connection is open
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)  # interleaved on one socket, both sides can wait forever: fail instead
+        try:
+            ok = all(blobs.get(key) == b"parent" for _ in range(300))
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+
+    def stuck(*_: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        raise TimeoutError("the parent's connection stopped answering while the child queried")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(60)
+    try:
+        assert all(blobs.get(key) == b"parent" for _ in range(300))
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert os.waitstatus_to_exitcode(status) == 0

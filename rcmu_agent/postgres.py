@@ -29,7 +29,7 @@ from rcmu_agent.errors import ModelLoadError, RcmuError
 
 __all__ = ["PostgresBlobs", "Statements", "advisory_lock", "connect", "is_postgres_url", "shown_url"]
 
-_INHERITED: list[Any] = []  # a forked child's copies of its parent's connections: never finalised there
+_INHERITED: list[Any] = []  # a forked child's copies of its parent's connections: kept, never used
 _BLOBS = """
 CREATE TABLE IF NOT EXISTS rcmu_blobs (
     key TEXT PRIMARY KEY,
@@ -79,7 +79,7 @@ class Statements:
     Replicas starting together would race on `CREATE TABLE IF NOT EXISTS` (PostgreSQL then fails one
     with a duplicate type), so the tables are created under a transaction-scoped advisory lock. A forked
     child (the crash tests' readers, worker pools) opens a connection of its own and never touches its
-    parent's: closing that one would end the parent's session on the shared socket."""
+    parent's: both querying one socket at once interleave their messages and wait for ever."""
 
     def __init__(self, url: str, schema: Sequence[str] = ()) -> None:
         self.url = url

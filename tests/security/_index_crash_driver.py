@@ -188,7 +188,8 @@ def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[
             small = img.convert("RGB")
         small.thumbnail((400, 400))  # faces still found; detection in tens of milliseconds
         sources.append(small)
-    report: dict[str, Any] = {"rounds": 0, "killed": 0, "failures": [], "photos": 0}
+    shared = assistant.settings.database_url is not None
+    report: dict[str, Any] = {"shared": shared, "rounds": 0, "killed": 0, "failures": [], "photos": 0}
     report["landed"] = {"before any new commit": 0, "between commits": 0, "after the last commit": 0, "completed": 0}
     files: list[str] = []
     committed, durations = 0, []  # the committed prefix; seconds a whole run took

@@ -72,6 +72,7 @@ def test_kill_9_during_index_leaves_the_last_committed_photo_and_the_next_run_fi
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**ENV, **store_env}, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
+    assert report["shared"] == bool(store_env)  # the driver ran in the mode asked for
     assert report["rounds"] == rounds and report["killed"] >= rounds // 2, report
     assert report["failures"] == [], report["failures"][:3]
     landed = report["landed"]

@@ -56,7 +56,7 @@ def test_processes_sharing_one_home_lose_nothing(tmp_path: Path, shared_data: Pa
     assert len(colds) == 1 and all(o["ok"] for o in colds), colds
     # its models and Chroma were loaded before it took the lock: it held it no longer than a warm write
     # does, far below the default 10 s other writers wait (before, opening Chroma under it took ~2 s)
-    assert all(o["lock"] and o["lock"]["held"] < 2.5 for o in colds), colds
+    assert all(o["lock"] and o["lock"]["held"] < 2.5 for o in colds), [o["lock"] for o in colds]
     for c in colds:  # the cold write really ran among warm writes, which went on committing meanwhile
         during = [o for o in outcomes if o["role"] == "remember" and o["ok"] and c["start"] < o["end"] < c["end"]]
         assert during, (c, outcomes)

@@ -40,10 +40,14 @@ LONG_FILES = (
     "tests/tools/test_web.py",
     "tests/tools/test_web_page.py",
     "tests/test_teach_server.py",
+    "tests/test_replicas.py",
     "tests/test_agent_chat_ui.py",
     "tests/tools/test_mcp_callers.py",
-    "tests/test_thread_growth.py",
+    "tests/memory/test_memory_durability.py",
     "tests/security/test_soak.py",
+    "tests/test_thread_growth.py",
+    "tests/test_deploy.py",
+    "tests/library/test_library_shared.py",
     "tests/test_transfer.py",
     "tests/evals/test_tiny_run.py",
     "tests/security/test_import_paths.py",
@@ -245,3 +249,11 @@ def shared_services(postgres_url: str, chroma_server: str) -> dict[str, str]:
     """The shared deployment's environment: one PostgreSQL database and one Chroma server. Replicas
     started with it (and different, empty RCMU_HOMEs) keep nothing that matters on local disk."""
     return {"RCMU_DATABASE_URL": postgres_url, "RCMU_CHROMA_URL": chroma_server}
+
+
+@pytest.fixture(params=["embedded", "shared"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """A test's storage mode as its processes' environment: {} (`embedded`: everything under RCMU_HOME), or
+    `shared_services` (`shared`: a fresh PostgreSQL database and a Chroma server of its own). Parametrize
+    it indirectly to pick modes; the crash, soak, hostile and durability tests run in both."""
+    return dict(request.getfixturevalue("shared_services")) if request.param == "shared" else {}

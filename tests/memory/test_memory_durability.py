@@ -30,12 +30,6 @@ from tests.security._stores import journal, kept_on_disk, reference_key, referen
 pytestmark = pytest.mark.integration  # subprocesses, dlib faces, MiniLM and Chroma, for real
 
 
-@pytest.fixture(params=["embedded", "shared"])
-def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Both storage modes, as tests/security/conftest.py's fixture of the same name gives them."""
-    return dict(request.getfixturevalue("shared_services")) if request.param == "shared" else {}
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

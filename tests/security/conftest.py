@@ -25,13 +25,6 @@ SECRET = "SECRET_API_KEY=sk-live-Qz8vW3xK9mPq7Lr2"
 MODES = ("embedded", "shared")
 
 
-@pytest.fixture(params=MODES)
-def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """A test's storage mode as its processes' environment: {} (`embedded`), or a fresh PostgreSQL
-    database and a Chroma server of its own (`shared`). Parametrize it indirectly to pick modes."""
-    return dict(request.getfixturevalue("shared_services")) if request.param == "shared" else {}
-
-
 @pytest.fixture(scope="module")
 def module_services(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`shared_services` for a module's fixtures: one database and one Chroma server for the module."""

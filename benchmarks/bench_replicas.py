@@ -19,7 +19,8 @@ lists what each mode left in its RCMU_HOME: in shared mode only caches may be th
    (bench_library's folder), best of `--rounds`.
 4. Recall p50/p95 (the graph's recall node) with `--stored` more entities, each with a 128-d face vector
    (random: the cost does not depend on the values) and a small reference photo, taught through
-   `remember_many` in batches (its throughput is a row too); their text vectors are random as well
+   `remember_many` in batches (its throughput is a row too, the one figure whose modes run one after the
+   other rather than taking turns, so it carries the machine's drift); their text vectors are random as well
    (MiniLM over 100,000 sentences would take most of an hour on a loaded 2-core machine; the store's
    write path is otherwise the real one).
 
@@ -327,8 +328,8 @@ def main() -> None:
             if args.stored > 0:
                 rows += recall(deployment, args)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-        print(f"\n{table(rows)}")  # what was measured, even when a later section failed
+        print(f"\n{table(rows)}", flush=True)  # what was measured, even when a later section failed
+        shutil.rmtree(root, ignore_errors=True)  # 100,000 reference photos take a while to delete
 
 
 if __name__ == "__main__":

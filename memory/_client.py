@@ -105,7 +105,8 @@ def write_lock(home: Path, timeout: float, database_url: str | None = None) -> I
 
         def busy() -> MemoryLockedError:
             return MemoryLockedError(
-                "another replica is writing to the shared memory", "wait for it to finish and retry"
+                "another replica is writing to the shared memory",
+                "wait for it to finish and retry, or raise RCMU_LOCK_TIMEOUT",
             )
 
         with advisory_lock(database_url, "memory", timeout, busy):

@@ -4,6 +4,8 @@ Order is what makes a crash harmless: the journal first lists the photos the wri
 the photo copies and their vectors land, then the entities' rows. An entity's row is the commit point
 (recognition counts a vector only once its entity lists the photo), so a write killed before it
 leaves orphans that `recover_write` removes using the journal — before the next write or import.
+Photos and journal live where `_references` keeps them: the home folder, or the shared PostgreSQL
+database, where the next writer on any replica finishes a write another replica was killed in.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rcmu_agent.errors import InvalidInputError
-from rcmu_agent.files import atomic_write
 from rcmu_agent.memory._records import (
     ReferencePhoto,
     Teaching,
@@ -26,6 +27,7 @@ from rcmu_agent.memory._records import (
     name_key,
     photo_digest,
 )
+from rcmu_agent.memory._references import ReferencePhotos, WriteJournal
 from rcmu_agent.schema import Entity
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class MemoryStore(Protocol):
 
     home: Path
     image_model: str | None
+    references: ReferencePhotos
+    journal: WriteJournal
 
     def _col(self, name: str) -> Any: ...
     def _get(self, user: str, where: dict[str, Any] | None = None, ids: list[str] | None = None) -> list[Entity]: ...
@@ -54,9 +58,9 @@ class BatchWrite:
 
     def __init__(self, store: MemoryStore, user: str, items: Sequence[Teaching], texts: np.ndarray) -> None:
         self.store, self.user, self.items, self.texts = store, user, list(items), texts
-        self.journal = store.home / "memory.journal"
+        self.journal = store.journal
         self.vectors: Vectors = {"faces": ([], [], []), "object_images": ([], [], [])}
-        self.files: list[Path] = []  # photo copies this write created
+        self.created: dict[str, list[str]] = {}  # entity id → digests of the photo copies this write created
 
     def run(self) -> list[Entity]:
         store, user = self.store, self.user
@@ -69,7 +73,7 @@ class BatchWrite:
         digests = [[photo_digest(p.data) for p in t.photos] for t in self.items]
         keep_journal = False  # only when a rollback could not finish
         try:
-            atomic_write(self.journal, json.dumps({"user": user, "entities": dict(zip(ids, digests, strict=True))}))
+            self.journal.write(json.dumps({"user": user, "entities": dict(zip(ids, digests, strict=True))}))
             entities = [self._entity(t, i, old) for t, i, old in zip(self.items, ids, olds, strict=True)]
             self._commit(entities)
         except BaseException:
@@ -77,7 +81,7 @@ class BatchWrite:
             raise
         finally:
             if not keep_journal:
-                self.journal.unlink(missing_ok=True)
+                self.journal.clear()
         return entities
 
     def _entity(self, t: Teaching, entity_id: str, old: Entity | None) -> Entity:
@@ -96,18 +100,17 @@ class BatchWrite:
 
     def _store_photo(self, entity_id: str, photo: ReferencePhoto, category: str) -> str:
         digest = photo_digest(photo.data)
-        target = self.store.home / "photos" / self.user / entity_id / f"{digest}{photo.suffix.lower()}"
-        if not target.exists():
-            atomic_write(target, photo.data)
-            self.files.append(target)
-        meta = {"user": self.user, "entity_id": entity_id, "category": category, "photo": str(target)}
+        stored, created = self.store.references.put(self.user, entity_id, photo.data, photo.suffix)
+        if created:
+            self.created.setdefault(entity_id, []).append(digest)
+        meta = {"user": self.user, "entity_id": entity_id, "category": category, "photo": stored}
         for col_name, vector in (("faces", photo.face_descriptor), ("object_images", photo.image_embedding)):
             if vector is not None:
                 ids, embeddings, metas = self.vectors[col_name]
                 ids.append(f"{entity_id}:{digest}")
                 embeddings.append([float(v) for v in vector])
                 metas.append(meta)
-        return str(target)
+        return stored
 
     def _commit(self, entities: list[Entity]) -> None:
         """Vectors, then the entity rows. The profile (categories, stamp) exists before the rows that
@@ -136,8 +139,8 @@ class BatchWrite:
     def _rollback(self, kept: dict[str, set[str]]) -> bool:
         """Remove what this write added; False when a vector could not be removed (the journal then
         stays, and the next write retries)."""
-        for path in self.files:
-            path.unlink(missing_ok=True)
+        for entity_id, digests in self.created.items():
+            self.store.references.remove(self.user, entity_id, digests)
         done = True
         for col_name, (vector_ids, _, _) in self.vectors.items():
             added = [i for i in vector_ids if i.rsplit(":", 1)[-1] not in kept.get(i.rsplit(":", 1)[0], set())]
@@ -191,14 +194,14 @@ def resolve_ids(
 def recover_write(store: MemoryStore) -> None:
     """Undo the vectors and photo copies of a write that was killed before its entity rows landed.
     The caller holds the memory's write lock."""
-    journal = store.home / "memory.journal"
-    if not journal.exists():
+    body = store.journal.read()
+    if body is None:
         return
     try:
-        intent = json.loads(journal.read_bytes())
+        intent = json.loads(body)
         user, planned = intent["user"], dict(intent["entities"])
     except (ValueError, KeyError, TypeError):
-        journal.unlink(missing_ok=True)
+        store.journal.clear()
         return
     for entity_id, digests in planned.items():
         got = store._col("entities").get(ids=[entity_id], include=["metadatas"])
@@ -210,11 +213,6 @@ def recover_write(store: MemoryStore) -> None:
         for col_name in ("faces", "object_images"):
             if col_name == "faces" or store.image_model:
                 store._col(col_name).delete(ids=[f"{entity_id}:{d}" for d in lost])
-        for digest in lost:  # the photo copies too (also a half-written temp file)
-            for path in store.home.glob(f"photos/*/{entity_id}/*{digest}*"):
-                path.unlink(missing_ok=True)
-        for folder in store.home.glob(f"photos/*/{entity_id}"):
-            if not any(folder.iterdir()):
-                folder.rmdir()
+        store.references.remove(user, entity_id, lost)  # the photo copies too (also a half-written temp file)
     store._update_profile(user)
-    journal.unlink(missing_ok=True)
+    store.journal.clear()

@@ -5,7 +5,8 @@ info, for memory questions), `faces` (dlib descriptors of people's reference pho
 `object_images` (CLIP embeddings of objects' reference photos). Every read and write filters by user.
 An entity's row is written last and deleted first, so a crash mid-write leaves at most orphan
 vectors and photo copies, which recognition ignores (a vector counts only once its entity's row lists
-its photo) and the next write removes (they are listed in a journal first).
+its photo) and the next write removes (they are listed in a journal first). Reference photos and the
+journal are kept by `_references`: under the home, or in PostgreSQL when `database_url` is set.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +32,7 @@ from rcmu_agent.memory._records import (
     name_key,
     new_stamp,
 )
+from rcmu_agent.memory._references import memory_storage
 from rcmu_agent.memory._store_write import BatchWrite, recover_write
 from rcmu_agent.memory._vectors import VectorCache
 from rcmu_agent.memory.text_embedder import TextEmbedder
@@ -70,6 +71,7 @@ class MemoryStore:
         self.database_url = database_url  # replicas: writers take PostgreSQL's lock (memory._client.write_lock)
         self.image_model = image_model
         self.lock_timeout = lock_timeout
+        self.references, self.journal = memory_storage(self.home, database_url)
         self._client: Any = None
         self._cols: dict[str, Any] = {}
         self._cols_lock = threading.Lock()  # concurrent first use opened two clients and failed
@@ -360,7 +362,7 @@ class MemoryStore:
             for col_name in ("faces", "object_images"):
                 if col_name != "object_images" or self.image_model:
                     self._col(col_name).delete(where={"entity_id": entity.id})
-            shutil.rmtree(self.home / "photos" / user / entity.id, ignore_errors=True)
+            self.references.forget(user, entity.id)
             self._update_profile(user)
         log.info("forgot %s (%s) for user %s", entity.name, entity.id, user)
         return entity

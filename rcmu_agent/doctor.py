@@ -64,6 +64,47 @@ def _dlib_state() -> str:
     return "found"
 
 
+def _storage(settings: Settings) -> list[tuple[str, str, str]]:
+    """(what, where, state) for each store: everything under the home (one machine), or the shared
+    deployment's PostgreSQL and Chroma server, each tried once now (a replica's first check)."""
+    if not settings.database_url and not settings.chroma_url:
+        return [("everything", str(settings.home), "embedded: one machine")]
+    from rcmu_agent.postgres import shown_url
+
+    rows = []
+    if settings.database_url:
+        where = shown_url(settings.database_url)
+        rows.append(("photos, library, locks, threads", where, _reach_postgres(settings.database_url)))
+    else:
+        rows.append(("photos, library, locks", str(settings.home), "this machine only (RCMU_DATABASE_URL unset)"))
+    if settings.chroma_url:
+        rows.append(("vectors", settings.chroma_url, _reach_chroma(settings.chroma_url)))
+    else:
+        rows.append(("vectors", str(settings.home / "chroma"), "this machine only (RCMU_CHROMA_URL unset)"))
+    return rows
+
+
+def _reach_postgres(url: str) -> str:
+    from rcmu_agent.errors import RcmuError
+    from rcmu_agent.postgres import connect
+
+    try:
+        connect(url).close()
+    except RcmuError as exc:
+        return f"unreachable: {exc.problem}"
+    return "reachable"
+
+
+def _reach_chroma(url: str) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/api/v2/heartbeat", timeout=5) as response:
+            return "reachable" if response.status == 200 else f"answered HTTP {response.status}"
+    except (OSError, ValueError) as exc:
+        return f"unreachable: {getattr(exc, 'reason', exc)}"
+
+
 @dataclass(frozen=True)
 class Report:
     device: str
@@ -75,6 +116,7 @@ class Report:
     max_pixels: int
     estimate: Estimate | None
     dims_from: str
+    storage: list[tuple[str, str, str]]  # (what, where, state)
 
 
 def diagnose(settings: Settings, *, cpu: CpuInfo | None = None, measure_seconds: float = 2.0) -> Report:
@@ -116,6 +158,7 @@ def diagnose(settings: Settings, *, cpu: CpuInfo | None = None, measure_seconds:
         max_pixels=settings.max_pixels,
         estimate=estimate,
         dims_from="the model's config.json" if config else "Qwen2-VL-2B's shape (model not found locally)",
+        storage=_storage(settings),
     )
 
 
@@ -136,6 +179,7 @@ def render(report: Report) -> list[str]:
     ]
     for role, model, state in report.models:
         lines.append(f"model         {role}: {model} ({state})" if model else f"model         {role}: off")
+    lines += [f"storage       {what}: {where} ({state})" for what, where, state in report.storage]
     est = report.estimate
     if est is not None:
         lines += [
@@ -162,7 +206,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Show what this machine will do: device, dtype and why, attention, CPU flags, visual budget,
-        models found locally, and an estimate of the time to the first token for a 12 MP photo."""
+        models found locally, where memory and threads are stored (and whether a shared deployment's
+        PostgreSQL and Chroma server answer), and an estimate of the time to the first token for a 12 MP photo."""
         report = run(lambda: diagnose(settings(), measure_seconds=seconds))
         if as_json:
             est = report.estimate
@@ -176,6 +221,7 @@ def register(app: typer.Typer) -> None:
                                 "native_bf16": report.cpu.native_bf16},
                         "models": [{"role": r, "id": m, "state": s} for r, m, s in report.models],
                         "visual_tokens": {"min": report.min_pixels // FACTOR**2, "max": report.max_pixels // FACTOR**2},
+                        "storage": [{"what": w, "where": p, "state": s} for w, p, s in report.storage],
                         "estimate": None if est is None else {
                             "image_tokens": est.image_tokens, "matmul_gflops": round(est.peak_gflops, 1),
                             "first_token_s": round(est.first_token_s, 1), "vision_s": round(est.vision_s, 1),

@@ -4,6 +4,7 @@ One machine keeps everything under `RCMU_HOME` (a folder vault, file locks). Sev
 on machines that share no disk keep it in the database `RCMU_DATABASE_URL` names, the same PostgreSQL
 LangGraph Server brings for its threads:
 
+- `Statements` runs one owner's SQL: a connection per thread, its tables created on first use;
 - `PostgresBlobs` is the vault's `BlobStore` in one table, so a photo taken in through one replica is
   read by id through any other;
 - `advisory_lock` serialises writers across machines where one machine takes a file lock. A session
@@ -16,17 +17,19 @@ psycopg is imported on first use: it is the optional `postgres` extra.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rcmu_agent.errors import ModelLoadError, RcmuError
 
-__all__ = ["PostgresBlobs", "advisory_lock", "connect", "is_postgres_url", "shown_url"]
+__all__ = ["PostgresBlobs", "Statements", "advisory_lock", "connect", "is_postgres_url", "shown_url"]
 
+_INHERITED: list[Any] = []  # a forked child's copies of its parent's connections: kept, never used
 _BLOBS = """
 CREATE TABLE IF NOT EXISTS rcmu_blobs (
     key TEXT PRIMARY KEY,
@@ -68,26 +71,40 @@ def connect(url: str, *, autocommit: bool = True) -> Any:
         ) from exc
 
 
-class PostgresBlobs:
-    """A vault `BlobStore` in one table (`rcmu_blobs`). Keys are content addresses, so a second put of
-    the same key writes nothing; a put is one statement, whole or absent after a kill."""
+class Statements:
+    """SQL on one database for one owner (a store): a connection per thread (psycopg connections are not
+    shared between threads), the owner's tables created on first use, and a connection the server
+    dropped (a restart) opened again once.
 
-    def __init__(self, url: str) -> None:
+    Replicas starting together would race on `CREATE TABLE IF NOT EXISTS` (PostgreSQL then fails one
+    with a duplicate type), so the tables are created under a transaction-scoped advisory lock. A forked
+    child (the crash tests' readers, worker pools) opens a connection of its own and never touches its
+    parent's: both querying one socket at once interleave their messages and wait for ever."""
+
+    def __init__(self, url: str, schema: Sequence[str] = ()) -> None:
         self.url = url
-        self._local = threading.local()  # a connection per thread: psycopg connections are not shared
-        self._ready = False
+        self.schema = tuple(schema)
+        self._local = threading.local()
+        self._ready = not self.schema
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) != os.getpid():
+            _INHERITED.append(conn)
+            conn = None
         if conn is None or conn.closed:
             conn = self._local.conn = connect(self.url)
+            self._local.pid = os.getpid()
             if not self._ready:
-                conn.execute(_BLOBS)
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id("rcmu schema"),))
+                    for statement in self.schema:
+                        conn.execute(statement)
                 self._ready = True
         return conn
 
-    def _run(self, sql: str, params: tuple[Any, ...]) -> Any:
-        """One statement; a connection the server dropped (a restart) is opened again once."""
+    def run(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """One statement (autocommitted): its cursor."""
         import psycopg
 
         try:
@@ -95,6 +112,18 @@ class PostgresBlobs:
         except psycopg.OperationalError:
             self._local.conn = None
             return self._conn().execute(sql, params)
+
+
+class PostgresBlobs:
+    """A vault `BlobStore` in one table (`rcmu_blobs`). Keys are content addresses, so a second put of
+    the same key writes nothing; a put is one statement, whole or absent after a kill."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._sql = Statements(url, [_BLOBS])
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> Any:
+        return self._sql.run(sql, params)
 
     def put(self, key: str, data: bytes) -> None:
         self._run("INSERT INTO rcmu_blobs (key, data) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, data))

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,14 @@ LONG_FILES = (
     "tests/tools/test_web.py",
     "tests/tools/test_web_page.py",
     "tests/test_teach_server.py",
+    "tests/test_replicas.py",
     "tests/test_agent_chat_ui.py",
     "tests/tools/test_mcp_callers.py",
-    "tests/test_thread_growth.py",
+    "tests/memory/test_memory_durability.py",
     "tests/security/test_soak.py",
+    "tests/test_thread_growth.py",
+    "tests/test_deploy.py",
+    "tests/library/test_library_shared.py",
     "tests/test_transfer.py",
     "tests/evals/test_tiny_run.py",
     "tests/security/test_import_paths.py",
@@ -121,17 +126,18 @@ def rcmu_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield home
 
 
-@pytest.fixture()
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    """A real Chroma server (the `chroma` command chromadb installs) on a free loopback port."""
+@contextmanager
+def running_chroma(folder: Path) -> Iterator[str]:
+    """A real Chroma server (the `chroma` command chromadb installs) on a free loopback port, its data and
+    log in `folder`; for fixtures of any scope (a module's replicas share one)."""
     cli = Path(sys.executable).with_name("chroma")
     assert cli.exists(), f"chromadb installs the chroma CLI next to {sys.executable}"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    log = (tmp_path / "chroma.log").open("w")
+    log = (folder / "chroma.log").open("w")
     server = subprocess.Popen(
-        [str(cli), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
+        [str(cli), "run", "--path", str(folder / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
@@ -140,7 +146,7 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert server.poll() is None, (tmp_path / "chroma.log").read_text()[-2000:]
+            assert server.poll() is None, (folder / "chroma.log").read_text()[-2000:]
             try:
                 with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
                     if response.status == 200:
@@ -158,6 +164,13 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
             server.kill()
             server.wait(timeout=5)
         log.close()
+
+
+@pytest.fixture()
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    """A real Chroma server (the `chroma` command chromadb installs) on a free loopback port."""
+    with running_chroma(tmp_path) as url:
+        yield url
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -216,14 +229,19 @@ def postgres_server() -> Iterator[str]:
 def postgres_url(postgres_server: str) -> str:
     """A fresh, empty database on the test process's PostgreSQL server: what a deployment's
     `RCMU_DATABASE_URL` (and LangGraph Server's `POSTGRES_URI`) would name."""
+    return new_database(postgres_server)
+
+
+def new_database(server_url: str) -> str:
+    """A fresh, empty database on the PostgreSQL server at `server_url`: its URL (fixtures of any scope)."""
     import uuid
 
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture()
@@ -231,3 +249,11 @@ def shared_services(postgres_url: str, chroma_server: str) -> dict[str, str]:
     """The shared deployment's environment: one PostgreSQL database and one Chroma server. Replicas
     started with it (and different, empty RCMU_HOMEs) keep nothing that matters on local disk."""
     return {"RCMU_DATABASE_URL": postgres_url, "RCMU_CHROMA_URL": chroma_server}
+
+
+@pytest.fixture(params=["embedded", "shared"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """A test's storage mode as its processes' environment: {} (`embedded`: everything under RCMU_HOME), or
+    `shared_services` (`shared`: a fresh PostgreSQL database and a Chroma server of its own). Parametrize
+    it indirectly to pick modes; the crash, soak, hostile and durability tests run in both."""
+    return dict(request.getfixturevalue("shared_services")) if request.param == "shared" else {}

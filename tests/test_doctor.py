@@ -39,6 +39,7 @@ def test_the_report_says_what_this_cpu_will_do(tmp_path: Path, text: str, dtype:
     assert f"vision-language model: {tmp_path / 'nowhere'} (missing)" in lines
     assert "face models: dlib 5-point landmarks + ResNet descriptor (found)" in lines
     assert report.estimate is None and "estimate" not in lines  # no measuring asked for
+    assert f"storage       everything: {tmp_path} (embedded: one machine)" in lines
 
 
 @pytest.mark.unit
@@ -97,3 +98,29 @@ def test_rcmu_doctor_prints_the_machine_and_an_estimate(tmp_path: Path) -> None:
     help_text = runner.invoke(app, ["doctor", "--help"]).output
     assert "time to the" in help_text and "--seconds SECONDS" in help_text and "--json" in help_text
     assert "doctor" in runner.invoke(app, ["--help"]).output
+
+
+@pytest.mark.integration
+def test_doctor_says_whether_the_shared_deployments_services_answer(
+    tmp_path: Path, shared_services: dict[str, str]
+) -> None:
+    """A replica's first check: the PostgreSQL database and the Chroma server it is configured with,
+    each tried now; a dead one is named with why, and a password is never printed."""
+    env = {"RCMU_HOME": str(tmp_path), "RCMU_OBJECT_DETECTOR": "", "RCMU_IMAGE_EMBEDDING_MODEL": "", **shared_services}
+    runner = CliRunner()
+    result = runner.invoke(app, ["doctor", "--seconds", "0", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    storage = {row["what"]: row for row in json.loads(result.stdout)["storage"]}
+    assert storage["photos, library, locks, threads"]["state"] == "reachable"
+    assert storage["vectors"] == {"what": "vectors", "where": shared_services["RCMU_CHROMA_URL"], "state": "reachable"}
+
+    dead = {
+        **env,
+        "RCMU_DATABASE_URL": "postgresql://rcmu:s3cret-pw@127.0.0.1:9/x",
+        "RCMU_CHROMA_URL": "http://127.0.0.1:9",
+    }
+    out = runner.invoke(app, ["doctor", "--seconds", "0"], env=dead).output
+    assert (
+        "storage       photos, library, locks, threads: postgresql://rcmu:***@127.0.0.1:9/x (unreachable: cannot" in out
+    )
+    assert "storage       vectors: http://127.0.0.1:9 (unreachable: " in out and "s3cret" not in out

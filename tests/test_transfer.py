@@ -296,22 +296,21 @@ def test_export_never_leaves_a_half_folder(tmp_path: Path, faces_dir: Path, monk
         assistant.remember(PEOPLE[person][0], info=PEOPLE[person][1], photos=[small[person]])
     (tmp_path / ".out.part-dead").mkdir()  # what a killed export leaves: hidden, and swept by the next one
 
-    import rcmu_agent.memory.transfer as transfer
-
+    references = assistant.parts.memory.references  # the export reads each photo through it
     copied: list[str] = []
-    real_copy = transfer.shutil.copyfile
+    real_read = references.read
 
-    def copy_then_stop(src: Any, dst: Any) -> Any:
+    def read_then_stop(user: str, entity_id: str, stored: object) -> bytes:
         if len(copied) == 2:
             raise KeyboardInterrupt
-        copied.append(str(src))
-        return real_copy(src, dst)
+        copied.append(str(stored))
+        return real_read(user, entity_id, stored)
 
-    monkeypatch.setattr(transfer.shutil, "copyfile", copy_then_stop)
+    monkeypatch.setattr(references, "read", read_then_stop)
     with pytest.raises(KeyboardInterrupt):
         assistant.export_memory(tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "small"]  # no OUT, no temporary, no stale one
-    monkeypatch.setattr(transfer.shutil, "copyfile", real_copy)
+    monkeypatch.setattr(references, "read", real_read)
     (tmp_path / ".out.part-dead").mkdir()
 
     assert assistant.export_memory(tmp_path / "out").photos == 3

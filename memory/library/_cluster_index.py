@@ -8,12 +8,11 @@ starts a cluster. Single-link and order-dependent by design: cheap per photo, an
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 import numpy as np
 
-from rcmu_agent.memory.library._db import LibraryDB
+from rcmu_agent.memory.library._db import LibraryDB, Tx
 
 __all__ = ["ClusterIndex"]
 
@@ -33,7 +32,7 @@ class ClusterIndex:
     def load(cls, db: LibraryDB, user: str, threshold: float) -> ClusterIndex:
         index = cls(user, threshold)
         for r in db.rows(
-            "SELECT descriptor, cluster_id FROM regions WHERE user=? AND cluster_id IS NOT NULL "
+            'SELECT descriptor, cluster_id FROM regions WHERE "user"=? AND cluster_id IS NOT NULL '
             "AND named_by IS NULL AND entity_id IS NULL AND descriptor IS NOT NULL",
             (user,),
         ):
@@ -51,9 +50,7 @@ class ClusterIndex:
         best = int(np.argmin(dist))
         return self._clusters[best] if float(dist[best]) <= self.threshold else None
 
-    def assign(
-        self, conn: sqlite3.Connection, descriptors: Sequence[Sequence[float]] | Sequence[np.ndarray]
-    ) -> list[int]:
+    def assign(self, conn: Tx, descriptors: Sequence[Sequence[float]] | Sequence[np.ndarray]) -> list[int]:
         """Cluster ids for new faces (creating clusters inside the caller's transaction).
 
         Call `commit` with the result once that transaction has committed, so a rolled-back photo
@@ -68,8 +65,7 @@ class ClusterIndex:
                 near_new = [c for v, c in pending if float(np.linalg.norm(v - vector)) <= self.threshold]
                 cluster = near_new[0] if near_new else None
             if cluster is None:
-                cur = conn.execute("INSERT INTO clusters (user) VALUES (?)", (self.user,))
-                cluster = int(cur.lastrowid or 0)
+                cluster = LibraryDB.new_cluster(conn, self.user)
             pending.append((vector, cluster))
             out.append(cluster)
         self._pending = pending

@@ -47,7 +47,7 @@ class FaceClusters:
         check_user(user)
         rows = self.db.rows(
             "SELECT r.*, r.x2 - r.x1 AS w, c.name AS cluster_name FROM regions r "
-            "JOIN clusters c ON c.id = r.cluster_id WHERE r.user=? ORDER BY r.id",
+            'JOIN clusters c ON c.id = r.cluster_id WHERE r."user"=? ORDER BY r.id',
             (user,),
         )
         grouped: dict[int, list[Any]] = {}
@@ -71,7 +71,9 @@ class FaceClusters:
         return out
 
     def _faces(self, user: str, cluster_id: int) -> list[Any]:
-        faces = self.db.rows("SELECT * FROM regions WHERE user=? AND cluster_id=? ORDER BY id", (user, int(cluster_id)))
+        faces = self.db.rows(
+            'SELECT * FROM regions WHERE "user"=? AND cluster_id=? ORDER BY id', (user, int(cluster_id))
+        )
         if not faces:
             raise NotFoundError(f"there is no face cluster {cluster_id} for user {user!r}", "see `rcmu people`")
         return faces
@@ -99,10 +101,9 @@ class FaceClusters:
         return None
 
     def _crops(self, user: str, faces: Sequence[Any]) -> list[Path]:
-        folder = self.store.dir / "crops" / user
         out = []
         for face in faces:
-            target = folder / f"face{int(face['id'])}.jpg"
+            target = self.store.crop_path(user, face)
             if not target.exists():
                 data = self._crop_bytes(user, face)
                 if data is None:
@@ -136,11 +137,11 @@ class FaceClusters:
             with self.db.transaction() as conn:
                 conn.execute(
                     "UPDATE regions SET entity_id=?, name=?, name_key=?, distance=NULL, named_by='user' "
-                    "WHERE user=? AND cluster_id=?",
+                    'WHERE "user"=? AND cluster_id=?',
                     (entity.id, entity.name, name_key(entity.name), user, int(cluster_id)),
                 )
                 conn.execute(
-                    "UPDATE clusters SET name=?, entity_id=? WHERE user=? AND id=?",
+                    'UPDATE clusters SET name=?, entity_id=? WHERE "user"=? AND id=?',
                     (entity.name, entity.id, user, int(cluster_id)),
                 )
             self.store.recontext(user, sorted({f["photo_id"] for f in faces}))
@@ -166,10 +167,10 @@ class FaceClusters:
             with self.db.transaction() as conn:
                 marks = ",".join("?" * (len(ids) - 1))
                 conn.execute(
-                    f"UPDATE regions SET cluster_id=? WHERE user=? AND cluster_id IN ({marks})",
+                    f'UPDATE regions SET cluster_id=? WHERE "user"=? AND cluster_id IN ({marks})',
                     (target, user, *ids[1:]),
                 )
-                conn.execute(f"DELETE FROM clusters WHERE user=? AND id IN ({marks})", (user, *ids[1:]))
+                conn.execute(f'DELETE FROM clusters WHERE "user"=? AND id IN ({marks})', (user, *ids[1:]))
         if names:
             return self.name(user, target, names.pop())
         return self._cluster(user, target)
@@ -190,11 +191,12 @@ class FaceClusters:
                 raise InvalidInputError("that would move every face", "leave at least one face in the cluster")
             named = any(faces[f]["named_by"] == "user" for f in moving)
             with self.db.transaction() as conn:
-                new_id = int(conn.execute("INSERT INTO clusters (user) VALUES (?)", (user,)).lastrowid or 0)
+                new_id = self.db.new_cluster(conn, user)
                 marks = ",".join("?" * len(moving))
                 update = ", entity_id=NULL, name=NULL, name_key=NULL, named_by='user'" if named else ""
                 conn.execute(
-                    f"UPDATE regions SET cluster_id=?{update} WHERE user=? AND id IN ({marks})", (new_id, user, *moving)
+                    f'UPDATE regions SET cluster_id=?{update} WHERE "user"=? AND id IN ({marks})',
+                    (new_id, user, *moving),
                 )
             self.store.recontext(user, sorted({faces[f]["photo_id"] for f in moving}))
         return self._cluster(user, new_id)

@@ -3,7 +3,8 @@
 Per user, each photo (one per distinct content, however many paths hold it) keeps its EXIF time and
 place, its faces (dlib boxes and descriptors) and objects, who was recognised, a one-line region
 context with a MiniLM embedding, and a CLIP image embedding when a CLIP model is configured. The
-sidecar (SQLite) says what is indexed; Chroma holds the vectors.
+sidecar (SQLite, or PostgreSQL when replicas share the deployment) says what is indexed; Chroma holds
+the vectors.
 
 Incremental: a path whose size and mtime are unchanged is not even read; new content is hashed, and a
 known hash at a new path is a move (old path gone) or a duplicate (old path still there) — never
@@ -206,18 +207,18 @@ class LibraryIndexer:
                 if old is not None:
                     self._drop_path(conn, user, root, rel, old["photo_id"])
                 others = conn.execute(
-                    "SELECT root, rel FROM paths WHERE user=? AND photo_id=?", (user, photo_id)
+                    'SELECT root, rel FROM paths WHERE "user"=? AND photo_id=?', (user, photo_id)
                 ).fetchall()
                 gone = [o for o in others if not (Path(o["root"]) / o["rel"]).exists()]
                 if gone:
                     conn.execute(
-                        "DELETE FROM paths WHERE user=? AND root=? AND rel=?", (user, gone[0]["root"], gone[0]["rel"])
+                        'DELETE FROM paths WHERE "user"=? AND root=? AND rel=?', (user, gone[0]["root"], gone[0]["rel"])
                     )
                     report.moved += 1
                 else:
                     report.duplicates += 1
-            conn.execute("INSERT OR REPLACE INTO paths VALUES (?, ?, ?, ?, ?, ?)", path_row)
-            conn.execute("DELETE FROM bad_files WHERE user=? AND root=? AND rel=?", (user, root, rel))
+            self.db.put_path(conn, path_row)
+            conn.execute('DELETE FROM bad_files WHERE "user"=? AND root=? AND rel=?', (user, root, rel))
 
     def _commit_pixels(
         self, user: str, root: str, item: _Waiting, px: Pixels, clusters: ClusterIndex, report: IndexReport
@@ -275,21 +276,20 @@ class LibraryIndexer:
             if old is not None:
                 self._drop_path(conn, user, root, rel, old["photo_id"])
             taken, place = c["taken_at"], c["place"]
-            conn.execute(
-                "INSERT OR REPLACE INTO photos (user, id, sha256, width, height, bytes, taken_at, lat, lon, rel, "
-                "context, embedded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.db.put_photo(
+                conn,
                 (user, photo_id, digest, width, height, path_row[4],
                  taken.isoformat() if taken else None, place[0] if place else None, place[1] if place else None,
-                 rel, c["context"], given is not None),
+                 rel, c["context"], int(given is not None)),
             )  # fmt: skip
-            conn.execute("INSERT OR REPLACE INTO paths VALUES (?, ?, ?, ?, ?, ?)", path_row)
-            conn.execute("DELETE FROM bad_files WHERE user=? AND root=? AND rel=?", (user, root, rel))
+            self.db.put_path(conn, path_row)
+            conn.execute('DELETE FROM bad_files WHERE "user"=? AND root=? AND rel=?', (user, root, rel))
             cluster_ids = dict(
                 zip(unknown, clusters.assign(conn, [regions[i].descriptor for i in unknown]), strict=True)
             )
             for i, (r, n) in enumerate(zip(regions, named, strict=True)):
                 conn.execute(
-                    "INSERT INTO regions (user, photo_id, x1, y1, x2, y2, category, score, source, descriptor, "
+                    'INSERT INTO regions ("user", photo_id, x1, y1, x2, y2, category, score, source, descriptor, '
                     "entity_id, name, name_key, distance, named_by, cluster_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (user, photo_id, *r.box, r.category, r.score, r.source,
@@ -303,30 +303,30 @@ class LibraryIndexer:
     # ---- paths that went away --------------------------------------------------------------------
     def _drop_path(self, conn: Any, user: str, root: str, rel: str, photo_id: str) -> None:
         """Forget one path; the photo goes with its last path (its vectors after the commit)."""
-        conn.execute("DELETE FROM paths WHERE user=? AND root=? AND rel=?", (user, root, rel))
-        left = conn.execute("SELECT 1 FROM paths WHERE user=? AND photo_id=? LIMIT 1", (user, photo_id)).fetchone()
+        conn.execute('DELETE FROM paths WHERE "user"=? AND root=? AND rel=?', (user, root, rel))
+        left = conn.execute('SELECT 1 FROM paths WHERE "user"=? AND photo_id=? LIMIT 1', (user, photo_id)).fetchone()
         if left is None:
             self.db.delete_photo(conn, user, photo_id)
             self._orphans.append(photo_id)
 
     def _remove_missing(self, user: str, root: str, seen: set[str]) -> int:
         gone = [rel for rel in self.db.paths_under(user, root) if rel not in seen]
+        fixed = [rel for rel in self.db.bad_under(user, root) if rel not in seen]  # failed files gone since
         with self.db.transaction() as conn:
             for rel in gone:
                 row = conn.execute(
-                    "SELECT photo_id FROM paths WHERE user=? AND root=? AND rel=?", (user, root, rel)
+                    'SELECT photo_id FROM paths WHERE "user"=? AND root=? AND rel=?', (user, root, rel)
                 ).fetchone()
                 if row is not None:
                     self._drop_path(conn, user, root, rel, row["photo_id"])
-            conn.execute(
-                "DELETE FROM bad_files WHERE user=? AND root=? AND rel NOT IN (SELECT value FROM json_each(?))",
-                (user, root, _json_list(seen)),
+            conn.executemany(
+                'DELETE FROM bad_files WHERE "user"=? AND root=? AND rel=?', [(user, root, rel) for rel in fixed]
             )
             if gone:
                 self.store.bump(conn, user)
         self.store.delete_vectors(user, self._orphans)
-        conn_rows = self.db.rows("SELECT id FROM clusters WHERE user=? AND id NOT IN "
-                                 "(SELECT DISTINCT cluster_id FROM regions WHERE user=? AND cluster_id IS NOT NULL)",
+        conn_rows = self.db.rows('SELECT id FROM clusters WHERE "user"=? AND id NOT IN '
+                                 '(SELECT DISTINCT cluster_id FROM regions WHERE "user"=? AND cluster_id IS NOT NULL)',
                                  (user, user))  # fmt: skip
         if conn_rows:
             self.db.execute(f"DELETE FROM clusters WHERE id IN ({','.join(str(int(r['id'])) for r in conn_rows)})")
@@ -343,10 +343,8 @@ class LibraryIndexer:
             stat = path.stat()
         except OSError:
             return
-        self.db.execute(
-            "INSERT OR REPLACE INTO bad_files VALUES (?, ?, ?, ?, ?, ?)",
-            (user, root, rel, stat.st_size, stat.st_mtime_ns, reason),
-        )
+        with self.db.transaction() as conn:
+            self.db.put_bad(conn, (user, root, rel, stat.st_size, stat.st_mtime_ns, reason))
 
 
 def _rel(path: Path, folder: Path) -> str:
@@ -364,9 +362,3 @@ def _changed(path: Path, old: Any, bad: Any) -> bool:
     except OSError:
         return False  # reported when the walk reaches it
     return not _same_file(stat, old) and not _same_file(stat, bad)
-
-
-def _json_list(items: set[str]) -> str:
-    import json
-
-    return json.dumps(sorted(items))

@@ -8,7 +8,6 @@ memory's stamp differs from the one the library last caught up with.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from rcmu_agent.errors import MemoryLockedError
 from rcmu_agent.memory._records import name_key
 from rcmu_agent.memory.library._cluster_index import ClusterIndex
+from rcmu_agent.memory.library._db import Row
 from rcmu_agent.memory.library._store import LibraryStore
 from rcmu_agent.recognizer import Recognizer
 from rcmu_agent.schema import Region
@@ -49,15 +49,15 @@ class LibraryNames:
         if db.get_meta(user, "memory_stamp") == stamp:
             return
         rows = db.rows(
-            "SELECT * FROM regions WHERE user=? AND category='person' AND descriptor IS NOT NULL "
+            """SELECT * FROM regions WHERE "user"=? AND category='person' AND descriptor IS NOT NULL """
             "AND (named_by IS NULL OR named_by='memory') ORDER BY photo_id, id",
             (user,),
         )
-        by_photo: dict[str, list[sqlite3.Row]] = {}
+        by_photo: dict[str, list[Row]] = {}
         for r in rows:
             by_photo.setdefault(r["photo_id"], []).append(r)
         updates: list[tuple[Any, ...]] = []
-        unmatched: list[sqlite3.Row] = []
+        unmatched: list[Row] = []
         changed: set[str] = set()
         for photo_id, faces in by_photo.items():  # per photo: one face per person, as when indexed
             entries = self.recognizer.match(user, [_face(f) for f in faces])
@@ -76,7 +76,7 @@ class LibraryNames:
             log.info("names changed in %d photo(s) after the memory changed", len(changed))
             self.store.recontext(user, sorted(changed))
 
-    def _write(self, user: str, updates: list[tuple[Any, ...]], unmatched: list[sqlite3.Row], stamp: str) -> None:
+    def _write(self, user: str, updates: list[tuple[Any, ...]], unmatched: list[Row], stamp: str) -> None:
         db = self.store.db
         clusters = ClusterIndex.load(db, user, self.store.settings.library_cluster_threshold)
         with db.transaction() as conn:
@@ -97,7 +97,7 @@ class LibraryNames:
     def refresh_if_free(self, user: str) -> None:
         """Pick up names taught since the last index (and text vectors a killed index left pending),
         unless an index is running: it does both itself."""
-        pending = bool(self.store.db.rows("SELECT 1 FROM photos WHERE user=? AND embedded=0 LIMIT 1", (user,)))
+        pending = bool(self.store.db.rows('SELECT 1 FROM photos WHERE "user"=? AND embedded=0 LIMIT 1', (user,)))
         if not pending and not self.stale(user):
             return
         try:
@@ -108,7 +108,7 @@ class LibraryNames:
             log.info("an index is running; names taught since it started show once it ends")
 
 
-def _face(row: sqlite3.Row) -> Region:
+def _face(row: Row) -> Region:
     """A stored face as recognition sees it: its box and its descriptor."""
     return Region(
         box=(row["x1"], row["y1"], row["x2"], row["y2"]),

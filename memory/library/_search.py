@@ -1,7 +1,7 @@
 """Searching the photo library: people (all of them together), text, dates, combined; and the
 photos a question is about (`retrieve`, for answering over the library).
 
-Filters run in SQLite (indexed names and dates); text similarity is an exact dot product against the
+Filters run in the sidecar's database (indexed names and dates); text similarity is an exact dot product against the
 user's MiniLM vectors, read from Chroma once per change of the library and kept in memory (10,000
 photos x 384 floats = 15 MB), so a query costs one sentence embedding plus a matrix-vector product.
 """
@@ -79,7 +79,7 @@ class LibrarySearch:
                 matched.setdefault(photo_id, set()).update(region_ids)
         if candidates is not None and not candidates:
             return []
-        where, params = ["user=?"], [user]
+        where, params = ['"user"=?'], [user]
         if start:
             where.append("taken_at >= ?")
             params.append(start)
@@ -125,7 +125,7 @@ class LibrarySearch:
     # ---- people ----------------------------------------------------------------------------------
     def known_people(self, user: str) -> list[str]:
         """Names recognised in the user's photos."""
-        rows = self.db.rows("SELECT DISTINCT name FROM regions WHERE user=? AND name IS NOT NULL", (user,))
+        rows = self.db.rows('SELECT DISTINCT name FROM regions WHERE "user"=? AND name IS NOT NULL', (user,))
         return sorted(r["name"] for r in rows)
 
     def _photos_with(self, user: str, person: str) -> dict[str, set[int]]:
@@ -133,7 +133,7 @@ class LibrarySearch:
         key = name_key(clean_text(person, "person", max_chars=100))
         if not key:
             raise InvalidInputError(f"{person!r} is not a name", "give a person's name, e.g. Rose")
-        names = self.db.rows("SELECT DISTINCT name_key FROM regions WHERE user=? AND name_key IS NOT NULL", (user,))
+        names = self.db.rows('SELECT DISTINCT name_key FROM regions WHERE "user"=? AND name_key IS NOT NULL', (user,))
         keys = [r["name_key"] for r in names if f" {key} " in f" {r['name_key']} "]
         if not keys:  # someone the memory knows, in none of the photos, is no error: the search finds nothing
             if _has_name(key, [e.name for e in self._memory.named_in(user, person) if e.category == "person"]):
@@ -145,7 +145,7 @@ class LibrarySearch:
         marks = ",".join("?" * len(keys))
         out: dict[str, set[int]] = {}
         for r in self.db.rows(
-            f"SELECT photo_id, id FROM regions WHERE user=? AND name_key IN ({marks})", (user, *keys)
+            f'SELECT photo_id, id FROM regions WHERE "user"=? AND name_key IN ({marks})', (user, *keys)
         ):
             out.setdefault(r["photo_id"], set()).add(int(r["id"]))
         return out

@@ -1,19 +1,25 @@
 """What every part of the photo library shares: the sidecar, the Chroma collections, the index lock
-and each photo's context text (the line MiniLM embeds for text search)."""
+and each photo's context text (the line MiniLM embeds for text search).
+
+One machine keeps the sidecar and the lock under `RCMU_HOME/library` (SQLite, a file lock). Replicas
+of a shared deployment (`RCMU_DATABASE_URL`) keep the sidecar in PostgreSQL and take PostgreSQL's
+advisory lock, so an index through one replica holds back an index through any other and dies with
+its process; what stays under `RCMU_HOME/library` then is a cache (face crops), made again when missing."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import sqlite3
+import socket
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import MemoryLockedError
 from rcmu_agent.memory._client import collection, open_client
-from rcmu_agent.memory.library._db import LibraryDB
+from rcmu_agent.memory.library._db import LibraryDB, Row, Tx
 from rcmu_agent.memory.text_embedder import TextEmbedder
 
 if TYPE_CHECKING:
@@ -51,9 +57,9 @@ def context_text(
 
 
 class LibraryStore:
-    """The library's storage for every user under one home: the SQLite sidecar (`db`), the text and
-    image vectors in Chroma (`col`), and the lock that lets one writer (an index or a cluster edit)
-    run at a time. Indexing, search and clusters all work through one instance."""
+    """The library's storage for every user under one home (or one shared deployment): the sidecar
+    (`db`), the text and image vectors in Chroma (`col`), and the lock that lets one writer (an index
+    or a cluster edit) run at a time. Indexing, search and clusters all work through one instance."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -66,7 +72,7 @@ class LibraryStore:
     @property
     def db(self) -> LibraryDB:
         if self._db is None:
-            self._db = LibraryDB(self.dir / "library.sqlite")
+            self._db = LibraryDB.open(self.settings)
         return self._db
 
     def col(self, name: str) -> Any:
@@ -77,15 +83,26 @@ class LibraryStore:
             self._cols[name] = collection(self._client, name, model, "cosine")
         return self._cols[name]
 
+    def crop_path(self, user: str, face: Row) -> Path:
+        """Where a face's crop is cached. Shared, region ids belong to the database, not the home: the
+        name carries the photo too, so a home that served another database never shows a stale crop."""
+        if self.settings.database_url:
+            return self.dir / "cache" / "crops" / user / f"face{int(face['id'])}-{face['photo_id']}.jpg"
+        return self.dir / "crops" / user / f"face{int(face['id'])}.jpg"
+
     @contextlib.contextmanager
     def lock(self, timeout: float | None = None) -> Iterator[None]:
-        """One indexer (or cluster edit) per home; a second waits `lock_timeout`, then is told who runs."""
+        """One indexer (or cluster edit) per home — per deployment when shared; a second waits
+        `lock_timeout`, then is told who runs."""
+        wait = self.settings.lock_timeout if timeout is None else timeout
+        if self.settings.database_url:
+            with self._shared_lock(self.settings.database_url, wait):
+                yield
+            return
         from filelock import FileLock, Timeout
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(
-            str(self.dir / "index.lock"), timeout=self.settings.lock_timeout if timeout is None else timeout
-        )
+        lock = FileLock(str(self.dir / "index.lock"), timeout=wait)
         pid_file = self.dir / "index.pid"
         try:
             lock.acquire()
@@ -101,6 +118,24 @@ class LibraryStore:
         finally:
             pid_file.unlink(missing_ok=True)
             lock.release()
+
+    @contextlib.contextmanager
+    def _shared_lock(self, url: str, wait: float) -> Iterator[None]:
+        """PostgreSQL's session advisory lock "library"; the holder is written down for the busy message."""
+        from rcmu_agent.postgres import advisory_lock
+
+        def busy() -> MemoryLockedError:  # the holder's pid, and whether it runs here (never the host's name)
+            pid, _, host = (self.db.get_meta("", "index_holder") or "unknown@").partition("@")
+            where = "" if host == socket.gethostname() else " on another replica"
+            return MemoryLockedError(
+                f"an index of the shared photo library is running (pid {pid}{where})",
+                "wait for it to finish (a later run continues where it stopped), or raise RCMU_LOCK_TIMEOUT",
+            )
+
+        with advisory_lock(url, "library", wait, busy):
+            with self.db.transaction() as conn:
+                self.db.set_meta(conn, "", "index_holder", f"{os.getpid()}@{socket.gethostname()}")
+            yield
 
     # ---- vectors ---------------------------------------------------------------------------------
     def write_text_vectors(self, user: str, ids: Sequence[str], contexts: Sequence[str], vectors: Any = None) -> None:
@@ -119,7 +154,7 @@ class LibraryStore:
         done = 0
         while True:
             rows = self.db.rows(
-                "SELECT id, context FROM photos WHERE user=? AND embedded=0 LIMIT ?", (user, max(at_least, PENDING))
+                'SELECT id, context FROM photos WHERE "user"=? AND embedded=0 LIMIT ?', (user, max(at_least, PENDING))
             )
             if len(rows) < at_least or not rows:
                 return done
@@ -127,7 +162,7 @@ class LibraryStore:
             self.write_text_vectors(user, ids, [r["context"] for r in rows])
             with self.db.transaction() as conn:
                 marks = ",".join("?" * len(ids))
-                conn.execute(f"UPDATE photos SET embedded=1 WHERE user=? AND id IN ({marks})", (user, *ids))
+                conn.execute(f'UPDATE photos SET embedded=1 WHERE "user"=? AND id IN ({marks})', (user, *ids))
                 self.bump(conn, user)
             done += len(ids)
             at_least = 1
@@ -140,11 +175,11 @@ class LibraryStore:
         if self.settings.image_embedding_model:
             self.col(IMAGE_COLLECTION).delete(ids=keys)
 
-    def bump(self, conn: sqlite3.Connection, user: str) -> None:
+    def bump(self, conn: Tx, user: str) -> None:
         """Mark the user's vectors changed: search reloads its in-memory copy on the next query."""
         conn.execute(
-            "INSERT INTO meta (user, key, value) VALUES (?, 'version', '1') ON CONFLICT (user, key) "
-            "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+            """INSERT INTO meta ("user", key, value) VALUES (?, 'version', '1') ON CONFLICT ("user", key) """
+            "DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)",
             (user,),
         )
 
@@ -164,7 +199,7 @@ class LibraryStore:
         self.write_text_vectors(user, ids, contexts)
         with self.db.transaction() as conn:
             conn.executemany(
-                "UPDATE photos SET context=?, embedded=1 WHERE user=? AND id=?",
+                'UPDATE photos SET context=?, embedded=1 WHERE "user"=? AND id=?',
                 [(c, user, i) for c, i in zip(contexts, ids, strict=True)],
             )
             self.bump(conn, user)

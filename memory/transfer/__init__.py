@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import time
 import uuid
 from collections import deque
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcmu_agent.errors import InvalidInputError, NotFoundError
+from rcmu_agent.memory._references import reference_name
+from rcmu_agent.memory.library import LibraryDB
 from rcmu_agent.memory.transfer._read import FORMAT, FORMAT_VERSION, ImportRow, Source, read_source
 from rcmu_agent.schema import ExportReport, ImportReport
 from rcmu_agent.users import check_user
@@ -73,7 +74,7 @@ def export_memory(
                 entities = store.entities(user)
                 report.users[user] = len(entities)
                 for entity in entities:
-                    photos = [_copy_photo(store.home, tmp, user, entity.id, p, report) for p in entity.photos]
+                    photos = [_copy_photo(store, tmp, user, entity.id, p, report) for p in entity.photos]
                     line = {
                         "id": entity.id,
                         "user": user,
@@ -87,7 +88,7 @@ def export_memory(
             handle.flush()
             os.fsync(handle.fileno())
         if library:
-            report.library_photos = _export_library(store.home / "library" / "library.sqlite", tmp, chosen)
+            report.library_photos = _export_library(LibraryDB.existing(store.home, store.database_url), tmp, chosen)
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -107,64 +108,73 @@ def export_memory(
     return report
 
 
-def _copy_photo(home: Path, tmp: Path, user: str, entity_id: str, stored: str, report: ExportReport) -> str | None:
-    """Copy one reference photo into the export; its path in the export, relative to the folder."""
-    source = Path(stored)
-    if not source.is_file():  # the home was moved since: the copy sits at the same place under it
-        source = home / "photos" / user / entity_id / source.name
-    if not source.is_file():
+def _copy_photo(
+    store: MemoryStore, tmp: Path, user: str, entity_id: str, stored: str, report: ExportReport
+) -> str | None:
+    """Copy one reference photo into the export, read through the memory's reference store (the home
+    folder or the shared database, whichever wrote it); its path in the export, relative to the folder."""
+    name = reference_name(stored)
+    try:
+        data = store.references.read(user, entity_id, stored)
+    except NotFoundError:
+        data = None
+    if data is None or name is None:
         report.missing_photos.append(stored)
         log.warning("reference photo %s is missing; exported without it", stored)
         return None
-    rel = Path("photos") / user / entity_id / source.name
+    rel = Path("photos") / user / entity_id / name
     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, tmp / rel)
+    (tmp / rel).write_bytes(data)
     report.photos += 1
     return rel.as_posix()
 
 
-def _export_library(db: Path, tmp: Path, users: Sequence[str]) -> int:
-    """Library metadata (paths, dates, places, who is where): for the record; `import` does not read it."""
+def _export_library(db: LibraryDB | None, tmp: Path, users: Sequence[str]) -> int:
+    """Library metadata (paths, dates, places, who is where): for the record; `import` does not read it.
+    The library's own sidecar (SQLite under the home, or PostgreSQL when shared), read through it."""
     count = 0
     with (tmp / "library.jsonl").open("w", encoding="utf-8") as handle:
-        if not db.is_file():
+        if db is None:
             return 0
-        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
         try:
             for user in users:
-                for photo in conn.execute("SELECT * FROM photos WHERE user = ? ORDER BY id", (user,)):
-                    paths = conn.execute(
-                        "SELECT root, rel FROM paths WHERE user = ? AND photo_id = ?", (user, photo["id"])
-                    ).fetchall()
-                    regions = conn.execute(
-                        "SELECT x1, y1, x2, y2, category, entity_id, name, named_by FROM regions "
-                        "WHERE user = ? AND photo_id = ? ORDER BY id",
-                        (user, photo["id"]),
-                    ).fetchall()
-                    line = {
-                        "user": user,
-                        "sha256": photo["sha256"],
-                        "paths": [str(Path(r["root"]) / r["rel"]) for r in paths],
-                        "taken_at": photo["taken_at"],
-                        "place": [photo["lat"], photo["lon"]] if photo["lat"] is not None else None,
-                        "size": [photo["width"], photo["height"]],
-                        "regions": [
-                            {
-                                "box": [r["x1"], r["y1"], r["x2"], r["y2"]],
-                                "category": r["category"],
-                                "entity_id": r["entity_id"],
-                                "name": r["name"],
-                                "named_by": r["named_by"],
-                            }
-                            for r in regions
-                        ],
-                    }
-                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    count += 1
+                ids = [r["id"] for r in db.rows('SELECT id FROM photos WHERE "user" = ? ORDER BY id', (user,))]
+                for at in range(0, len(ids), 500):  # a few queries per 500 photos, not three per photo
+                    chunk = ids[at : at + 500]
+                    photos, paths, regions = (
+                        db.photos(user, chunk),
+                        db.paths_of(user, chunk),
+                        db.regions_of(user, chunk),
+                    )
+                    for pid in chunk:
+                        handle.write(json.dumps(_library_line(user, photos[pid], paths, regions), ensure_ascii=False))
+                        handle.write("\n")
+                        count += 1
         finally:
-            conn.close()
+            db.close()
     return count
+
+
+def _library_line(user: str, photo: Any, paths: dict[str, list[str]], regions: dict[str, list[Any]]) -> dict[str, Any]:
+    """One library photo as `library.jsonl` records it: where it is, when and where taken, who is where."""
+    return {
+        "user": user,
+        "sha256": photo["sha256"],
+        "paths": paths.get(photo["id"], []),
+        "taken_at": photo["taken_at"],
+        "place": [photo["lat"], photo["lon"]] if photo["lat"] is not None else None,
+        "size": [photo["width"], photo["height"]],
+        "regions": [
+            {
+                "box": [r["x1"], r["y1"], r["x2"], r["y2"]],
+                "category": r["category"],
+                "entity_id": r["entity_id"],
+                "name": r["name"],
+                "named_by": r["named_by"],
+            }
+            for r in regions.get(photo["id"], [])
+        ],
+    }
 
 
 # ---- import ------------------------------------------------------------------------------------------

@@ -17,6 +17,12 @@ described, then stored) and `Assistant.forget`, with small real face photos from
 distinct file, a few pixels smaller than the last copy of that face); the parent describes each photo once with the same
 dlib models, so the reader knows every stored vector. Either way the expected recognition of a probe
 is the nearest committed vector under dlib's 0.6 threshold, asked through `Recognizer.match` as `ask` does.
+
+The storage mode comes from the environment (RCMU_DATABASE_URL and RCMU_CHROMA_URL: shared; neither:
+embedded). After the last round the parent runs the recovery the next writer would and reads the
+stores themselves (`_stores`): no journal left, and each listed entity holds exactly its listed photos
+and their vectors (in shared mode, rows in PostgreSQL and the Chroma server; and nothing but caches
+under the home); what it finds wrong is the report's "stores".
 """
 
 from __future__ import annotations
@@ -135,6 +141,31 @@ def _settings(home: Path) -> Any:
     return Settings(home=home, object_detector=None, image_embedding_model=None, lock_timeout=30)
 
 
+def _check_stores(assistant: Any) -> list[str]:
+    """What the stores hold beyond (or short of) what the listed entities name, once the recovery the
+    next writer runs has run; in shared mode also any file under the home that is not a cache."""
+    from _stores import journal, kept_on_disk, reference_key, references
+
+    memory, settings = assistant.parts.memory, assistant.settings
+    memory.recover()
+    problems = []
+    left = journal(settings.home, settings.database_url)
+    if left is not None:
+        problems.append(f"a journal is left after recovery: {left[:200]}")
+    stored = references(settings.home, settings.database_url, USER)
+    for entity in assistant.entities(user=USER):
+        listed = sorted(reference_key(USER, p) for p in entity.photos)
+        held = [key for key in stored if key.split("/")[1] == entity.id]
+        if held != listed:
+            problems.append(f"{entity.name}: stored photos {held}, listed {listed}")
+        vectors = sorted(memory._col("faces").get(where={"entity_id": entity.id}, include=[])["ids"])
+        if vectors != sorted(f"{entity.id}:{Path(p).stem}" for p in entity.photos):
+            problems.append(f"{entity.name}: face vectors {vectors}, listed photos {entity.photos}")
+    if settings.database_url and kept_on_disk(settings.home):
+        problems.append(f"the home keeps {kept_on_disk(settings.home)}")
+    return problems
+
+
 def _apply(state: dict[str, Any], op: dict[str, Any], digest: Any) -> dict[str, Any]:
     new = {k: {"info": v["info"], "photos": list(v["photos"])} for k, v in state.items()}
     if op["kind"] == "forget":
@@ -212,7 +243,8 @@ def main(home: Path, rounds: int, seed: int, mode: str = "store", faces: Path | 
     state: dict[str, Any] = {}
     counter = [0]
     took: dict[str, float] = {}  # seconds each kind of write takes here, updated as rounds end
-    report: dict[str, Any] = {"mode": mode, "rounds": 0, "killed": 0, "completed": 0, "failures": [], "seconds": 0.0}
+    shared = assistant.settings.database_url is not None
+    report: dict[str, Any] = {"mode": mode, "shared": shared, "rounds": 0, "killed": 0, "completed": 0, "failures": []}
     report["killed_ops"] = {"new": 0, "update": 0, "forget": 0}  # the writes a kill interrupted, by kind
     start = time.monotonic()
     pending: tuple[dict[str, Any], dict[str, Any]] | None = None  # (state before, op) of a killed write
@@ -270,6 +302,7 @@ def main(home: Path, rounds: int, seed: int, mode: str = "store", faces: Path | 
             report["failures"].append({"round": round_no, "why": f"writer failed: {rest.strip()}"})
     report["seconds"] = round(time.monotonic() - start, 1)
     report["final"] = state
+    report["stores"] = _check_stores(assistant)  # every child has ended: the parent opens the memory now
     return report
 
 

@@ -13,6 +13,12 @@ finished) allows exactly P = d or d + 1 (the photo after d committed, its report
 and never fewer than before. The list must be exactly those files, recognition must find every one of
 them whole (all its faces, Obama named), and text search only whole listed photos. A last, unkilled
 run must then index every photo, and text search find them all.
+
+The storage mode comes from the environment (RCMU_DATABASE_URL and RCMU_CHROMA_URL: shared, the
+library's tables in PostgreSQL and its vectors in a Chroma server; neither: embedded). At the end the
+library's tables and text vectors are read directly (`_stores.library_rows`, the Chroma collection):
+one row per photo and path, each photo's faces, no text vector pending or missing; in shared mode
+nothing but caches under the home. What disagrees is the report's "stores".
 """
 
 from __future__ import annotations
@@ -141,6 +147,25 @@ def _run(assistant: Assistant, library: Path, out: int, *, final: bool = False) 
         _read(assistant, out)
 
 
+def _check_stores(assistant: Assistant, files: list[str]) -> list[str]:
+    """The library's own rows and vectors after the last run, against the photos it indexed."""
+    from _stores import kept_on_disk, library_rows
+
+    from rcmu_agent.memory.library._store import TEXT_COLLECTION
+
+    settings = assistant.settings
+    faces = sum(FACES[int(name.rsplit("-", 1)[1].split(".")[0])] for name in files)
+    want = {"photos": len(files), "paths": len(files), "regions": faces, "pending": 0}
+    rows = library_rows(settings.home, settings.database_url)
+    problems = [] if rows == want else [f"library rows {rows}, expected {want}"]
+    vectors = assistant.parts.library.store.col(TEXT_COLLECTION).count()
+    if vectors != len(files):
+        problems.append(f"{vectors} text vectors for {len(files)} photos")
+    if settings.database_url and kept_on_disk(settings.home):
+        problems.append(f"the home keeps {kept_on_disk(settings.home)}")
+    return problems
+
+
 def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[str, Any]:
     import chromadb.api.rust  # noqa: F401  (code only: no client is opened before a fork)
 
@@ -163,7 +188,8 @@ def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[
             small = img.convert("RGB")
         small.thumbnail((400, 400))  # faces still found; detection in tens of milliseconds
         sources.append(small)
-    report: dict[str, Any] = {"rounds": 0, "killed": 0, "failures": [], "photos": 0}
+    shared = assistant.settings.database_url is not None
+    report: dict[str, Any] = {"shared": shared, "rounds": 0, "killed": 0, "failures": [], "photos": 0}
     report["landed"] = {"before any new commit": 0, "between commits": 0, "after the last commit": 0, "completed": 0}
     files: list[str] = []
     committed, durations = 0, []  # the committed prefix; seconds a whole run took
@@ -216,6 +242,7 @@ def main(home: Path, data: Path, library: Path, rounds: int, seed: int) -> dict[
     report["found"] = len(final.get("people", []))
     report["searched"] = len(final.get("text", []))
     report["seconds"] = round(time.monotonic() - started, 1)
+    report["stores"] = _check_stores(assistant, files)  # every child has ended: the parent reads now
     return report
 
 

@@ -9,6 +9,10 @@ after the other: each loads Python, dlib, MiniLM and Chroma from nothing while t
 keep going for SECONDS, and for as long as a cold write is still running (at most COLD_CAP seconds).
 Every call's outcome is appended to OUT as one JSON line: {"ok": true, ...} or {"ok": false,
 "error": ..., "kind": ...}, with its start and end (seconds since the driver started).
+
+With RCMU_DATABASE_URL and RCMU_CHROMA_URL in the environment (the shared storage mode) the processes
+meet in PostgreSQL and the Chroma server, and the cold writer is a replica with a home of its own
+(`cold-home` beside HOME), as a process on another machine would be.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def cold(home: Path, photo: Path, out: Path, done: Path) -> None:
     """`rcmu remember` in new interpreters (the default lock timeout), one after the other, each
     reporting how long it waited for and held the write lock (`_cold_remember.py`)."""
     wrapper, holds = Path(__file__).with_name("_cold_remember.py"), out.with_name("cold-holds.jsonl")
-    env = {**os.environ, "RCMU_HOME": str(home), "RCMU_OBJECT_DETECTOR": "", "RCMU_IMAGE_EMBEDDING_MODEL": ""}
+    own = home.with_name("cold-home") if os.environ.get("RCMU_DATABASE_URL") else home  # shared: another machine
+    env = {**os.environ, "RCMU_HOME": str(own), "RCMU_OBJECT_DETECTOR": "", "RCMU_IMAGE_EMBEDDING_MODEL": ""}
     env.pop("RCMU_LOCK_TIMEOUT", None)
     try:
         for n in range(1, COLD_WRITES + 1):

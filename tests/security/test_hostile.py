@@ -1,7 +1,8 @@
 """Hostile and careless inputs through every model-facing entry (the LangChain tools, and
 `rcmu_agent.door`, the door the graph's message interface and servers call): refusals say only
 "outside the allowed folders" / "not a readable photo", and no piece of a secret file ever appears in
-a reply, an artifact or a log record."""
+a reply, an artifact or a log record. Every test of the assistant runs on both storage modes
+(`embedded`, `shared`: see conftest.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,17 @@ from rcmu_agent.errors import InvalidInputError
 from rcmu_agent.images import load_image
 from rcmu_agent.tools import rcmu_tools
 
-from .conftest import SECRET
+from ._stores import kept_on_disk
+from .conftest import MODES, SECRET
 
 OUTSIDE = "is outside the allowed folders"
 UNREADABLE = "is not a readable photo"
+
+
+@pytest.fixture(scope="module", params=MODES)
+def assistant_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The module's assistant in each storage mode in turn (one database and Chroma server for `shared`)."""
+    return dict(request.getfixturevalue("module_services")) if request.param == "shared" else {}
 
 
 def _call(tool: BaseTool, **args: Any) -> ToolMessage:
@@ -153,23 +161,31 @@ def test_no_stored_photo_is_read_by_path_not_even_ones_own(assistant: Assistant)
     is reached by its id in the asker's vault, never by a path a model wrote."""
     home = assistant.settings.home
     (alice_photo,) = next(e for e in assistant.entities(user="alice") if e.name == "Barack Obama").photos
-    assert Path(alice_photo).is_relative_to(home)
+    refusal = OUTSIDE  # embedded: the string is a path under the home
+    if assistant.settings.database_url:  # shared: a row in PostgreSQL, its string (ref:…) names no file
+        assert not Path(alice_photo).exists() and not Path(alice_photo).is_relative_to(home)
+        assert kept_on_disk(home) == []  # and the home keeps nothing but caches
+        refusal = "scheme 'ref' is not supported"
+    else:
+        assert Path(alice_photo).is_relative_to(home)
     bob = _tools(assistant, "bob")
     for name, args in _photo_calls(alice_photo):
         message = _call(bob[name], **args)
-        assert message.status == "error" and OUTSIDE in str(message.content), message.content
+        assert message.status == "error" and refusal in str(message.content), message.content
     assert [e.name for e in assistant.entities(user="bob")] == ["Joe Biden"]
     for private in (home / "chroma" / "chroma.sqlite3", home / "memory.lock", home / "threads.sqlite"):
         message = _call(bob["describe_photo"], photo=str(private))
         assert message.status == "error" and OUTSIDE in str(message.content), message.content
     own = _call(_tools(assistant, "alice")["describe_photo"], photo=alice_photo)
-    assert own.status == "error" and OUTSIDE in str(own.content), own.content
+    assert own.status == "error" and refusal in str(own.content), own.content
 
 
 @pytest.mark.integration
-def test_a_stranger_with_no_memory_learns_nothing_about_other_users(assistant: Assistant, allowed: Path) -> None:
+def test_a_stranger_with_no_memory_learns_nothing_about_other_users(
+    assistant: Assistant, allowed: Path, faces_dir: Path
+) -> None:
     scene = allowed / "scene.jpg"
-    shutil.copy(Path(assistant.entities(user="alice")[0].photos[0]), scene)
+    shutil.copy(faces_dir / "reference" / "obama_obama.jpg", scene)  # the photo alice taught Barack with
     carol = _tools(assistant, "carol")
     outputs = []
     for name, args in [

@@ -76,7 +76,11 @@ def test_an_upload_is_its_uploaders_photo_before_and_after_a_restart(web: tuple[
     folder, vault = web
     files = _files(folder, vault)
     beach, park = _upload(folder, "beach.png", _png((0, 90, 200))), _upload(folder, "park.png", _png((0, 160, 0)))
-    files.record("alice", [beach, park])  # what the upload route answered alice
+    junk = _upload(folder, "notes.png", b"not a photo at all")
+    files.record("alice", [beach, park, junk])  # what the upload route answered alice
+    files.claim("alice", [beach, park, junk])  # ... and, as it answered, her photos went into her vault
+    files.claim("bob", [beach, park])  # a claim for what one never uploaded is nothing
+    assert not vault.has("bob", photo_id(Path(beach).read_bytes()))
 
     taken = files.take("alice", {"path": beach, "meta": {"_type": "gradio.FileData"}})
     assert taken.name == "beach.png" and vault.get("alice", taken.id) == Path(beach).read_bytes()
@@ -94,9 +98,10 @@ def test_an_upload_is_its_uploaders_photo_before_and_after_a_restart(web: tuple[
 
     restarted = _files(folder, vault)  # nothing recorded: only the vault says whose a file is
     assert restarted.take("alice", beach) == taken and restarted.may_fetch("alice", beach)
+    assert restarted.take("alice", park).id == photo_id(Path(park).read_bytes())  # claimed at upload: still hers
     with pytest.raises(InvalidInputError, match=NOT_YOURS):
-        restarted.take("alice", park)  # uploaded, never taken: after a restart nobody's
-    for path in (beach, park, str(answer)):
+        restarted.take("alice", junk)  # not a photo: recorded by the old process only, so refused now
+    for path in (beach, park, junk, str(answer)):
         assert not restarted.may_fetch("bob", path)
         with pytest.raises(InvalidInputError, match=NOT_YOURS):
             restarted.take("bob", path)

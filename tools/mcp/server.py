@@ -259,25 +259,33 @@ class _Bridge:
         return _encoded(image)
 
     def person(self, entity_id: str) -> str:
-        """One memory entry as JSON, with small JPEG thumbnails of its reference photos."""
+        """One memory entry as JSON, with small JPEG thumbnails of its reference photos (read through the
+        memory's reference store, so any replica shows them); a photo the store no longer holds is left
+        out and said in `missing`, one line."""
         from rcmu_agent.images import open_image
 
         user = self.current_user()
+        memory = self.assistant.parts.memory
         try:
-            entity = self.assistant.parts.memory.get(user, entity_id)
+            entity = memory.get(user, entity_id)
         except (NotFoundError, RcmuError):
             raise ResourceError(
                 f"no person {entity_id!r} in your memory — list them with the list_people tool"
             ) from None
-        thumbnails = []
+        thumbnails, missing = [], ""
         for photo in entity.photos:
-            with open_image(photo) as img:
+            try:
+                data = memory.references.read(user, entity.id, photo)
+            except NotFoundError as exc:
+                missing = str(exc)
+                continue
+            with open_image(io.BytesIO(data)) as img:
                 img.thumbnail((160, 160))
                 buffer = io.BytesIO()
                 img.convert("RGB").save(buffer, format="JPEG", quality=85)
             thumbnails.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
         entry = {"id": entity.id, "name": entity.name, "category": entity.category, "info": entity.info}
-        return json.dumps({**entry, "thumbnails": thumbnails})
+        return json.dumps({**entry, "thumbnails": thumbnails, **({"missing": missing} if missing else {})})
 
 
 def _encoded(image: Any) -> tuple[str, str]:

@@ -11,10 +11,11 @@ a login, by URL; its event API likewise accepts any path there as an "upload". S
   by `PhotoCache.ingest`, kept in the login's `PhotoVault`) as it arrives: page state carries that
   id, never the path, and handlers resolve it only through the current login's vault.
 
-The uploader record is this process's memory, so after a restart it knows nothing: deny by default.
-What survives is the vault, and a file whose bytes are already in a login's vault is that login's
-(it gives them nothing they do not hold), so a login still reaches its own photos after a restart,
-and nobody reaches anyone else's.
+An upload's claim is its bytes in the uploader's vault: each photo goes there as the upload route
+answers (`WebFiles.claim`), so the claim survives a restart and, with a shared vault (`RCMU_DATABASE_URL`),
+holds on every replica. A file whose bytes are in a login's vault is that login's (it gives them nothing
+they do not hold); anything else (an upload that is not a photo, a shown copy) is recorded in this
+process's memory only, so after a restart it is refused: deny by default.
 """
 
 from __future__ import annotations
@@ -81,6 +82,21 @@ class WebFiles:
                     self._logins.move_to_end(real)
             while len(self._logins) > self.keep:  # forgotten means refused, never allowed
                 self._logins.popitem(last=False)
+
+    def claim(self, user: str, paths: Iterable[str]) -> None:
+        """`user` just uploaded `paths`: each photo among them goes into their vault at once (read through
+        the door, decode-checked), so the claim outlives this process and reaches every replica that
+        shares the vault. What is not a photo stays recorded here only; using it says why."""
+        for path in paths:
+            real = self._inside(path)
+            if real is None or not self._recorded(user, real):
+                continue
+            try:
+                data = read_photo_file(real, [self.folder], max_bytes=self.max_bytes, single_link=True).data
+                if not self.vault.has(user, photo_id(data)):
+                    self.photos.ingest(user, Inbound(data, name=Path(real).name))
+            except RcmuError:
+                continue  # refused: `take` gives the reason when the upload is used
 
     def shown(self, user: str, outputs: Any) -> None:
         """Record every file in an event's outputs (Gradio's `FileData`: dicts with a `path`) for `user`."""
@@ -232,7 +248,9 @@ class FileGuard:
                     except ValueError:
                         paths = []
                     if isinstance(paths, list):
-                        self.files.record(user, (p for p in paths if isinstance(p, str)))
+                        uploaded = [p for p in paths if isinstance(p, str)]
+                        self.files.record(user, uploaded)
+                        await _in_thread(self.files.claim, user, uploaded)
             await send(message)
 
         return sending
@@ -260,7 +278,7 @@ class FileGuard:
             return None
 
 
-async def _in_thread(fn: Callable[..., bool], *args: Any) -> bool:
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     import anyio
 
     return await anyio.to_thread.run_sync(fn, *args)

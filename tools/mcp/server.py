@@ -18,7 +18,8 @@ own disk, not this server's.
 
 Every tool error a client sees is one line, `problem — fix`, worded for a tool caller (`_errors`):
 argument errors name the caller's own argument paths, not the SDK's pydantic text. The server offers
-tools, resources and prompts (`_prompts`), each with something in it; `_http` serves it over HTTP.
+tools, resources and prompts (`_prompts`), each with something in it; `_http` serves it over HTTP;
+`_outputs` holds the output schemas and strips server paths from what a client is sent.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
@@ -43,7 +44,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError, Unexpected
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, ImageContent, InputRequiredResult, Resource, TextContent
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rcmu_agent.assistant import Assistant
 from rcmu_agent.errors import NotFoundError, RcmuError
@@ -52,6 +53,7 @@ from rcmu_agent.tokens import load_tokens, user_for_token
 from rcmu_agent.tools._common import RcmuTool
 from rcmu_agent.tools.mcp._errors import argument_problems, for_tool_caller, unknown_tool, with_tool_fixes
 from rcmu_agent.tools.mcp._http import auth_settings
+from rcmu_agent.tools.mcp._outputs import OUTPUTS, without_paths
 from rcmu_agent.tools.mcp._prompts import add_prompts
 from rcmu_agent.tools.toolkit import TOOL_CLASSES
 
@@ -87,49 +89,6 @@ class _Arguments(FuncMetadata):
     def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
         parsed = super().pre_parse_json(data)
         return {k: v if isinstance(v, str) and _CITATION.fullmatch(v) else parsed[k] for k, v in data.items()}
-
-
-class _Output(BaseModel):
-    """The structured part of a tool's result: the LangChain tool's artifact (see its docs)."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class AnswerOutput(_Output):
-    """An answer with citations: `citations[i]` has `index`, `entity_id`, `name`, `box` (pixels)."""
-
-    answer: str
-    unanswerable: bool
-    citations: list[dict[str, Any]]
-    regions: list[dict[str, Any]]
-
-
-class EntityOutput(_Output):
-    entity: dict[str, Any]
-
-
-class PeopleOutput(_Output):
-    people: list[dict[str, Any]]
-
-
-class PhotosOutput(_Output):
-    """Photos found in the library, and for a `question` also the answer over them (`answer`,
-    `citations`, `photo_citations`: each `[n]` as `index`, `photo_id`, `file`, `box`, `name`).
-    `photos[i]` has `id`, `file` (the file name; server paths are never sent), `taken_at`, `place`,
-    `people`, and for a search `regions` and `matched_regions` (indices into `regions`)."""
-
-    photos: list[dict[str, Any]]
-
-
-OUTPUTS: dict[str, type[_Output]] = {
-    "ask_about_photo": AnswerOutput,
-    "describe_photo": AnswerOutput,
-    "recall": AnswerOutput,
-    "remember": EntityOutput,
-    "forget": EntityOutput,
-    "list_people": PeopleOutput,
-    "search_photos": PhotosOutput,
-}
 
 
 class TokenFileVerifier:
@@ -226,7 +185,7 @@ class _Bridge:
         if name in _DRAWN and artifact.get("photo"):
             drawn, mime = await asyncio.to_thread(self._drawn, artifact, user)
             content.append(ImageContent(type="image", data=drawn, mime_type=mime))
-        return CallToolResult(content=content, structured_content=_without_paths(artifact))
+        return CallToolResult(content=content, structured_content=without_paths(artifact))
 
     async def _load_model(self, progress: _Progress) -> None:
         """The model is loaded on first use (seconds to minutes for transformers); loading it here, as a
@@ -312,23 +271,6 @@ def _version() -> str:
         return version("rcmu-agent")
     except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
         return "0+unknown"
-
-
-def _without_paths(artifact: dict[str, Any]) -> dict[str, Any]:
-    """The artifact as a client may see it: no path on this server's disk (the answer's `photo` is a
-    vault id; library photos keep only their file name, as `file`)."""
-
-    def photo(item: Any) -> Any:
-        if not isinstance(item, dict):
-            return item
-        kept = {k: v for k, v in item.items() if k not in {"path", "paths"}}
-        return {**kept, "file": PurePath(str(item["path"])).name} if item.get("path") else kept
-
-    structured = dict(artifact)
-    for key in ("photos", "photo_citations"):
-        if isinstance(structured.get(key), list):
-            structured[key] = [photo(item) for item in structured[key]]
-    return structured
 
 
 class _RcmuServer(MCPServer[Any]):

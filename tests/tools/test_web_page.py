@@ -203,9 +203,12 @@ def test_question_shows_at_once_and_citations_work_by_keyboard(app: App, faces_d
     _clean(page, "Chat tab, after an answer")
     app.shot(page, "08-answer", full=True)
 
-    # keyboard only: Tab from the top of the page to the first citation, then through each
-    page.locator("body").focus()
+    # keyboard only: Tab from the top of the page to the first citation, then through each — once the
+    # boxes have arrived (the annotated photo renders after the answer's text; on a loaded machine, later)
     boxes = page.locator("#chat-boxes")
+    expect(boxes).to_contain_text("[2] Joe Biden", timeout=30_000)
+    expect(boxes.locator("img.mask")).to_have_count(2, timeout=30_000)
+    page.locator("body").focus()
     seen: list[str] = []
     for _ in range(120):
         page.keyboard.press("Tab")

@@ -54,8 +54,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from _services import chroma_server, fresh_database, postgres_server
-from bench_agent import node_runner
-from bench_import import generate
+from bench_import import generate, recall_on_scene
 from bench_library import build_folder
 
 DATA = Path(os.environ.get("RCMU_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -259,8 +258,6 @@ def fill(memory: Any, count: int, batch: int = 5000, seed: int = 1) -> float:
 
 def recall(deployment: Deployment, args: argparse.Namespace) -> list[Row]:
     from rcmu_agent import Assistant
-    from rcmu_agent._nodes import Nodes
-    from rcmu_agent.door import Inbound
 
     with deployment.pair("recall") as settings:
         steps: dict[str, Callable[[], Any]] = {}
@@ -269,17 +266,7 @@ def recall(deployment: Deployment, args: argparse.Namespace) -> list[Row]:
             assistant = Assistant(settings[mode])
             teach_presidents(assistant)
             rates[mode] = args.stored / fill(assistant.parts.memory, args.stored)
-            nodes = Nodes(assistant.parts, local_caller=True)
-            state: dict[str, Any] = {
-                "user": "default",
-                "question": "Is Joe Biden next to Barack Obama?",
-                "photo": assistant.parts.photos.ingest("default", Inbound(SCENE.read_bytes())),
-                "turn": {"regions": None},
-            }
-            state = node_runner(nodes, "detect", "default")(state)
-            step = node_runner(nodes, "recall", "default")
-            found = step(state)  # also the warm-up: the references are read once
-            assert sorted(e["name"] for e in found["entries"] if e["name"]) == ["Barack Obama", "Joe Biden"], found
+            step, state = recall_on_scene(assistant)
             steps[mode] = functools.partial(step, state)
         samples: dict[str, list[float]] = {mode: [] for mode in MODES}
         for i in range(args.recalls):
